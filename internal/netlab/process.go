@@ -1,0 +1,138 @@
+package netlab
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Process is a long-running command started in a namespace through a Lab.
+// It runs in its own process group; the lab stops the whole group on Close.
+type Process struct {
+	NS  *NS
+	Cmd *exec.Cmd
+
+	out *lockedBuffer // nil when the caller chose Stdout and Stderr
+
+	mu     sync.Mutex
+	exited bool // the leader has exited and is about to be reaped
+
+	done chan struct{}
+	err  error // from Cmd.Wait, valid once done is closed
+}
+
+// Start starts args in n, capturing its combined output (see Output). The
+// lab stops it on Close.
+func (n *NS) Start(args ...string) (*Process, error) {
+	return n.StartCmd(n.Command(args...))
+}
+
+// StartCmd starts cmd, which must come from n.Command, and tracks it like
+// Start. If cmd has neither Stdout nor Stderr set, output is captured.
+func (n *NS) StartCmd(cmd *exec.Cmd) (*Process, error) {
+	if len(cmd.Args) < 5 || cmd.Args[3] != n.Name {
+		return nil, fmt.Errorf("netlab: StartCmd in %s: command %q was not made by Command", n.Name, cmd.Args)
+	}
+	p := &Process{NS: n, Cmd: cmd, done: make(chan struct{})}
+	if cmd.Stdout == nil && cmd.Stderr == nil {
+		p.out = new(lockedBuffer)
+		cmd.Stdout, cmd.Stderr = p.out, p.out
+	}
+	setProcAttr(cmd)
+	// Output pipes can be held open by grandchildren; do not let Wait hang on them.
+	if cmd.WaitDelay == 0 {
+		cmd.WaitDelay = time.Second
+	}
+
+	l := n.lab
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, fmt.Errorf("netlab: start %q in %s: lab is closed", cmd.Args[4:], n.Name)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("netlab: start %q in %s: %w", cmd.Args[4:], n.Name, err)
+	}
+	l.procs = append(l.procs, p)
+	go p.wait()
+	return p, nil
+}
+
+// wait reaps the process. Until the leader is reaped its PID cannot be
+// reused, so signals to the group (-PID) reach only our processes; once it
+// has exited, whatever is left of its group is killed before reaping.
+func (p *Process) wait() {
+	pid := p.Cmd.Process.Pid
+	waitExited(pid) // on error, fall through: Cmd.Wait reports it
+	p.mu.Lock()
+	p.exited = true
+	killGroup(pid, syscall.SIGKILL)
+	p.mu.Unlock()
+	p.err = p.Cmd.Wait()
+	close(p.done)
+}
+
+// Pid returns the process ID, which is also its process group ID.
+func (p *Process) Pid() int { return p.Cmd.Process.Pid }
+
+// Done is closed when the process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Wait waits for the process to exit and returns its exit error. It may be
+// called any number of times, concurrently.
+func (p *Process) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Output returns the output captured so far, or "" if the caller chose
+// where output goes.
+func (p *Process) Output() string {
+	if p.out == nil {
+		return ""
+	}
+	return p.out.String()
+}
+
+// Stop sends SIGTERM to the process group, SIGKILL if the leader is still
+// running after grace, and waits for it to be reaped.
+func (p *Process) Stop(grace time.Duration) {
+	p.signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return
+	case <-t.C:
+	}
+	p.signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *Process) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.exited {
+		killGroup(p.Cmd.Process.Pid, sig)
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

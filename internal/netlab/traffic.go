@@ -1,0 +1,136 @@
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"time"
+)
+
+// trafficTimeout bounds TCPTransfer and Reach when ctx has no deadline.
+const trafficTimeout = 30 * time.Second
+
+// TCPTransfer sends n pseudo-random bytes over one TCP connection from a
+// client in from to a listener in to at addr ("ip:port"; port 0 picks a free
+// one) and returns an error unless exactly the bytes sent arrive (compared by
+// SHA-256). Connecting is retried until ctx ends, so a path that is still
+// coming up is waited for. Without a deadline in ctx it gives up after 30s.
+func TCPTransfer(ctx context.Context, from, to *NS, addr string, n int) error {
+	return transfer(ctx, "tcp transfer", from, to, addr, n)
+}
+
+// Reach returns nil once a TCP connection from from reaches a listener on ip
+// in to and carries a few bytes, retrying until ctx ends (30s without a
+// deadline). It needs no tools in the namespaces.
+func Reach(ctx context.Context, from, to *NS, ip string) error {
+	return transfer(ctx, "reach", from, to, net.JoinHostPort(ip, "0"), 64)
+}
+
+func transfer(ctx context.Context, op string, from, to *NS, addr string, n int) (err error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, trafficTimeout)
+		defer cancel()
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		if cerr := context.Cause(ctx); cerr != nil {
+			err = fmt.Errorf("%w (%w)", err, cerr)
+		}
+		err = fmt.Errorf("netlab: %s %s -> %s at %s: %w", op, from.Name, to.Name, addr, err)
+	}()
+
+	var ln net.Listener
+	err = to.Do(func() error {
+		var err error
+		ln, err = new(net.ListenConfig).Listen(ctx, "tcp", addr)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	defer context.AfterFunc(ctx, func() { ln.Close() })()
+	target := ln.Addr().String()
+
+	type received struct {
+		n   int64
+		sum []byte
+		err error
+	}
+	recv := make(chan received, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			recv <- received{err: fmt.Errorf("accept on %s: %w", target, err)}
+			return
+		}
+		defer c.Close()
+		defer context.AfterFunc(ctx, func() { c.Close() })()
+		h := sha256.New()
+		got, err := io.Copy(h, c)
+		recv <- received{n: got, sum: h.Sum(nil), err: err}
+	}()
+
+	c, err := dialUntil(ctx, from, target)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	defer context.AfterFunc(ctx, func() { c.Close() })()
+
+	var seed [32]byte
+	rand.Read(seed[:])
+	h := sha256.New()
+	sent, err := io.CopyN(io.MultiWriter(c, h), mrand.NewChaCha8(seed), int64(n))
+	if err != nil {
+		return fmt.Errorf("sent %d of %d bytes: %w", sent, n, err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return fmt.Errorf("close write after %d bytes: %w", sent, err)
+	}
+	r := <-recv // ctx ending closes both sockets, so this cannot block forever
+	switch {
+	case r.err != nil:
+		return fmt.Errorf("received %d of %d bytes: %w", r.n, n, r.err)
+	case r.n != int64(n):
+		return fmt.Errorf("received %d of %d bytes", r.n, n)
+	case !bytes.Equal(r.sum, h.Sum(nil)):
+		return fmt.Errorf("received %d bytes that differ from those sent: sha256 %x, sent %x", r.n, r.sum, h.Sum(nil))
+	}
+	return nil
+}
+
+// dialUntil connects from namespace from to target, retrying with capped
+// backoff until it succeeds or ctx ends.
+func dialUntil(ctx context.Context, from *NS, target string) (net.Conn, error) {
+	const attemptTimeout = 2 * time.Second // covers one SYN retransmission (1s)
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		var c net.Conn
+		err := from.Do(func() error {
+			d := net.Dialer{Timeout: attemptTimeout}
+			var err error
+			c, err = d.DialContext(ctx, "tcp", target)
+			return err
+		})
+		if err == nil {
+			return c, nil
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("gave up connecting after %d attempts: %w", attempt, err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
