@@ -1,0 +1,57 @@
+package overlay
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// MaxFrameSize bounds the frames the data plane handles: the largest inner
+// frame a VXLAN datagram can carry over IPv4 (65535 − 20 − 8 − 8) rounded up.
+// Buffers are this large because a kernel VXLAN peer on a veth underlay can
+// send one unsegmented datagram of up to 64 KB (see ../shared/DATAPATH-FACTS.md).
+const MaxFrameSize = 65536
+
+// ErrClosed is returned by devices and connections used after Close.
+var ErrClosed = errors.New("overlay: closed")
+
+// FrameDevice is the Ethernet side of the overlay: a TAP device, or an
+// in-memory fake in tests (package overlaytest).
+//
+// It is batch-shaped so that a device able to move several frames per system
+// call can do so; a device that cannot returns one frame per call and a
+// BatchSize of 1.
+type FrameDevice interface {
+	// Read reads up to len(bufs) frames. Frame i is written to
+	// bufs[i][offset:] and its length stored in sizes[i]. The offset leaves
+	// headroom in front of each frame, so that the VXLAN header can be
+	// written in place. Read blocks until at least one frame is read.
+	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
+
+	// Write writes bufs[i][offset:] as one frame each and returns how many
+	// were written.
+	Write(bufs [][]byte, offset int) (n int, err error)
+
+	// BatchSize is the largest number of frames Read returns at once.
+	BatchSize() int
+
+	// Close releases the device and unblocks pending reads.
+	Close() error
+}
+
+// PacketConn is the underlay side of the overlay: a UDP socket, or an
+// in-memory fake in tests. Like FrameDevice it is batch-shaped.
+type PacketConn interface {
+	// Read reads up to len(bufs) datagrams. Datagram i is written to
+	// bufs[i], its length stored in sizes[i] and its source in srcs[i].
+	// Read blocks until at least one datagram is read.
+	Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (n int, err error)
+
+	// Send sends each of bufs as one datagram to dst.
+	Send(bufs [][]byte, dst netip.AddrPort) error
+
+	// BatchSize is the largest number of datagrams Read returns at once.
+	BatchSize() int
+
+	// Close releases the socket and unblocks pending reads.
+	Close() error
+}

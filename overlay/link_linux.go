@@ -1,0 +1,145 @@
+//go:build linux
+
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ResolveUnderlay finds the underlay the way an operator would expect:
+// local, if given, must be an address of this host (and of iface, if that
+// is given too); otherwise the VTEP address is the first global address of
+// iface, or else of the interface of the default route. IPv4 is preferred.
+func ResolveUnderlay(iface string, local netip.Addr) (Underlay, error) {
+	var link netlink.Link
+	var err error
+	switch {
+	case iface != "":
+		if link, err = netlink.LinkByName(iface); err != nil {
+			return Underlay{}, fmt.Errorf("interface %q: %w", iface, ErrNoInterface)
+		}
+	case local.IsValid():
+		if link, err = linkWithAddr(local); err != nil {
+			return Underlay{}, err
+		}
+	default:
+		if link, err = defaultRouteLink(); err != nil {
+			return Underlay{}, err
+		}
+	}
+	u := Underlay{Iface: link.Attrs().Name, MTU: link.Attrs().MTU}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return Underlay{}, fmt.Errorf("listing addresses of %s: %w", u.Iface, err)
+	}
+	if local.IsValid() {
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == local.Unmap() {
+				u.Addr = local.Unmap()
+				return u, nil
+			}
+		}
+		return Underlay{}, fmt.Errorf("address %s is not on interface %s", local, u.Iface)
+	}
+	for _, want4 := range []bool{true, false} {
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok {
+				continue
+			}
+			ip = ip.Unmap()
+			if ip.Is4() == want4 && ip.IsGlobalUnicast() {
+				u.Addr = ip
+				return u, nil
+			}
+		}
+	}
+	return Underlay{}, fmt.Errorf("interface %s has no global unicast address", u.Iface)
+}
+
+func linkWithAddr(local netip.Addr) (netlink.Link, error) {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("listing addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == local.Unmap() {
+			return netlink.LinkByIndex(a.LinkIndex)
+		}
+	}
+	return nil, fmt.Errorf("address %s is not assigned to any interface of this host", local)
+}
+
+func defaultRouteLink() (netlink.Link, error) {
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := netlink.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, fmt.Errorf("listing routes: %w", err)
+		}
+		for _, r := range routes {
+			if (r.Dst == nil || isDefault(r.Dst.Mask)) && r.LinkIndex > 0 {
+				return netlink.LinkByIndex(r.LinkIndex)
+			}
+		}
+	}
+	return nil, errors.New("no default route: name the underlay with --iface or --local-ip")
+}
+
+func isDefault(mask []byte) bool {
+	for _, b := range mask {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// AttachTAP sets the TAP's MTU, attaches it to bridge (creating the bridge
+// if it does not exist) and brings both up. It returns the TAP's MAC.
+func AttachTAP(tap, bridge string, mtu int) (MAC, error) {
+	link, err := netlink.LinkByName(tap)
+	if err != nil {
+		return MAC{}, fmt.Errorf("TAP %s: %w", tap, err)
+	}
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		if !errors.As(err, new(netlink.LinkNotFoundError)) {
+			return MAC{}, fmt.Errorf("bridge %s: %w", bridge, err)
+		}
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridge}}); err != nil {
+			return MAC{}, fmt.Errorf("creating bridge %s: %w", bridge, err)
+		}
+		if br, err = netlink.LinkByName(bridge); err != nil {
+			return MAC{}, fmt.Errorf("bridge %s: %w", bridge, err)
+		}
+	} else if br.Type() != "bridge" {
+		return MAC{}, fmt.Errorf("%s exists and is a %s, not a bridge", bridge, br.Type())
+	}
+	if err := netlink.LinkSetMTU(link, mtu); err != nil {
+		return MAC{}, fmt.Errorf("setting MTU %d on %s: %w", mtu, tap, err)
+	}
+	if err := netlink.LinkSetMaster(link, br); err != nil {
+		return MAC{}, fmt.Errorf("attaching %s to bridge %s: %w", tap, bridge, err)
+	}
+	for _, l := range []netlink.Link{link, br} {
+		if err := netlink.LinkSetUp(l); err != nil {
+			return MAC{}, fmt.Errorf("bringing %s up: %w", l.Attrs().Name, err)
+		}
+	}
+	var mac MAC
+	if copy(mac[:], link.Attrs().HardwareAddr) != len(mac) {
+		return MAC{}, fmt.Errorf("TAP %s has no Ethernet address", tap)
+	}
+	return mac, nil
+}
+
+// InterfaceExists reports whether an interface called name exists.
+func InterfaceExists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
+}

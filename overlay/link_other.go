@@ -1,0 +1,21 @@
+//go:build !linux
+
+package overlay
+
+import (
+	"errors"
+	"net/netip"
+)
+
+var errNotLinux = errors.New("not supported on this OS: vxland needs Linux")
+
+// ResolveUnderlay is not supported on this OS.
+func ResolveUnderlay(iface string, local netip.Addr) (Underlay, error) {
+	return Underlay{}, errNotLinux
+}
+
+// AttachTAP is not supported on this OS.
+func AttachTAP(tap, bridge string, mtu int) (MAC, error) { return MAC{}, errNotLinux }
+
+// InterfaceExists is not supported on this OS.
+func InterfaceExists(name string) bool { return false }

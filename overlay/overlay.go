@@ -1,0 +1,380 @@
+// Package overlay moves Ethernet frames between a frame device (a TAP) and
+// the underlay (a UDP socket), adding and removing the VXLAN header.
+//
+// Frames read from the device go to the VTEP that owns the destination MAC,
+// or, for broadcast, multicast and unknown unicast, to every VTEP in the
+// VNI's flood list (head-end replication). Datagrams from the underlay are
+// validated, stripped and written to the device; every one that is not is
+// counted by reason.
+//
+// The per-packet path allocates nothing: each direction owns its buffers,
+// reads frames at an offset that leaves room for the VXLAN header in front,
+// and writes that header in place.
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vxland/vxland/encap"
+	"github.com/vxland/vxland/overlay/offload"
+)
+
+const ethHeaderLen = 14
+
+// Config is the data plane's configuration.
+type Config struct {
+	// VNI is the VXLAN Network Identifier of this overlay.
+	VNI uint32
+	// LocalMAC is the TAP device's own address. A received frame that
+	// claims it as its source is dropped: it is a loop or a spoof.
+	LocalMAC MAC
+	// MTU is the device's MTU. Received inner frames larger than MTU+14
+	// are cut into segments that fit when they are TCP, dropped otherwise.
+	MTU int
+	// Logger receives lifecycle events, never per-packet ones.
+	Logger *slog.Logger
+	// Local, when set, records the source MACs of frames read from the
+	// device and the IPv4 addresses they claim in ARP, for the control
+	// plane to publish.
+	Local *LocalTable
+	// Neighbors, when set, answers ARP requests for remote containers on
+	// this host instead of flooding them.
+	Neighbors *Neighbors
+}
+
+// Overlay is one VNI's data plane.
+type Overlay struct {
+	cfg      Config
+	dev      FrameDevice
+	conn     PacketConn
+	fdb      *FDB
+	counters Counters
+}
+
+// New returns a data plane between dev and conn that forwards by fdb.
+func New(cfg Config, dev FrameDevice, conn PacketConn, fdb *FDB) (*Overlay, error) {
+	if cfg.VNI > encap.MaxVNI {
+		return nil, fmt.Errorf("overlay: VNI %d does not fit in 24 bits", cfg.VNI)
+	}
+	if cfg.MTU < 68 || cfg.MTU > MaxFrameSize-ethHeaderLen {
+		return nil, fmt.Errorf("overlay: MTU %d out of range 68..%d", cfg.MTU, MaxFrameSize-ethHeaderLen)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Overlay{cfg: cfg, dev: dev, conn: conn, fdb: fdb}, nil
+}
+
+// FDB returns the forwarding database the overlay uses.
+func (o *Overlay) FDB() *FDB { return o.fdb }
+
+// Counters returns the overlay's live counters.
+func (o *Overlay) Counters() *Counters { return &o.counters }
+
+// Run forwards in both directions until ctx is done or the device or the
+// socket fails. Run owns dev and conn: it closes both before it returns,
+// and it returns only when every goroutine it started has ended.
+func (o *Overlay) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	fail := func(err error) {
+		if ctx.Err() == nil {
+			cancel(err)
+		}
+	}
+	wg.Go(func() {
+		e := o.newEncapsulator()
+		for {
+			if err := e.step(); err != nil {
+				fail(fmt.Errorf("reading from device: %w", err))
+				return
+			}
+		}
+	})
+	wg.Go(func() {
+		d := o.newDecapsulator()
+		for {
+			if err := d.step(); err != nil {
+				fail(fmt.Errorf("reading from underlay: %w", err))
+				return
+			}
+		}
+	})
+	wg.Go(func() { o.ageLoop(ctx) })
+
+	<-ctx.Done()
+	o.dev.Close()
+	o.conn.Close()
+	wg.Wait()
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func (o *Overlay) ageLoop(ctx context.Context) {
+	period := o.fdb.ageing / 10
+	if period <= 0 {
+		return
+	}
+	period = max(period, 100*time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n := o.fdb.Expire(); n > 0 {
+				o.cfg.Logger.Debug("fdb entries aged out", "count", n)
+			}
+		}
+	}
+}
+
+// encapsulator moves frames from the device to the underlay. It owns its
+// buffers; one runs per device reader.
+type encapsulator struct {
+	o     *Overlay
+	bufs  [][]byte
+	sizes []int
+	one   [][]byte
+}
+
+func (o *Overlay) newEncapsulator() *encapsulator {
+	n := o.dev.BatchSize()
+	e := &encapsulator{o: o, bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1)}
+	for i := range e.bufs {
+		e.bufs[i] = make([]byte, encap.HeaderLen+MaxFrameSize)
+	}
+	return e
+}
+
+// step reads one batch of frames from the device and sends each to its
+// VTEPs. Only a failing device read is an error; per-frame problems are
+// counted.
+func (e *encapsulator) step() error {
+	n, err := e.o.dev.Read(e.bufs, e.sizes, encap.HeaderLen)
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		e.forward(e.bufs[i][:encap.HeaderLen+e.sizes[i]])
+	}
+	return nil
+}
+
+// forward sends pkt, a frame with HeaderLen bytes of headroom in front.
+func (e *encapsulator) forward(pkt []byte) {
+	o := e.o
+	frame := pkt[encap.HeaderLen:]
+	if len(frame) < ethHeaderLen {
+		o.counters.Drop(DropTxShort)
+		return
+	}
+	dst, src := MAC(frame[0:6]), MAC(frame[6:12])
+	arp := arpIPv4(frame)
+	if o.cfg.Local != nil && !src.IsMulticast() && !src.IsZero() {
+		var ip netip.Addr
+		if arp != nil && arpSenderMAC(arp) == src {
+			if sip := arpSenderIP(arp); !sip.IsUnspecified() {
+				ip = sip
+			}
+		}
+		o.cfg.Local.observe(src, ip)
+	}
+	if arp != nil && arpOp(arp) == arpRequest && dst.IsMulticast() {
+		if o.cfg.Neighbors != nil {
+			if mac, ok := o.cfg.Neighbors.Lookup(arpTargetIP(arp)); ok {
+				e.answerARP(pkt, mac)
+				return
+			}
+		}
+		o.counters.ARPFlooded.Add(1)
+	}
+	// The VNI was range-checked in New, and pkt holds the headroom.
+	_ = encap.Encode(pkt, o.cfg.VNI)
+	if !dst.IsMulticast() {
+		if vtep, ok := o.fdb.Lookup(o.cfg.VNI, dst); ok {
+			e.send(pkt, vtep)
+			return
+		}
+	}
+	flood := o.fdb.Flood(o.cfg.VNI)
+	if len(flood) == 0 {
+		o.counters.Drop(DropNoDestination)
+		return
+	}
+	o.counters.TxFlooded.Add(1)
+	for _, vtep := range flood {
+		e.send(pkt, vtep)
+	}
+}
+
+// answerARP answers the ARP request in pkt from the neighbour table: the
+// reply goes back out of the device, and nothing crosses the underlay.
+func (e *encapsulator) answerARP(pkt []byte, mac MAC) {
+	answerARP(pkt[encap.HeaderLen:], mac)
+	e.one[0] = pkt
+	if _, err := e.o.dev.Write(e.one, encap.HeaderLen); err != nil {
+		e.o.counters.Drop(DropTapWrite)
+		return
+	}
+	e.o.counters.ARPAnswered.Add(1)
+}
+
+func (e *encapsulator) send(pkt []byte, vtep netip.AddrPort) {
+	e.one[0] = pkt
+	if err := e.o.conn.Send(e.one, vtep); err != nil {
+		e.o.counters.Drop(DropSendError)
+		return
+	}
+	e.o.counters.TxPackets.Add(1)
+	e.o.counters.TxBytes.Add(uint64(len(pkt) - encap.HeaderLen))
+}
+
+// decapsulator moves datagrams from the underlay to the device.
+type decapsulator struct {
+	o     *Overlay
+	bufs  [][]byte
+	sizes []int
+	srcs  []netip.AddrPort
+	one   [][]byte
+	// segs receive the segments of an oversized inner TCP frame.
+	segs     [][]byte
+	segSizes []int
+	segOut   [][]byte
+}
+
+func (o *Overlay) newDecapsulator() *decapsulator {
+	n := o.conn.BatchSize()
+	d := &decapsulator{
+		o:     o,
+		bufs:  make([][]byte, n),
+		sizes: make([]int, n),
+		srcs:  make([]netip.AddrPort, n),
+		one:   make([][]byte, 1),
+	}
+	for i := range d.bufs {
+		d.bufs[i] = make([]byte, MaxFrameSize+encap.HeaderLen)
+	}
+	// Enough segments for the largest frame at the smallest payload per
+	// segment this MTU allows (IPv4 and TCP headers of 60 bytes each).
+	perSeg := max(o.cfg.MTU-120, 8)
+	nsegs := MaxFrameSize/perSeg + 1
+	d.segs = make([][]byte, nsegs)
+	d.segSizes = make([]int, nsegs)
+	d.segOut = make([][]byte, nsegs)
+	for i := range d.segs {
+		d.segs[i] = make([]byte, o.cfg.MTU+ethHeaderLen)
+	}
+	return d
+}
+
+// step reads one batch of datagrams and delivers each that passes the
+// checks. Only a failing socket read is an error.
+func (d *decapsulator) step() error {
+	n, err := d.o.conn.Read(d.bufs, d.sizes, d.srcs)
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		d.receive(d.bufs[i][:d.sizes[i]], d.srcs[i].Addr())
+	}
+	return nil
+}
+
+// receive validates one VXLAN datagram from src and writes its inner frame
+// to the device. The checks run in the order of the RFC and of the Linux
+// driver: header, VNI, sender, then the inner frame.
+func (d *decapsulator) receive(pkt []byte, src netip.Addr) {
+	o := d.o
+	var h encap.Header
+	frame, err := encap.Decode(pkt, &h)
+	switch {
+	case err == nil:
+	case errors.Is(err, encap.ErrShort):
+		o.counters.Drop(DropShort)
+		return
+	case errors.Is(err, encap.ErrNoIFlag):
+		o.counters.Drop(DropNoIFlag)
+		return
+	default:
+		o.counters.Drop(DropReservedBits)
+		return
+	}
+	if h.VNI != o.cfg.VNI {
+		o.counters.Drop(DropVNI)
+		return
+	}
+	if !o.fdb.IsKnownVTEP(src) {
+		o.counters.Drop(DropUnknownVTEP)
+		return
+	}
+	if len(frame) < ethHeaderLen {
+		o.counters.Drop(DropInnerShort)
+		return
+	}
+	srcMAC := MAC(frame[6:12])
+	switch {
+	case srcMAC == o.cfg.LocalMAC:
+		o.counters.Drop(DropOwnMAC)
+		return
+	case srcMAC.IsMulticast():
+		o.counters.Drop(DropMulticastSource)
+		return
+	case srcMAC.IsZero():
+		o.counters.Drop(DropZeroSource)
+		return
+	}
+	switch offload.FixChecksum(frame) {
+	case offload.ChecksumBad:
+		o.counters.Drop(DropInnerChecksum)
+		return
+	case offload.ChecksumCompleted:
+		o.counters.RxChecksumCompleted.Add(1)
+	}
+	o.fdb.Learn(o.cfg.VNI, srcMAC, src)
+
+	if len(frame) > o.cfg.MTU+ethHeaderLen {
+		d.writeSegmented(frame)
+		return
+	}
+	d.one[0] = pkt
+	if _, err := o.dev.Write(d.one, encap.HeaderLen); err != nil {
+		o.counters.Drop(DropTapWrite)
+		return
+	}
+	o.counters.RxPackets.Add(1)
+	o.counters.RxBytes.Add(uint64(len(frame)))
+}
+
+// writeSegmented cuts an inner TCP frame larger than the MTU into segments
+// that fit. A kernel VXLAN peer on a veth underlay sends such frames: the
+// tunnel GSO packet crosses the veth unsegmented.
+func (d *decapsulator) writeSegmented(frame []byte) {
+	o := d.o
+	n, err := offload.SegmentTCP(frame, o.cfg.MTU, d.segs, d.segSizes, 0)
+	if err != nil {
+		o.counters.Drop(DropOversize)
+		return
+	}
+	for i := range n {
+		d.segOut[i] = d.segs[i][:d.segSizes[i]]
+	}
+	written, err := o.dev.Write(d.segOut[:n], 0)
+	for i := range written {
+		o.counters.RxBytes.Add(uint64(d.segSizes[i]))
+	}
+	o.counters.RxPackets.Add(uint64(written))
+	o.counters.RxSegmented.Add(1)
+	if err != nil {
+		o.counters.Drop(DropTapWrite)
+	}
+}

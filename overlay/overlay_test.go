@@ -1,0 +1,262 @@
+package overlay_test
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/vxland/vxland/encap"
+	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/overlaytest"
+)
+
+const testVNI = 42
+
+var (
+	localMAC = overlay.MAC{0x02, 0xaa, 0, 0, 0, 1}
+	macA     = overlay.MAC{0x02, 0xaa, 0, 0, 0, 0xa}
+	macB     = overlay.MAC{0x02, 0xaa, 0, 0, 0, 0xb}
+	peer1    = netip.MustParseAddr("198.51.100.1")
+	peer2    = netip.MustParseAddr("198.51.100.2")
+	stranger = netip.MustParseAddr("198.51.100.66")
+)
+
+type rig struct {
+	ov    *overlay.Overlay
+	dev   *overlaytest.Device
+	conn  *overlaytest.Conn
+	fdb   *overlay.FDB
+	encap func() error
+	decap func() error
+}
+
+func newRig(t testing.TB) *rig {
+	t.Helper()
+	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: overlay.NewFDB(4789, time.Minute)}
+	r.fdb.AddFlood(testVNI, peer1)
+	r.fdb.AddFlood(testVNI, peer2)
+	var err error
+	r.ov, err = overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450}, r.dev, r.conn, r.fdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.encap, r.decap = r.ov.EncapStepper(), r.ov.DecapStepper()
+	return r
+}
+
+// udpFrame builds an Ethernet/IPv4/UDP frame with a correct checksum.
+func udpFrame(t testing.TB, src, dst overlay.MAC, payload int) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(dst[:]), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
+		SrcIP: net.IPv4(10, 0, 0, 1), DstIP: net.IPv4(10, 0, 0, 2)}
+	udp := &layers.UDP{SrcPort: 1000, DstPort: 2000}
+	udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, udp, gopacket.Payload(bytes.Repeat([]byte{0x5a}, payload)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func vxlanPacket(vni uint32, frame []byte) []byte {
+	pkt := make([]byte, encap.HeaderLen+len(frame))
+	if err := encap.Encode(pkt, vni); err != nil {
+		panic(err)
+	}
+	copy(pkt[encap.HeaderLen:], frame)
+	return pkt
+}
+
+func TestEncapKnownUnicastGoesToItsVTEP(t *testing.T) {
+	r := newRig(t)
+	r.fdb.Set(testVNI, macB, peer2, overlay.OriginStatic)
+	frame := udpFrame(t, macA, macB, 100)
+	r.dev.Inject(frame)
+	if err := r.encap(); err != nil {
+		t.Fatal(err)
+	}
+	sent := r.conn.Sent()
+	if len(sent) != 1 || sent[0].Addr != netip.AddrPortFrom(peer2, 4789) {
+		t.Fatalf("sent %d datagrams to %v, want 1 to %v", len(sent), sent, peer2)
+	}
+	var h encap.Header
+	inner, err := encap.Decode(sent[0].Data, &h)
+	if err != nil || h.VNI != testVNI || !bytes.Equal(inner, frame) {
+		t.Fatalf("datagram decodes to VNI %d, err %v, inner equal %v", h.VNI, err, bytes.Equal(inner, frame))
+	}
+	if s := r.ov.Counters().Snapshot(); s.TxPackets != 1 || s.TxBytes != uint64(len(frame)) || s.TxFlooded != 0 {
+		t.Fatalf("counters %+v", s)
+	}
+}
+
+func TestEncapFloodsBroadcastAndUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dst  overlay.MAC
+	}{
+		{"broadcast", overlay.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
+		{"multicast", overlay.MAC{0x01, 0x00, 0x5e, 0, 0, 1}},
+		{"unknown unicast", macB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			r.dev.Inject(udpFrame(t, macA, tc.dst, 10))
+			if err := r.encap(); err != nil {
+				t.Fatal(err)
+			}
+			sent := r.conn.Sent()
+			if len(sent) != 2 || sent[0].Addr.Addr() != peer1 || sent[1].Addr.Addr() != peer2 {
+				t.Fatalf("sent to %v, want one copy to each of %v and %v", sent, peer1, peer2)
+			}
+			if r.ov.Counters().TxFlooded.Load() != 1 {
+				t.Fatal("flooded frame not counted")
+			}
+		})
+	}
+}
+
+func TestEncapDrops(t *testing.T) {
+	r := newRig(t)
+	r.dev.Inject(make([]byte, 13))
+	r.fdb.RemoveFlood(testVNI, peer1)
+	r.fdb.RemoveFlood(testVNI, peer2)
+	r.dev.Inject(udpFrame(t, macA, macB, 10))
+	for range 2 {
+		if err := r.encap(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := r.ov.Counters()
+	if c.Dropped(overlay.DropTxShort) != 1 || c.Dropped(overlay.DropNoDestination) != 1 || len(r.conn.Sent()) != 0 {
+		t.Fatalf("tx_short %d, no_destination %d, sent %d; want 1, 1, 0",
+			c.Dropped(overlay.DropTxShort), c.Dropped(overlay.DropNoDestination), len(r.conn.Sent()))
+	}
+}
+
+func TestDecapDeliversAndLearns(t *testing.T) {
+	r := newRig(t)
+	frame := udpFrame(t, macB, macA, 100)
+	r.conn.Inject(vxlanPacket(testVNI, frame), netip.AddrPortFrom(peer2, 50000))
+	if err := r.decap(); err != nil {
+		t.Fatal(err)
+	}
+	w := r.dev.Written()
+	if len(w) != 1 || !bytes.Equal(w[0], frame) {
+		t.Fatalf("device got %d frames, want the inner frame", len(w))
+	}
+	// Learned with the VTEP's address and the tunnel port, not the
+	// sender's (hashed) source port.
+	if got, ok := r.fdb.Lookup(testVNI, macB); !ok || got != netip.AddrPortFrom(peer2, 4789) {
+		t.Fatalf("learned %v, %v; want %v:4789", got, ok, peer2)
+	}
+	if s := r.ov.Counters().Snapshot(); s.RxPackets != 1 || s.RxBytes != uint64(len(frame)) {
+		t.Fatalf("counters %+v", s)
+	}
+}
+
+func TestDecapDropsByReason(t *testing.T) {
+	good := udpFrame(t, macB, macA, 20)
+	badSum := bytes.Clone(good)
+	badSum[len(badSum)-1] ^= 0xff
+	withSrc := func(src overlay.MAC) []byte {
+		f := bytes.Clone(good)
+		copy(f[6:12], src[:])
+		return f
+	}
+	noI := vxlanPacket(testVNI, good)
+	noI[0] = 0
+	reserved := vxlanPacket(testVNI, good)
+	reserved[7] = 1
+	from1 := netip.AddrPortFrom(peer1, 40000)
+	for _, tc := range []struct {
+		name   string
+		pkt    []byte
+		src    netip.AddrPort
+		reason overlay.DropReason
+	}{
+		{"short", []byte{8, 0, 0}, from1, overlay.DropShort},
+		{"I flag clear", noI, from1, overlay.DropNoIFlag},
+		{"reserved bits", reserved, from1, overlay.DropReservedBits},
+		{"wrong VNI", vxlanPacket(testVNI+1, good), from1, overlay.DropVNI},
+		{"non-peer", vxlanPacket(testVNI, good), netip.AddrPortFrom(stranger, 4789), overlay.DropUnknownVTEP},
+		{"inner short", vxlanPacket(testVNI, good[:13]), from1, overlay.DropInnerShort},
+		{"own MAC", vxlanPacket(testVNI, withSrc(localMAC)), from1, overlay.DropOwnMAC},
+		{"multicast source", vxlanPacket(testVNI, withSrc(overlay.MAC{1, 0, 0x5e, 0, 0, 1})), from1, overlay.DropMulticastSource},
+		{"zero source", vxlanPacket(testVNI, withSrc(overlay.MAC{})), from1, overlay.DropZeroSource},
+		{"bad inner checksum", vxlanPacket(testVNI, badSum), from1, overlay.DropInnerChecksum},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			r.conn.Inject(tc.pkt, tc.src)
+			if err := r.decap(); err != nil {
+				t.Fatal(err)
+			}
+			for _, reason := range overlay.DropReasons() {
+				want := uint64(0)
+				if reason == tc.reason {
+					want = 1
+				}
+				if got := r.ov.Counters().Dropped(reason); got != want {
+					t.Errorf("drops[%s] = %d, want %d", reason, got, want)
+				}
+			}
+			if n := r.dev.WriteCount(); n != 0 {
+				t.Errorf("%d frames reached the device", n)
+			}
+			if len(r.fdb.Entries()) != 0 {
+				t.Errorf("a dropped packet taught the FDB: %v", r.fdb.Entries())
+			}
+		})
+	}
+}
+
+func TestForwardStepNoAllocs(t *testing.T) {
+	r := newRig(t)
+	r.fdb.Set(testVNI, macB, peer2, overlay.OriginStatic)
+	r.dev.Repeat(udpFrame(t, macA, macB, 1400))
+	r.conn.Repeat(vxlanPacket(testVNI, udpFrame(t, macB, macA, 1400)), netip.AddrPortFrom(peer2, 50000))
+	for name, step := range map[string]func() error{"encap": r.encap, "decap": r.decap} {
+		if n := testing.AllocsPerRun(1000, func() {
+			if err := step(); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%s step: %v allocs per run, want 0", name, n)
+		}
+	}
+}
+
+func BenchmarkEncapStep(b *testing.B) {
+	r := newRig(b)
+	r.fdb.Set(testVNI, macB, peer2, overlay.OriginStatic)
+	frame := udpFrame(b, macA, macB, 1400)
+	r.dev.Repeat(frame)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		if err := r.encap(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecapStep(b *testing.B) {
+	r := newRig(b)
+	frame := udpFrame(b, macB, macA, 1400)
+	r.conn.Repeat(vxlanPacket(testVNI, frame), netip.AddrPortFrom(peer2, 50000))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		if err := r.decap(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
