@@ -1,0 +1,125 @@
+// Package control serves a running vxland's state as JSON over HTTP on a
+// Unix socket, and reads it back. The socket lives in the file system, so a
+// tool in any network namespace of the host can read a daemon that runs in
+// another one.
+//
+// Endpoints: GET /stats (counters, overlay.Stats), GET /fdb (FDB entries and
+// flood lists, FDBState).
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vxland/vxland/overlay"
+)
+
+// FDBState is the body of GET /fdb.
+type FDBState struct {
+	Entries []overlay.FDBEntry `json:"entries"`
+	Flood   []overlay.FDBFlood `json:"flood"`
+}
+
+// Source is what the server reports on.
+type Source interface {
+	Counters() *overlay.Counters
+	FDB() *overlay.FDB
+}
+
+// Listen opens the control socket at path. A socket file left behind by a
+// daemon that is gone is replaced; one that a live daemon answers on is not.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s is in use by another process", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// Handler returns the HTTP handler that reports on src.
+func Handler(src Source) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, src.Counters().Snapshot())
+	})
+	mux.HandleFunc("GET /fdb", func(w http.ResponseWriter, r *http.Request) {
+		f := src.FDB()
+		writeJSON(w, FDBState{Entries: f.Entries(), Flood: f.Floods()})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Serve serves h on ln until ctx is done, then closes ln and removes the
+// socket file.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	err := srv.Serve(ln)
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Get fetches endpoint (e.g. "/stats") from the daemon at the socket path
+// and decodes the JSON answer into v.
+func Get(ctx context.Context, path, endpoint string, v any) error {
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://vxland"+endpoint, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("control socket %s: GET %s: %s: %s", path, endpoint, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
