@@ -52,9 +52,9 @@ func (t *LocalTable) wake() {
 	}
 }
 
-// observe records a frame from mac, claiming ip when ip is valid. It
+// Observe records a frame from mac, claiming ip when ip is valid. It
 // allocates only when the MAC or the address is new.
-func (t *LocalTable) observe(mac MAC, ip netip.Addr) {
+func (t *LocalTable) Observe(mac MAC, ip netip.Addr) {
 	now := t.now()
 	t.mu.RLock()
 	e, ok := t.macs[mac]

@@ -187,7 +187,7 @@ func (e *encapsulator) forward(pkt []byte) {
 				ip = sip
 			}
 		}
-		o.cfg.Local.observe(src, ip)
+		o.cfg.Local.Observe(src, ip)
 	}
 	if arp != nil && arpOp(arp) == arpRequest && dst.IsMulticast() {
 		if o.cfg.Neighbors != nil {

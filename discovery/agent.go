@@ -1,0 +1,487 @@
+// Package discovery is vxland's control plane: hosts find each other and
+// learn where every MAC lives through etcd.
+//
+// Each host registers itself as a member of its VNI and publishes the MACs
+// of its own containers (with the IPv4 addresses they claim in ARP), all on
+// one etcd lease that it keeps alive. A host that dies stops renewing its
+// lease, etcd deletes its keys, and the others forget it by themselves.
+// Each host watches the VNI's keys and applies them to its data plane: FDB
+// entries, the flood list, the receive allowlist and the ARP neighbour
+// table.
+//
+// Design notes:
+//   - The data plane never waits for etcd. Local MACs are collected by the
+//     data path in an overlay.LocalTable, which wakes the publisher through
+//     a one-slot channel; the publisher writes whatever changed since its
+//     last successful write, so bursts coalesce and the work is bounded by
+//     the number of MACs, not packets. While etcd is away the publisher
+//     keeps trying and forwarding goes on with what the FDB holds.
+//   - When the lease is lost (expired, etcd restarted or unreachable too
+//     long) a new lease is granted and everything this host owns is
+//     re-published in one transaction.
+//   - The watch resumes from the revision it has seen; when etcd has
+//     compacted that revision, the watcher re-lists and reconciles, so no
+//     change is ever skipped silently. Applying a record twice changes
+//     nothing.
+//   - A MAC has one owner: its key names the MAC, the value the VTEP. A
+//     container that moves is claimed by its new host with a plain put;
+//     the old host sees the change, forgets the MAC, and deletes a key
+//     only if it still holds the value it wrote itself.
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vxland/vxland/overlay"
+)
+
+// Config configures an Agent.
+type Config struct {
+	Client   *clientv3.Client
+	Prefix   string // default /vxland
+	VNI      uint32
+	Self     netip.Addr // this host's VTEP address
+	Port     uint16     // the VXLAN UDP port every member must use
+	Hostname string
+	// LeaseTTL is the lifetime of this host's keys without keep-alives.
+	LeaseTTL time.Duration
+	// Ageing is how long a local MAC stays published without traffic.
+	Ageing time.Duration
+
+	FDB       *overlay.FDB
+	Local     *overlay.LocalTable
+	Neighbors *overlay.Neighbors
+	Logger    *slog.Logger
+}
+
+// DefaultPrefix is the default etcd key prefix.
+const DefaultPrefix = "/vxland"
+
+// maxBackoff caps the wait between retries of any etcd operation.
+const maxBackoff = 5 * time.Second
+
+// Agent runs the control plane of one host and VNI.
+type Agent struct {
+	cfg  Config
+	keys Keys
+	log  *slog.Logger
+
+	mu sync.Mutex
+	// view is the last valid record of every key under the VNI prefix.
+	view map[string]record
+	// published is what this host has written for its own MACs, by MAC.
+	published map[overlay.MAC][]byte
+	// badLogged remembers the malformed values already logged, by key and
+	// revision, so that each is logged once.
+	badLogged map[string]int64
+	// rev is the revision the view reflects.
+	rev int64
+	// synced is closed after the first full list has been applied.
+	synced chan struct{}
+}
+
+// New returns an agent; Run starts it.
+func New(cfg Config) *Agent {
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{
+		cfg:       cfg,
+		keys:      NewKeys(cfg.Prefix, cfg.VNI),
+		log:       cfg.Logger.With("component", "discovery"),
+		view:      make(map[string]record),
+		published: make(map[overlay.MAC][]byte),
+		badLogged: make(map[string]int64),
+		synced:    make(chan struct{}),
+	}
+}
+
+// Synced is closed once the agent has applied a full list of etcd.
+func (a *Agent) Synced() <-chan struct{} { return a.synced }
+
+// Revision returns the etcd revision the agent's view reflects.
+func (a *Agent) Revision() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rev
+}
+
+// Run registers this host, publishes its MACs and follows the other hosts
+// until ctx is done. On return it revokes its lease (best effort), so the
+// others forget this host at once rather than after the TTL.
+func (a *Agent) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { a.watchLoop(ctx) })
+	wg.Go(func() { a.registerLoop(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// backoff waits before retry n (0-based): 100ms doubling to maxBackoff.
+func backoff(ctx context.Context, n int) bool {
+	d := min(100*time.Millisecond<<min(n, 10), maxBackoff)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// ---- registration and publication ----
+
+func (a *Agent) registerLoop(ctx context.Context) {
+	started := time.Now().UTC().Truncate(time.Second)
+	for attempt := 0; ctx.Err() == nil; {
+		lease, err := a.register(ctx, started)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("etcd registration failed; retrying", "err", err, "attempt", attempt+1)
+			}
+			if !backoff(ctx, attempt) {
+				return
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		a.log.Info("registered in etcd", "key", a.keys.Member(a.cfg.Self), "lease", fmt.Sprintf("%x", lease), "ttl", a.cfg.LeaseTTL)
+		a.keepPublished(ctx, lease)
+		if ctx.Err() != nil {
+			revoke, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_, _ = a.cfg.Client.Revoke(revoke, lease)
+			cancel()
+			return
+		}
+		a.log.Warn("etcd lease lost; registering again", "lease", fmt.Sprintf("%x", lease))
+	}
+}
+
+// register grants a lease and writes this host's member key and every MAC
+// it owns on it, in one transaction.
+func (a *Agent) register(ctx context.Context, started time.Time) (clientv3.LeaseID, error) {
+	ttl := int64(max(a.cfg.LeaseTTL.Round(time.Second)/time.Second, 1))
+	opCtx, cancel := context.WithTimeout(ctx, a.cfg.LeaseTTL)
+	defer cancel()
+	g, err := a.cfg.Client.Grant(opCtx, ttl)
+	if err != nil {
+		return 0, fmt.Errorf("granting lease: %w", err)
+	}
+	member, _ := json.Marshal(Member{Version: SchemaVersion, Addr: a.cfg.Self, Port: a.cfg.Port, Hostname: a.cfg.Hostname, Started: started})
+	ops := []clientv3.Op{clientv3.OpPut(a.keys.Member(a.cfg.Self), string(member), clientv3.WithLease(g.ID))}
+	a.mu.Lock()
+	for mac, v := range a.published {
+		ops = append(ops, clientv3.OpPut(a.keys.MAC(mac), string(v), clientv3.WithLease(g.ID)))
+	}
+	a.mu.Unlock()
+	if _, err := a.cfg.Client.Txn(opCtx).Then(ops...).Commit(); err != nil {
+		_, _ = a.cfg.Client.Revoke(context.WithoutCancel(opCtx), g.ID)
+		return 0, fmt.Errorf("publishing %d keys: %w", len(ops), err)
+	}
+	return g.ID, nil
+}
+
+// keepPublished keeps the lease alive and publishes local changes until
+// the lease is lost or ctx is done.
+func (a *Agent) keepPublished(ctx context.Context, lease clientv3.LeaseID) {
+	kaCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ka, err := a.cfg.Client.KeepAlive(kaCtx, lease)
+	if err != nil {
+		return
+	}
+	// Ageing is checked often enough to withdraw a MAC within a tenth of
+	// the ageing time of its expiry, and pending writes are retried.
+	tick := time.NewTicker(max(min(a.cfg.Ageing/10, time.Second), 100*time.Millisecond))
+	defer tick.Stop()
+	var changed <-chan struct{}
+	if a.cfg.Local != nil {
+		changed = a.cfg.Local.Changed()
+	}
+	a.syncLocal(ctx, lease)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-ka:
+			if !ok {
+				return
+			}
+		case <-changed:
+			a.syncLocal(ctx, lease)
+		case <-tick.C:
+			a.syncLocal(ctx, lease)
+		}
+	}
+}
+
+// syncLocal makes etcd hold exactly the local MACs: new and changed ones
+// are put on the lease, aged ones are deleted if they are still ours.
+// A failed write is retried on the next call.
+func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
+	if a.cfg.Local == nil {
+		return
+	}
+	if a.cfg.Ageing > 0 {
+		a.cfg.Local.Expire(a.cfg.Ageing)
+	}
+	want := make(map[overlay.MAC][]byte)
+	for _, e := range a.cfg.Local.Snapshot() {
+		ips := slices.Clone(e.IPs)
+		slices.SortFunc(ips, netip.Addr.Compare)
+		v, _ := json.Marshal(MACRecord{Version: SchemaVersion, MAC: e.MAC.String(), VTEP: a.cfg.Self, IPs: ips})
+		want[e.MAC] = v
+	}
+	a.mu.Lock()
+	var puts, dels []overlay.MAC
+	for mac, v := range want {
+		if old, ok := a.published[mac]; !ok || string(old) != string(v) {
+			puts = append(puts, mac)
+		}
+	}
+	for mac := range a.published {
+		if _, ok := want[mac]; !ok {
+			dels = append(dels, mac)
+		}
+	}
+	old := make(map[overlay.MAC][]byte, len(dels))
+	for _, mac := range dels {
+		old[mac] = a.published[mac]
+	}
+	a.mu.Unlock()
+
+	opCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, mac := range puts {
+		if _, err := a.cfg.Client.Put(opCtx, a.keys.MAC(mac), string(want[mac]), clientv3.WithLease(lease)); err != nil {
+			a.log.Debug("publishing MAC failed; will retry", "mac", mac, "err", err)
+			return
+		}
+		a.mu.Lock()
+		a.published[mac] = want[mac]
+		a.mu.Unlock()
+		a.log.Debug("published local MAC", "mac", mac, "value", string(want[mac]))
+	}
+	for _, mac := range dels {
+		key := a.keys.MAC(mac)
+		// Delete only what we wrote: the MAC may have moved to another
+		// host, whose claim must survive our withdrawal.
+		_, err := a.cfg.Client.Txn(opCtx).
+			If(clientv3.Compare(clientv3.Value(key), "=", string(old[mac]))).
+			Then(clientv3.OpDelete(key)).Commit()
+		if err != nil {
+			a.log.Debug("withdrawing MAC failed; will retry", "mac", mac, "err", err)
+			return
+		}
+		a.mu.Lock()
+		delete(a.published, mac)
+		a.mu.Unlock()
+		a.log.Debug("withdrew local MAC", "mac", mac)
+	}
+}
+
+// ---- watching and applying ----
+
+func (a *Agent) watchLoop(ctx context.Context) {
+	resync := true
+	for attempt := 0; ctx.Err() == nil; {
+		if resync {
+			if err := a.relist(ctx); err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn("listing etcd failed; retrying", "prefix", a.keys.Prefix(), "err", err)
+				}
+				if !backoff(ctx, attempt) {
+					return
+				}
+				attempt++
+				continue
+			}
+			resync = false
+		}
+		var err error
+		resync, err = a.watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if resync {
+			a.log.Warn("etcd compacted past our revision; re-listing", "revision", a.Revision())
+			attempt = 0
+			continue
+		}
+		a.log.Debug("etcd watch ended; resuming", "revision", a.Revision(), "err", err)
+		if !backoff(ctx, attempt) {
+			return
+		}
+		attempt++
+	}
+}
+
+// relist reads every key of the VNI and reconciles the view with it.
+func (a *Agent) relist(ctx context.Context) error {
+	opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := a.cfg.Client.Get(opCtx, a.keys.Prefix(), clientv3.WithPrefix())
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	seen := make(map[string]bool, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		seen[string(kv.Key)] = true
+		a.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
+	}
+	for key := range a.view {
+		if !seen[key] {
+			a.deleteLocked(key)
+		}
+	}
+	a.rev = resp.Header.Revision
+	select {
+	case <-a.synced:
+	default:
+		close(a.synced)
+	}
+	return nil
+}
+
+// watch follows changes from the view's revision until the watch ends. It
+// reports whether the revision was compacted, which needs a re-list.
+func (a *Agent) watch(ctx context.Context) (compacted bool, err error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := a.cfg.Client.Watch(wctx, a.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(a.Revision()+1))
+	for wr := range wch {
+		if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
+			return true, wr.Err()
+		}
+		if err := wr.Err(); err != nil {
+			return false, err
+		}
+		a.mu.Lock()
+		for _, ev := range wr.Events {
+			switch ev.Type {
+			case mvccpb.PUT:
+				a.putLocked(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
+			case mvccpb.DELETE:
+				a.deleteLocked(string(ev.Kv.Key))
+			}
+		}
+		if wr.Header.Revision > a.rev {
+			a.rev = wr.Header.Revision
+		}
+		a.mu.Unlock()
+	}
+	return false, ctx.Err()
+}
+
+// putLocked applies one key's value. A malformed value is logged once and
+// treated as absent.
+func (a *Agent) putLocked(key string, value []byte, modRev int64) {
+	r, err := a.keys.parse(key, value)
+	if err == nil && r.member != nil && r.member.Port != a.cfg.Port && r.member.Addr != a.cfg.Self {
+		err = fmt.Errorf("%w: member uses port %d, this host %d", errBadRecord, r.member.Port, a.cfg.Port)
+	}
+	if err != nil {
+		if a.badLogged[key] != modRev {
+			a.badLogged[key] = modRev
+			a.log.Warn("skipping malformed etcd value", "key", key, "revision", modRev, "err", err)
+		}
+		a.deleteLocked(key)
+		return
+	}
+	delete(a.badLogged, key)
+	if old, ok := a.view[key]; ok && old.mac != nil {
+		if old.mac.VTEP != r.mac.VTEP {
+			a.unapplyLocked(old) // the MAC moved: drop the old place first
+		} else if a.cfg.Neighbors != nil && old.mac.VTEP != a.cfg.Self {
+			for _, ip := range old.mac.IPs {
+				if !slices.Contains(r.mac.IPs, ip) {
+					a.cfg.Neighbors.Delete(ip, r.macKey)
+				}
+			}
+		}
+	}
+	a.view[key] = r
+	a.applyLocked(r)
+}
+
+func (a *Agent) deleteLocked(key string) {
+	old, ok := a.view[key]
+	if !ok {
+		return
+	}
+	delete(a.view, key)
+	a.unapplyLocked(old)
+}
+
+// applyLocked makes the data plane reflect r. It is idempotent.
+func (a *Agent) applyLocked(r record) {
+	vni := a.cfg.VNI
+	switch {
+	case r.member != nil:
+		if r.member.Addr != a.cfg.Self {
+			if a.cfg.FDB.AddFlood(vni, r.member.Addr) {
+				a.log.Info("VTEP joined", "vtep", r.member.Addr, "hostname", r.member.Hostname)
+			}
+		}
+	case r.mac != nil:
+		mac := r.macKey
+		if r.mac.VTEP == a.cfg.Self {
+			// Ours: never forward it to the underlay.
+			a.cfg.FDB.Delete(vni, mac, overlay.OriginRemote)
+			return
+		}
+		if _, mine := a.published[mac]; mine {
+			// Another host claims a MAC we published: it moved there.
+			delete(a.published, mac)
+			if a.cfg.Local != nil {
+				a.cfg.Local.Forget(mac)
+			}
+			a.log.Info("local MAC moved to another VTEP", "mac", mac, "vtep", r.mac.VTEP)
+		}
+		a.cfg.FDB.Set(vni, mac, r.mac.VTEP, overlay.OriginRemote)
+		if a.cfg.Neighbors != nil {
+			for _, ip := range r.mac.IPs {
+				a.cfg.Neighbors.Set(ip, mac)
+			}
+		}
+	}
+}
+
+// unapplyLocked removes what applyLocked(r) installed.
+func (a *Agent) unapplyLocked(r record) {
+	switch {
+	case r.member != nil:
+		if r.member.Addr != a.cfg.Self && a.cfg.FDB.RemoveFlood(a.cfg.VNI, r.member.Addr) {
+			a.log.Info("VTEP left", "vtep", r.member.Addr)
+		}
+	case r.mac != nil:
+		if r.mac.VTEP == a.cfg.Self {
+			return
+		}
+		a.cfg.FDB.Delete(a.cfg.VNI, r.macKey, overlay.OriginRemote)
+		if a.cfg.Neighbors != nil {
+			for _, ip := range r.mac.IPs {
+				a.cfg.Neighbors.Delete(ip, r.macKey)
+			}
+		}
+	}
+}

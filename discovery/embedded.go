@@ -1,0 +1,92 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Embedded is an etcd server running inside this process: a single
+// member cluster for one machine or a small lab, with nothing else to
+// install. It is the real etcd, not a fake.
+type Embedded struct {
+	etcd      *embed.Etcd
+	endpoints []string
+}
+
+// EmbeddedConfig configures StartEmbedded.
+type EmbeddedConfig struct {
+	// Dir stores the data; a server restarted on the same Dir keeps it.
+	Dir string
+	// Listen is the client address, host:port.
+	Listen string
+	// PeerListen is the (unused, single-member) peer address; default:
+	// Listen's host with Listen's port + 1.
+	PeerListen string
+}
+
+// StartEmbedded starts an etcd server and waits until it serves clients.
+func StartEmbedded(ctx context.Context, c EmbeddedConfig) (*Embedded, error) {
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd listen address %q: %w", c.Listen, err)
+	}
+	if c.PeerListen == "" {
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65534 {
+			return nil, fmt.Errorf("embedded etcd listen address %q: bad port", c.Listen)
+		}
+		c.PeerListen = net.JoinHostPort(host, strconv.Itoa(p+1))
+	}
+	client := url.URL{Scheme: "http", Host: c.Listen}
+	peer := url.URL{Scheme: "http", Host: c.PeerListen}
+
+	cfg := embed.NewConfig()
+	cfg.Name = "vxland"
+	cfg.Dir = c.Dir
+	cfg.ListenClientUrls = []url.URL{client}
+	cfg.AdvertiseClientUrls = []url.URL{client}
+	cfg.ListenPeerUrls = []url.URL{peer}
+	cfg.AdvertisePeerUrls = []url.URL{peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.LogLevel = "error"
+	cfg.Logger = "zap"
+	// Keep an hour of history, so that a watcher that was away for a
+	// while resumes instead of re-listing; older revisions are compacted.
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "1h"
+	// A host re-publishes everything it owns in one transaction.
+	cfg.MaxTxnOps = 4096
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("starting embedded etcd in %s: %w", c.Dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s did not become ready within 60s", c.Dir)
+	}
+	return &Embedded{etcd: e, endpoints: []string{client.String()}}, nil
+}
+
+// Endpoints returns the client URLs.
+func (e *Embedded) Endpoints() []string { return e.endpoints }
+
+// Err reports a server failure after start.
+func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
+
+// Close stops the server.
+func (e *Embedded) Close() { e.etcd.Close() }
