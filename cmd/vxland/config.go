@@ -1,0 +1,262 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vxland/vxland/discovery"
+	"github.com/vxland/vxland/encap"
+)
+
+// usageError is a bad flag or configuration value: vxland says which and
+// exits with status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// maxIfNameLen is IFNAMSIZ less the terminating NUL.
+const maxIfNameLen = 15
+
+// config is vxland's configuration after parsing and validation.
+type config struct {
+	VNI           uint32
+	Port          uint16
+	LocalIP       netip.Addr // invalid: find it from --iface or the default route
+	Iface         string
+	Bridge        string
+	TAP           string
+	MTU           int // 0: underlay MTU less the VXLAN overhead
+	Peers         []netip.Addr
+	LogLevel      slog.Level
+	FDBAgeing     time.Duration
+	ControlSocket string
+
+	EtcdEndpoints      []string
+	EtcdPrefix         string
+	EtcdCAFile         string
+	EtcdCertFile       string
+	EtcdKeyFile        string
+	LeaseTTL           time.Duration
+	EmbeddedEtcd       string // data directory; "" runs no embedded etcd
+	EmbeddedEtcdListen string
+}
+
+// UseEtcd reports whether the control plane runs.
+func (c *config) UseEtcd() bool { return len(c.EtcdEndpoints) > 0 || c.EmbeddedEtcd != "" }
+
+const envPrefix = "VXLAND_"
+
+// envName is the environment variable that sets a flag: --local-ip is
+// VXLAND_LOCAL_IP.
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
+	fs := pflag.NewFlagSet("vxland", pflag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.SortFlags = false
+	r := &rawFlags{}
+	fs.Uint64Var(&r.vni, "vni", 1, "VXLAN Network Identifier, 0 to 16777215")
+	fs.IntVar(&r.port, "port", encap.DefaultPort, "UDP port of the VXLAN tunnel, on this host and on every peer (8472 is the Linux and flannel default)")
+	fs.StringVar(&r.localIP, "local-ip", "", "underlay address of this VTEP (default: the address of --iface, else of the default route's interface)")
+	fs.StringVar(&r.iface, "iface", "", "underlay interface (default: the interface of --local-ip, else of the default route)")
+	fs.StringVar(&r.bridge, "bridge", "", "bridge to attach the TAP to, created if missing (default \"vxbr<VNI>\")")
+	fs.StringVar(&r.tap, "tap", "", "name of the TAP device (default \"vxtap<VNI>\")")
+	fs.IntVar(&r.mtu, "mtu", 0, "MTU of the TAP device (default: underlay MTU - 50 on IPv4, - 70 on IPv6)")
+	fs.StringSliceVar(&r.peers, "peer", nil, "underlay address of a peer VTEP; repeat or separate with commas (static peers, no etcd)")
+	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&r.fdbAgeing, "fdb-ageing", 300*time.Second, "how long a learned MAC stays in the FDB without traffic (0 disables ageing)")
+	fs.StringVar(&r.controlSocket, "control-socket", "", "Unix socket serving stats and the FDB (default \"/run/vxland/<tap>.sock\")")
+	fs.StringSliceVar(&r.etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints, comma-separated (e.g. https://10.0.0.1:2379); enables discovery through etcd")
+	fs.StringVar(&r.etcdPrefix, "etcd-prefix", discovery.DefaultPrefix, "etcd key prefix (see docs/etcd-schema.md)")
+	fs.StringVar(&r.etcdCAFile, "etcd-cafile", "", "CA certificate that verifies the etcd servers (TLS)")
+	fs.StringVar(&r.etcdCertFile, "etcd-certfile", "", "client certificate for etcd (TLS)")
+	fs.StringVar(&r.etcdKeyFile, "etcd-keyfile", "", "client key for etcd (TLS)")
+	fs.DurationVar(&r.leaseTTL, "lease-ttl", 20*time.Second, "TTL of this host's etcd lease: a dead host disappears from the others after it")
+	fs.StringVar(&r.embeddedEtcd, "embedded-etcd", "", "run an etcd server inside vxland, storing in this directory")
+	fs.StringVar(&r.embeddedEtcdListen, "embedded-etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd (its peer port is this port + 1)")
+	return fs, r
+}
+
+type rawFlags struct {
+	vni           uint64
+	port          int
+	localIP       string
+	iface         string
+	bridge        string
+	tap           string
+	mtu           int
+	peers         []string
+	logLevel      string
+	fdbAgeing     time.Duration
+	controlSocket string
+
+	etcdEndpoints      []string
+	etcdPrefix         string
+	etcdCAFile         string
+	etcdCertFile       string
+	etcdKeyFile        string
+	leaseTTL           time.Duration
+	embeddedEtcd       string
+	embeddedEtcdListen string
+}
+
+// parseConfig parses the command line and the VXLAND_* environment (read
+// through getenv), the command line winning, and validates what can be
+// validated without touching the system. It returns pflag.ErrHelp for
+// --help, and a *usageError for anything bad.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
+	fs, r := newFlagSet(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: vxland [flags]\n       vxland show stats|fdb [--control-socket PATH]\n\n")
+		fmt.Fprintf(out, "vxland carries Ethernet frames between hosts over VXLAN (RFC 7348).\n")
+		fmt.Fprintf(out, "Every flag can also be set in the environment: --local-ip as VXLAND_LOCAL_IP.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	var envErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		name := envName(f.Name)
+		v := getenv(name)
+		if envErr != nil || f.Changed || v == "" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = usagef("invalid value %q for %s (--%s): %v", v, name, f.Name, err)
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	return r.validate()
+}
+
+func (r *rawFlags) validate() (*config, error) {
+	c := &config{Iface: r.iface, FDBAgeing: r.fdbAgeing}
+	if r.vni > encap.MaxVNI {
+		return nil, usagef("--vni %d: a VNI is 24 bits, 0 to %d", r.vni, encap.MaxVNI)
+	}
+	c.VNI = uint32(r.vni)
+	if r.port < 1 || r.port > 65535 {
+		return nil, usagef("--port %d: must be 1 to 65535", r.port)
+	}
+	c.Port = uint16(r.port)
+	if r.localIP != "" {
+		ip, err := netip.ParseAddr(r.localIP)
+		if err != nil || ip.Zone() != "" {
+			return nil, usagef("--local-ip %q is not an IP address", r.localIP)
+		}
+		if !ip.Unmap().IsGlobalUnicast() {
+			return nil, usagef("--local-ip %s: must be a unicast address", ip)
+		}
+		c.LocalIP = ip.Unmap()
+	}
+	for _, p := range r.peers {
+		ip, err := netip.ParseAddr(strings.TrimSpace(p))
+		if err != nil || ip.Zone() != "" {
+			return nil, usagef("--peer %q is not an IP address", p)
+		}
+		ip = ip.Unmap()
+		if !ip.IsGlobalUnicast() {
+			return nil, usagef("--peer %s: must be a unicast address", ip)
+		}
+		if c.LocalIP.IsValid() && ip.Is4() != c.LocalIP.Is4() {
+			return nil, usagef("--peer %s: not the same address family as --local-ip %s", ip, c.LocalIP)
+		}
+		c.Peers = append(c.Peers, ip)
+	}
+	c.Bridge = r.bridge
+	if c.Bridge == "" {
+		c.Bridge = fmt.Sprintf("vxbr%d", c.VNI)
+	}
+	c.TAP = r.tap
+	if c.TAP == "" {
+		c.TAP = fmt.Sprintf("vxtap%d", c.VNI)
+	}
+	for _, n := range []struct{ flag, name string }{{"--bridge", c.Bridge}, {"--tap", c.TAP}, {"--iface", c.Iface}} {
+		if len(n.name) > maxIfNameLen || strings.ContainsAny(n.name, "/ \t\n:") {
+			return nil, usagef("%s %q: an interface name has at most %d characters and no '/', ':' or spaces", n.flag, n.name, maxIfNameLen)
+		}
+	}
+	if c.Bridge == c.TAP {
+		return nil, usagef("--bridge and --tap are both %q", c.TAP)
+	}
+	if r.mtu != 0 && (r.mtu < 68 || r.mtu > 65535-encap.OverheadIPv6) {
+		return nil, usagef("--mtu %d: must be 68 to %d (0 picks the underlay MTU less the VXLAN overhead)", r.mtu, 65535-encap.OverheadIPv6)
+	}
+	c.MTU = r.mtu
+	if err := c.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: must be debug, info, warn or error", r.logLevel)
+	}
+	if r.fdbAgeing < 0 {
+		return nil, usagef("--fdb-ageing %s: must not be negative", r.fdbAgeing)
+	}
+	c.ControlSocket = r.controlSocket
+	if c.ControlSocket == "" {
+		c.ControlSocket = "/run/vxland/" + c.TAP + ".sock"
+	}
+	if err := r.validateEtcd(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (r *rawFlags) validateEtcd(c *config) error {
+	for _, e := range r.etcdEndpoints {
+		e = strings.TrimSpace(e)
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usagef("--etcd-endpoints %q: want a URL such as http://127.0.0.1:2379", e)
+		}
+		c.EtcdEndpoints = append(c.EtcdEndpoints, e)
+	}
+	if !strings.HasPrefix(r.etcdPrefix, "/") || strings.HasSuffix(r.etcdPrefix, "/") && r.etcdPrefix != "/" {
+		return usagef("--etcd-prefix %q: must start with '/' and not end with one", r.etcdPrefix)
+	}
+	c.EtcdPrefix = r.etcdPrefix
+	for _, f := range []struct{ flag, path string }{{"--etcd-cafile", r.etcdCAFile}, {"--etcd-certfile", r.etcdCertFile}, {"--etcd-keyfile", r.etcdKeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return usagef("%s %s: %v", f.flag, f.path, errors.Unwrap(err))
+		}
+	}
+	if (r.etcdCertFile == "") != (r.etcdKeyFile == "") {
+		return usagef("--etcd-certfile and --etcd-keyfile go together")
+	}
+	c.EtcdCAFile, c.EtcdCertFile, c.EtcdKeyFile = r.etcdCAFile, r.etcdCertFile, r.etcdKeyFile
+	if r.leaseTTL < 2*time.Second || r.leaseTTL%time.Second != 0 {
+		return usagef("--lease-ttl %s: must be whole seconds, at least 2s", r.leaseTTL)
+	}
+	c.LeaseTTL = r.leaseTTL
+	c.EmbeddedEtcd = r.embeddedEtcd
+	if _, port, err := net.SplitHostPort(r.embeddedEtcdListen); err != nil || port == "0" {
+		return usagef("--embedded-etcd-listen %q: want host:port", r.embeddedEtcdListen)
+	}
+	c.EmbeddedEtcdListen = r.embeddedEtcdListen
+	return nil
+}

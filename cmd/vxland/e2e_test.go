@@ -1,0 +1,608 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vxland/vxland/encap"
+	"github.com/vxland/vxland/internal/control"
+	"github.com/vxland/vxland/internal/netlab"
+	"github.com/vxland/vxland/overlay"
+)
+
+// topo is an underlay switch (a bridge in its own namespace) with hosts on
+// it; each host has a bridge br0 with containers on it.
+type topo struct {
+	t      *testing.T
+	lab    *netlab.Lab
+	sw     *netlab.NS
+	dir    string
+	hosts  []*testHost
+	exe    string
+	vni    int
+	mtu    int
+	nextIP int
+}
+
+type testHost struct {
+	ns   *netlab.NS
+	ip   string // underlay address
+	sock string // control socket
+	proc *netlab.Process
+	ctrs []*testContainer
+}
+
+type testContainer struct {
+	ns *netlab.NS
+	ip string
+}
+
+func newTopo(t *testing.T, vni int) *topo {
+	t.Helper()
+	lab := netlab.NewForTest(t)
+	sw, err := lab.Namespace("sw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.Bridge("sw0"); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &topo{t: t, lab: lab, sw: sw, dir: t.TempDir(), exe: exe, vni: vni, mtu: 1450}
+}
+
+// addHost adds host i (1-based) with underlay address 10.77.0.i on the
+// switch.
+func (tp *topo) addHost() *testHost {
+	tp.t.Helper()
+	i := len(tp.hosts) + 1
+	ns, err := tp.lab.Namespace(fmt.Sprintf("h%d", i))
+	if err != nil {
+		tp.t.Fatal(err)
+	}
+	port := fmt.Sprintf("p%d", i)
+	if err := tp.lab.Veth(ns, "eth0", tp.sw, port); err != nil {
+		tp.t.Fatal(err)
+	}
+	if err := tp.sw.SetMaster(port, "sw0"); err != nil {
+		tp.t.Fatal(err)
+	}
+	h := &testHost{ns: ns, ip: fmt.Sprintf("10.77.0.%d", i), sock: filepath.Join(tp.dir, fmt.Sprintf("h%d.sock", i))}
+	if err := ns.Addr("eth0", h.ip+"/24"); err != nil {
+		tp.t.Fatal(err)
+	}
+	tp.hosts = append(tp.hosts, h)
+	return h
+}
+
+// daemonCmd returns the command that runs vxland in ns.
+func (tp *topo) daemonCmd(ns *netlab.NS, args ...string) *exec.Cmd {
+	cmd := ns.Command(append([]string{tp.exe}, args...)...)
+	cmd.Env = append(os.Environ(), daemonEnv+"=1")
+	return cmd
+}
+
+// start runs vxland on h with the given peers and extra flags and waits
+// until its control socket answers.
+func (tp *topo) start(h *testHost, peers []string, extra ...string) {
+	tp.t.Helper()
+	args := []string{"--vni", fmt.Sprint(tp.vni), "--local-ip", h.ip, "--bridge", "br0", "--tap", "vxtap0",
+		"--control-socket", h.sock, "--log-level", "debug"}
+	for _, p := range peers {
+		args = append(args, "--peer", p)
+	}
+	p, err := h.ns.StartCmd(tp.daemonCmd(h.ns, append(args, extra...)...))
+	if err != nil {
+		tp.t.Fatal(err)
+	}
+	h.proc = p
+	tp.t.Cleanup(func() {
+		if tp.t.Failed() {
+			tp.t.Logf("vxland on %s:\n%s", h.ns, p.Output())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var s overlay.Stats
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := control.Get(ctx, h.sock, "/stats", &s)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-p.Done():
+			tp.t.Fatalf("vxland on %s exited: %v\n%s", h.ns, p.Wait(), p.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			tp.t.Fatalf("vxland on %s did not come up: %v\n%s", h.ns, err, p.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startAll starts vxland on every host with every other host as a peer.
+func (tp *topo) startAll(extra ...string) {
+	for _, h := range tp.hosts {
+		var peers []string
+		for _, o := range tp.hosts {
+			if o != h {
+				peers = append(peers, o.ip)
+			}
+		}
+		tp.start(h, peers, extra...)
+	}
+}
+
+// addContainer attaches a container with overlay address 10.200.0.N to h's
+// bridge br0.
+func (tp *topo) addContainer(h *testHost) *testContainer {
+	tp.t.Helper()
+	tp.nextIP++
+	n := tp.nextIP
+	c := &testContainer{ip: fmt.Sprintf("10.200.0.%d", 10+n)}
+	ns, err := tp.lab.Container(h.ns, "br0", fmt.Sprintf("vc%d", n), fmt.Sprintf("c%d", n), c.ip+"/24", tp.mtu)
+	if err != nil {
+		tp.t.Fatal(err)
+	}
+	c.ns = ns
+	h.ctrs = append(h.ctrs, c)
+	return c
+}
+
+func (tp *topo) stats(h *testHost) overlay.Stats {
+	tp.t.Helper()
+	var s overlay.Stats
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := control.Get(ctx, h.sock, "/stats", &s); err != nil {
+		tp.t.Fatal(err)
+	}
+	return s
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+const tenMB = 10 << 20
+
+// Issue 2, "How it is shown" 1.
+func TestTwoHostsTCPAndARP(t *testing.T) {
+	tp := newTopo(t, 42)
+	h1, h2 := tp.addHost(), tp.addHost()
+	tp.startAll()
+	c1, c2 := tp.addContainer(h1), tp.addContainer(h2)
+	ctx := testCtx(t, 90*time.Second)
+
+	if err := netlab.TCPTransfer(ctx, c1.ns, c2.ns, c2.ip+":5001", tenMB); err != nil {
+		t.Fatalf("c1 -> c2: %v", err)
+	}
+	if err := netlab.TCPTransfer(ctx, c2.ns, c1.ns, c1.ip+":5002", tenMB); err != nil {
+		t.Fatalf("c2 -> c1: %v", err)
+	}
+	// ARP resolved across the overlay: c1 knows c2's real MAC.
+	mac2, err := c2.ns.HardwareAddr("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	neigh := c1.ns.MustRun(t, "ip", "neigh", "show", c2.ip, "dev", "eth0")
+	if !strings.Contains(neigh, "lladdr "+mac2.String()) {
+		t.Fatalf("c1's neighbour entry for %s is %q, want lladdr %s", c2.ip, neigh, mac2)
+	}
+	s1, s2 := tp.stats(h1), tp.stats(h2)
+	if s1.TxBytes < tenMB || s2.RxBytes < tenMB {
+		t.Fatalf("counters do not show the transfer: h1 %+v, h2 %+v", s1, s2)
+	}
+}
+
+// Issue 2, "How it is shown" 2.
+func TestThreeHostsStaticPeers(t *testing.T) {
+	tp := newTopo(t, 7)
+	for range 3 {
+		tp.addHost()
+	}
+	tp.startAll()
+	var all []*testContainer
+	for _, h := range tp.hosts {
+		all = append(all, tp.addContainer(h))
+	}
+	ctx := testCtx(t, 90*time.Second)
+	for _, a := range all {
+		for _, b := range all {
+			if a != b {
+				if err := netlab.Reach(ctx, a.ns, b.ns, b.ip); err != nil {
+					t.Errorf("%s -> %s: %v", a.ns, b.ns, err)
+				}
+			}
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	// One broadcast from c1 arrives exactly once at each other container.
+	const port = 9999
+	payload := fmt.Appendf(nil, "broadcast %d", time.Now().UnixNano())
+	var wg sync.WaitGroup
+	counts := make([]int, len(all))
+	ready := make(chan error, len(all))
+	for i, c := range all[1:] {
+		var pc net.PacketConn
+		if err := c.ns.Do(func() (err error) {
+			pc, err = net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", port))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			defer pc.Close()
+			buf := make([]byte, 2048)
+			// Count for a while after the send: a duplicate would
+			// arrive within microseconds of the original.
+			pc.SetReadDeadline(time.Now().Add(3 * time.Second))
+			ready <- nil
+			for {
+				n, _, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				if bytes.Equal(buf[:n], payload) {
+					counts[i+1]++
+				}
+			}
+		})
+	}
+	for range all[1:] {
+		<-ready
+	}
+	if err := all[0].ns.Do(func() error {
+		c, err := net.Dial("udp4", fmt.Sprintf("10.200.0.255:%d", port))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write(payload)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, c := range all[1:] {
+		if counts[i+1] != 1 {
+			t.Errorf("%s received the broadcast %d times, want exactly 1", c.ns, counts[i+1])
+		}
+	}
+}
+
+// kernelHost configures h as a host whose overlay is the Linux kernel's own
+// vxlan device on bridge br0, flooding to peers.
+func (tp *topo) kernelHost(h *testHost, port int, peers ...string) {
+	tp.t.Helper()
+	h.ns.MustRun(tp.t, "ip", "link", "add", "vx0", "type", "vxlan", "id", fmt.Sprint(tp.vni),
+		"dstport", fmt.Sprint(port), "local", h.ip, "dev", "eth0")
+	h.ns.MustRun(tp.t, "ip", "link", "set", "vx0", "mtu", fmt.Sprint(tp.mtu))
+	if err := h.ns.Bridge("br0"); err != nil {
+		tp.t.Fatal(err)
+	}
+	if err := h.ns.SetMaster("vx0", "br0"); err != nil {
+		tp.t.Fatal(err)
+	}
+	h.ns.MustRun(tp.t, "ip", "link", "set", "vx0", "up")
+	for _, p := range peers {
+		h.ns.MustRun(tp.t, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx0", "dst", p)
+	}
+}
+
+// Issue 2, "How it is shown" 3: the Linux kernel's vxlan is the peer.
+func TestKernelVXLANInterop(t *testing.T) {
+	for _, port := range []int{encap.DefaultPort, encap.LinuxPort} {
+		t.Run(fmt.Sprint(port), func(t *testing.T) {
+			tp := newTopo(t, 42)
+			kh, vh := tp.addHost(), tp.addHost()
+			tp.kernelHost(kh, port, vh.ip)
+			tp.start(vh, []string{kh.ip}, "--port", fmt.Sprint(port))
+			kc, vc := tp.addContainer(kh), tp.addContainer(vh)
+			ctx := testCtx(t, 90*time.Second)
+			if err := netlab.TCPTransfer(ctx, kc.ns, vc.ns, vc.ip+":5001", tenMB); err != nil {
+				t.Fatalf("kernel -> vxland: %v", err)
+			}
+			if err := netlab.TCPTransfer(ctx, vc.ns, kc.ns, kc.ip+":5002", tenMB); err != nil {
+				t.Fatalf("vxland -> kernel: %v", err)
+			}
+			s := tp.stats(vh)
+			t.Logf("vxland stats after interop on port %d: rx %d pkts, checksums completed %d, frames segmented %d, drops %v",
+				port, s.RxPackets, s.RxChecksumCompleted, s.RxSegmented, nonZero(s.Drops))
+			if s.RxBytes < tenMB || s.TxBytes < tenMB {
+				t.Fatalf("the transfers did not go through vxland: %+v", s)
+			}
+		})
+	}
+}
+
+func nonZero(m map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for k, v := range m {
+		if v != 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Issue 2, "How it is shown" 4: hostile input on the underlay.
+func TestBadUnderlayInput(t *testing.T) {
+	tp := newTopo(t, 42)
+	h1, h2 := tp.addHost(), tp.addHost()
+	// A third namespace on the underlay with two addresses: .3 is a
+	// configured peer of h2, .10 is not.
+	x := tp.addHost()
+	const peerIP, strangerIP = "10.77.0.3", "10.77.0.10"
+	x.ns.MustRun(t, "ip", "addr", "add", strangerIP+"/24", "dev", "eth0")
+	tp.start(h1, []string{h2.ip})
+	tp.start(h2, []string{h1.ip, peerIP})
+	c1, c2 := tp.addContainer(h1), tp.addContainer(h2)
+	ctx := testCtx(t, 60*time.Second)
+	if err := netlab.Reach(ctx, c1.ns, c2.ns, c2.ip); err != nil {
+		t.Fatal(err)
+	}
+
+	// c2 listens for UDP that a forged frame would deliver.
+	const victimPort = 7777
+	var victim net.PacketConn
+	if err := c2.ns.Do(func() (err error) {
+		victim, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", c2.ip, victimPort))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	mac2, err := c2.ns.HardwareAddr("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := forgedUDP(t, mac2, c2.ip, victimPort)
+	vx := func(vni uint32, frame []byte) []byte {
+		b := make([]byte, encap.HeaderLen+len(frame))
+		if err := encap.Encode(b, vni); err != nil {
+			t.Fatal(err)
+		}
+		copy(b[encap.HeaderLen:], frame)
+		return b
+	}
+	noI := vx(42, forged)
+	noI[0] = 0
+	reserved := vx(42, forged)
+	reserved[1] = 0x80
+
+	before := tp.stats(h2)
+	sends := []struct {
+		from, reason string
+		pkt          []byte
+	}{
+		{strangerIP, "short", []byte{0x08, 0, 0, 0}},
+		{strangerIP, "no_i_flag", noI},
+		{strangerIP, "reserved_bits", reserved},
+		{strangerIP, "vni_mismatch", vx(43, forged)},
+		{strangerIP, "unknown_vtep", vx(42, forged)},
+		{peerIP, "inner_short", vx(42, forged[:13])},
+	}
+	want := map[string]uint64{}
+	for _, s := range sends {
+		want[s.reason]++
+		if err := x.ns.Do(func() error {
+			c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(s.from+":0")),
+				net.UDPAddrFromAddrPort(netip.MustParseAddrPort(h2.ip+":4789")))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write(s.pkt)
+			return err
+		}); err != nil {
+			t.Fatalf("sending %s from %s: %v", s.reason, s.from, err)
+		}
+	}
+
+	// Wait until every drop is counted, then check each count exactly.
+	deadline := time.Now().Add(10 * time.Second)
+	var after overlay.Stats
+	for {
+		after = tp.stats(h2)
+		done := true
+		for r, n := range want {
+			if after.Drops[r]-before.Drops[r] < n {
+				done = false
+			}
+		}
+		if done || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for r, n := range want {
+		if got := after.Drops[r] - before.Drops[r]; got != n {
+			t.Errorf("drops[%s] grew by %d, want %d", r, got, n)
+		}
+	}
+
+	// Normal traffic keeps flowing, and the forged frame never arrived.
+	if err := netlab.TCPTransfer(ctx, c1.ns, c2.ns, c2.ip+":5003", 1<<20); err != nil {
+		t.Fatalf("traffic after hostile input: %v", err)
+	}
+	victim.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, from, err := victim.ReadFrom(make([]byte, 2048)); err == nil {
+		t.Fatalf("a forged frame from a non-peer reached the container: %d bytes from %v", n, from)
+	}
+}
+
+// forgedUDP is an Ethernet/IPv4/UDP frame to the container at dstIP.
+func forgedUDP(t *testing.T, dst net.HardwareAddr, dstIP string, port int) []byte {
+	t.Helper()
+	ip := netip.MustParseAddr(dstIP).As4()
+	payload := []byte("forged")
+	f := make([]byte, 14+20+8+len(payload))
+	copy(f[0:6], dst)
+	copy(f[6:12], []byte{0x02, 0xba, 0xd0, 0, 0, 1})
+	f[12], f[13] = 0x08, 0x00
+	iph := f[14:34]
+	iph[0] = 0x45
+	total := 20 + 8 + len(payload)
+	iph[2], iph[3] = byte(total>>8), byte(total)
+	iph[8], iph[9] = 64, 17
+	copy(iph[12:16], []byte{10, 200, 0, 99})
+	copy(iph[16:20], ip[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(iph[i])<<8 | uint32(iph[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	cs := ^uint16(sum)
+	iph[10], iph[11] = byte(cs>>8), byte(cs)
+	udp := f[34:]
+	udp[0], udp[1] = 0x30, 0x39
+	udp[2], udp[3] = byte(port>>8), byte(port)
+	udp[4], udp[5] = 0, byte(8+len(payload))
+	// UDP checksum 0: none, valid on IPv4.
+	copy(udp[8:], payload)
+	return f
+}
+
+// Issue 2: SIGTERM shuts down cleanly and removes the TAP.
+func TestShutdownRemovesTAP(t *testing.T) {
+	tp := newTopo(t, 42)
+	h := tp.addHost()
+	tp.start(h, nil)
+	if _, err := h.ns.Run("ip", "link", "show", "vxtap0"); err != nil {
+		t.Fatalf("TAP missing while running: %v", err)
+	}
+	if err := h.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.proc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("vxland did not exit within 10s of SIGTERM")
+	}
+	if err := h.proc.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, h.proc.Output())
+	}
+	if out, err := h.ns.Run("ip", "link", "show", "vxtap0"); err == nil {
+		t.Fatalf("TAP still present after shutdown: %s", out)
+	}
+	if _, err := os.Stat(h.sock); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("control socket left behind: %v", err)
+	}
+}
+
+// Issue 2, "How it is shown" 6: bad flags and missing prerequisites exit 2
+// with a message that names the flag or the cause.
+func TestBadFlagsExit2(t *testing.T) {
+	tp := newTopo(t, 1)
+	h := tp.addHost()
+	cases := []struct {
+		name string
+		args []string
+		want string
+		prep func(cmd *exec.Cmd) *exec.Cmd
+	}{
+		{name: "vni too large", args: []string{"--vni", "16777216"}, want: "--vni"},
+		{name: "port 0", args: []string{"--port", "0"}, want: "--port"},
+		{name: "port too large", args: []string{"--port", "65536"}, want: "--port"},
+		{name: "bad address", args: []string{"--local-ip", "10.77.0.999"}, want: "--local-ip"},
+		{name: "bad peer", args: []string{"--peer", "host-b"}, want: "--peer"},
+		{name: "address not on host", args: []string{"--local-ip", "10.77.0.200"}, want: "--local-ip"},
+		{name: "no such interface", args: []string{"--iface", "nosuch0"}, want: "--iface"},
+		{name: "env var", args: nil, want: "VXLAND_VNI", prep: func(cmd *exec.Cmd) *exec.Cmd {
+			cmd.Env = append(cmd.Env, "VXLAND_VNI=abc")
+			return cmd
+		}},
+		{name: "no /dev/net/tun", args: []string{"--local-ip", h.ip}, want: "/dev/net/tun", prep: hideTun},
+		{name: "not root", args: []string{"--local-ip", h.ip}, want: "root", prep: func(cmd *exec.Cmd) *exec.Cmd {
+			return asNobody(t, cmd)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := tp.daemonCmd(h.ns, append(tc.args, "--control-socket", filepath.Join(tp.dir, "x.sock"))...)
+			if tc.prep != nil {
+				cmd = tc.prep(cmd)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want status 2; stderr: %s", err, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("stderr %q does not name %s", stderr.String(), tc.want)
+			}
+			if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines != 0 {
+				t.Errorf("want one line, got %d:\n%s", lines+1, stderr.String())
+			}
+		})
+	}
+}
+
+// hideTun runs cmd in a private mount namespace where /dev/net is empty.
+func hideTun(cmd *exec.Cmd) *exec.Cmd {
+	args := append([]string{"-m", "sh", "-c", `mount -t tmpfs none /dev/net && exec "$@"`, "sh"}, cmd.Args...)
+	c := exec.Command("unshare", args...)
+	c.Env = cmd.Env
+	return c
+}
+
+// asNobody runs cmd's program as user nobody (through setpriv, inside the
+// namespace), from a copy of the test binary that nobody may execute: go
+// test keeps its binary in a private directory.
+func asNobody(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not installed")
+	}
+	dir, err := os.MkdirTemp("", "vxland-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(dir, "vxland")
+	if err := os.WriteFile(copyPath, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// cmd is "ip netns exec NS EXE ARGS...": put setpriv before EXE.
+	args := append([]string{}, cmd.Args[:4]...)
+	args = append(args, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", copyPath)
+	args = append(args, cmd.Args[5:]...)
+	c := exec.Command(cmd.Path, args[1:]...)
+	c.Env = cmd.Env
+	return c
+}

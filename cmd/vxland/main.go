@@ -1,0 +1,240 @@
+// Command vxland is a userspace VXLAN overlay daemon: it carries the
+// Ethernet frames of a TAP device on a Linux bridge to the other hosts of
+// the overlay, over RFC 7348 VXLAN.
+//
+// Exit status: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the
+// daemon fails while running, 2 for a bad flag, configuration value or
+// missing prerequisite.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vxland/vxland/discovery"
+	"github.com/vxland/vxland/internal/control"
+	"github.com/vxland/vxland/overlay"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "show" {
+		return show(args[1:], stdout, stderr)
+	}
+	cfg, err := parseConfig(args, os.Getenv, stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err == nil {
+		err = preflight(cfg)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vxland: %v\n", err)
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := daemon(ctx, cfg, log); err != nil {
+		log.Error("vxland stopped", "err", err)
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	log.Info("vxland stopped")
+	return 0
+}
+
+// tunPath is the TUN/TAP clone device.
+const tunPath = "/dev/net/tun"
+
+// preflight checks what the daemon needs from the system, so that a
+// missing piece gets one clear line instead of a failure half-way up.
+func preflight(cfg *config) error {
+	if os.Geteuid() != 0 {
+		return usagef("vxland must run as root (it creates a TAP device and configures a bridge)")
+	}
+	if _, err := os.Stat(tunPath); err != nil {
+		return usagef("%s is missing: load the tun module (modprobe tun) or give the container the device", tunPath)
+	}
+	if cfg.Iface != "" && !overlay.InterfaceExists(cfg.Iface) {
+		return usagef("--iface %q: no such interface", cfg.Iface)
+	}
+	return nil
+}
+
+// daemon brings the overlay up, runs it until ctx is done and takes it down.
+func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
+	u, err := overlay.ResolveUnderlay(cfg.Iface, cfg.LocalIP)
+	if err != nil {
+		switch {
+		case cfg.LocalIP.IsValid():
+			return usagef("--local-ip %s: %v", cfg.LocalIP, err)
+		case cfg.Iface != "":
+			return usagef("--iface %s: %v", cfg.Iface, err)
+		}
+		return usagef("%v", err)
+	}
+	for _, p := range cfg.Peers {
+		if p.Is4() != u.Addr.Is4() {
+			return usagef("--peer %s: not the same address family as the local VTEP address %s", p, u.Addr)
+		}
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = u.OverlayMTU()
+		if mtu < 68 {
+			return usagef("underlay %s has MTU %d, too small for VXLAN; set --mtu", u.Iface, u.MTU)
+		}
+	}
+
+	// Everything opened below is closed in reverse order on return.
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+
+	conn, err := overlay.ListenUDP(netip.AddrPortFrom(u.Addr, cfg.Port))
+	if err != nil {
+		return err
+	}
+	tap, err := overlay.OpenTAP(cfg.TAP)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	// From here the overlay owns conn and tap once Run starts; until then
+	// they are ours to close.
+	running := false
+	closers = append(closers, func() {
+		if !running {
+			tap.Close()
+			conn.Close()
+		}
+	})
+	mac, err := overlay.AttachTAP(tap.Name(), cfg.Bridge, mtu)
+	if err != nil {
+		return err
+	}
+
+	fdb := overlay.NewFDB(cfg.Port, cfg.FDBAgeing)
+	for _, p := range cfg.Peers {
+		if p == u.Addr {
+			log.Warn("ignoring --peer that is this host's own address", "peer", p)
+			continue
+		}
+		fdb.AddFlood(cfg.VNI, p)
+	}
+	ovCfg := overlay.Config{VNI: cfg.VNI, LocalMAC: mac, MTU: mtu, Logger: log}
+	if cfg.UseEtcd() {
+		ovCfg.Local, ovCfg.Neighbors = overlay.NewLocalTable(), overlay.NewNeighbors()
+	}
+	ov, err := overlay.New(ovCfg, tap, conn, fdb)
+	if err != nil {
+		return err
+	}
+	ln, err := control.Listen(cfg.ControlSocket)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var ctlErr error
+	wg.Go(func() { ctlErr = control.Serve(ctx, ln, control.Handler(ov)) })
+
+	if cfg.UseEtcd() {
+		stopDiscovery, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, fdb, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, stopDiscovery)
+	}
+
+	log.Info("vxland up", "vni", cfg.VNI, "local", u.Addr, "port", cfg.Port, "iface", u.Iface,
+		"tap", tap.Name(), "mac", mac, "bridge", cfg.Bridge, "mtu", mtu, "peers", len(cfg.Peers),
+		"etcd", cfg.UseEtcd(), "control", cfg.ControlSocket)
+	running = true
+	err = ov.Run(ctx)
+	cancel()
+	wg.Wait()
+	if ctlErr != nil && err == nil {
+		err = fmt.Errorf("control socket: %w", ctlErr)
+	}
+	return err
+}
+
+// startDiscovery starts the embedded etcd if asked, connects to etcd and
+// runs the control plane in the background. The returned function stops
+// all of it, revoking this host's lease.
+func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg overlay.Config, fdb *overlay.FDB, log *slog.Logger) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	endpoints := cfg.EtcdEndpoints
+	if cfg.EmbeddedEtcd != "" {
+		e, err := discovery.StartEmbedded(ctx, discovery.EmbeddedConfig{Dir: cfg.EmbeddedEtcd, Listen: cfg.EmbeddedEtcdListen})
+		if err != nil {
+			return nil, usagef("--embedded-etcd %s: %v", cfg.EmbeddedEtcd, err)
+		}
+		stops = append(stops, e.Close)
+		log.Info("embedded etcd serving", "endpoints", e.Endpoints(), "dir", cfg.EmbeddedEtcd)
+		if len(endpoints) == 0 {
+			endpoints = e.Endpoints()
+		}
+		go func() {
+			select {
+			case err := <-e.Err():
+				log.Error("embedded etcd failed; forwarding continues with the current FDB", "err", err)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	cli, err := discovery.NewClient(discovery.ClientConfig{Endpoints: endpoints,
+		CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile})
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	stops = append(stops, func() { cli.Close() })
+	hostname, _ := os.Hostname()
+	agent := discovery.New(discovery.Config{
+		Client: cli, Prefix: cfg.EtcdPrefix, VNI: cfg.VNI, Self: self, Port: cfg.Port, Hostname: hostname,
+		LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing,
+		FDB: fdb, Local: ovCfg.Local, Neighbors: ovCfg.Neighbors, Logger: log,
+	})
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		agent.Run(actx)
+	}()
+	stops = append(stops, func() { cancel(); <-done })
+	return stop, nil
+}
