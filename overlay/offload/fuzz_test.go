@@ -153,7 +153,8 @@ func FuzzSegmentTCP(f *testing.F) {
 			if got := seg[l.l4+13]; got != want {
 				t.Fatalf("segment %d of %d: flags %#02x, want %#02x", i, n, got, want)
 			}
-			// Every segment but the last is full; the first is.
+			// All segments but the last carry a full MSS; the last
+			// carries at most that.
 			chunk := seg[l.hdrLen:]
 			if i == 0 {
 				full = len(chunk)

@@ -139,7 +139,7 @@ func checkSegment(t *testing.T, seg, frame []byte, spec frameSpec, i, n, done in
 		t.Errorf("segment %d: TCP checksum does not verify", i)
 	}
 
-	if want := uint32(testTCPSeq + done); tcp.Seq != want {
+	if want := uint32(testTCPSeq) + uint32(done); tcp.Seq != want {
 		t.Errorf("segment %d: seq %#08x, want %#08x", i, tcp.Seq, want)
 	}
 	if tcp.Ack != testTCPAck || !tcp.ACK || tcp.Window != testTCPWin ||
