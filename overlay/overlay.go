@@ -180,7 +180,9 @@ func (e *encapsulator) forward(pkt []byte) {
 	}
 	dst, src := MAC(frame[0:6]), MAC(frame[6:12])
 	arp := arpIPv4(frame)
-	if o.cfg.Local != nil && !src.IsMulticast() && !src.IsZero() {
+	// The TAP's own address is not a container: the host's stack sends
+	// through the TAP too (IPv6 neighbour discovery, for one).
+	if o.cfg.Local != nil && !src.IsMulticast() && !src.IsZero() && src != o.cfg.LocalMAC {
 		var ip netip.Addr
 		if arp != nil && arpSenderMAC(arp) == src {
 			if sip := arpSenderIP(arp); !sip.IsUnspecified() {
@@ -190,8 +192,12 @@ func (e *encapsulator) forward(pkt []byte) {
 		o.cfg.Local.Observe(src, ip)
 	}
 	if arp != nil && arpOp(arp) == arpRequest && dst.IsMulticast() {
-		if o.cfg.Neighbors != nil {
-			if mac, ok := o.cfg.Neighbors.Lookup(arpTargetIP(arp)); ok {
+		// A gratuitous ARP (sender address = target address) announces
+		// a container, perhaps one that just moved here: it must reach
+		// every host, and answering it would teach the bridge that the
+		// container lives behind the TAP.
+		if tip := arpTargetIP(arp); o.cfg.Neighbors != nil && tip != arpSenderIP(arp) {
+			if mac, ok := o.cfg.Neighbors.Lookup(tip); ok && mac != src {
 				e.answerARP(pkt, mac)
 				return
 			}
