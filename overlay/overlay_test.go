@@ -2,8 +2,11 @@ package overlay_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -258,5 +261,45 @@ func BenchmarkDecapStep(b *testing.B) {
 		if err := r.decap(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestRunStopsEveryGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.ov.Run(ctx) }()
+	// Let traffic flow through both directions before stopping.
+	r.fdb.Set(testVNI, macB, peer2, overlay.OriginStatic)
+	r.dev.Inject(udpFrame(t, macA, macB, 10))
+	r.conn.Inject(vxlanPacket(testVNI, udpFrame(t, macB, macA, 10)), netip.AddrPortFrom(peer2, 1))
+	deadline := time.Now().Add(5 * time.Second)
+	for r.conn.SendCount() == 0 || r.dev.WriteCount() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no traffic forwarded")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	// Run returns only after its goroutines end; allow the runtime a
+	// moment to retire the one that ran Run itself.
+	for i := 0; runtime.NumGoroutine() > before && i < 100; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after Run returned, %d before", n, before)
+	}
+}
+
+func TestRunReturnsDeviceFailure(t *testing.T) {
+	r := newRig(t)
+	r.dev.Close() // reads now fail
+	err := r.ov.Run(context.Background())
+	if !errors.Is(err, overlay.ErrClosed) {
+		t.Fatalf("Run = %v, want the device's error", err)
 	}
 }

@@ -34,6 +34,7 @@ type topo struct {
 	vni    int
 	mtu    int
 	nextIP int
+	ipv6   bool // underlay on IPv6 (fd77::N/64) instead of 10.77.0.N/24
 }
 
 type testHost struct {
@@ -83,7 +84,12 @@ func (tp *topo) addHost() *testHost {
 		tp.t.Fatal(err)
 	}
 	h := &testHost{ns: ns, ip: fmt.Sprintf("10.77.0.%d", i), sock: filepath.Join(tp.dir, fmt.Sprintf("h%d.sock", i))}
-	if err := ns.Addr("eth0", h.ip+"/24"); err != nil {
+	cidr := h.ip + "/24"
+	if tp.ipv6 {
+		h.ip = fmt.Sprintf("fd77::%d", i)
+		cidr = h.ip + "/64"
+	}
+	if err := ns.Addr("eth0", cidr); err != nil {
 		tp.t.Fatal(err)
 	}
 	tp.hosts = append(tp.hosts, h)
@@ -346,6 +352,35 @@ func nonZero(m map[string]uint64) map[string]uint64 {
 		}
 	}
 	return out
+}
+
+// The TAP's MTU is the underlay's less 50 bytes on IPv4 and 70 on IPv6,
+// and both underlays carry traffic, also to and from the kernel's vxlan.
+func TestIPv6UnderlayAndMTU(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ipv4", true: "ipv6"}[v6], func(t *testing.T) {
+			tp := newTopo(t, 42)
+			tp.ipv6 = v6
+			tp.mtu = map[bool]int{false: 1450, true: 1430}[v6]
+			h1, h2, kh := tp.addHost(), tp.addHost(), tp.addHost()
+			tp.start(h1, []string{h2.ip, kh.ip})
+			tp.start(h2, []string{h1.ip, kh.ip})
+			tp.kernelHost(kh, encap.DefaultPort, h1.ip, h2.ip)
+			for _, h := range []*testHost{h1, h2} {
+				out := h.ns.MustRun(t, "ip", "link", "show", "vxtap0")
+				if want := fmt.Sprintf("mtu %d ", tp.mtu); !strings.Contains(out, want) {
+					t.Fatalf("TAP on %s: %q, want %s", h.ns, out, want)
+				}
+			}
+			c1, c2, kc := tp.addContainer(h1), tp.addContainer(h2), tp.addContainer(kh)
+			ctx := testCtx(t, 60*time.Second)
+			for _, p := range [][2]*testContainer{{c1, c2}, {c2, c1}, {c1, kc}, {kc, c2}} {
+				if err := netlab.TCPTransfer(ctx, p[0].ns, p[1].ns, p[1].ip+":5001", 2<<20); err != nil {
+					t.Fatalf("%s -> %s: %v", p[0].ns, p[1].ns, err)
+				}
+			}
+		})
+	}
 }
 
 // Issue 2, "How it is shown" 4: hostile input on the underlay.
