@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -28,6 +29,10 @@ type EmbeddedConfig struct {
 	// PeerListen is the (unused, single-member) peer address; default:
 	// Listen's host with Listen's port + 1.
 	PeerListen string
+	// CertFile and KeyFile, when set, make the server speak TLS to its
+	// clients; ClientCAFile, when set too, makes it require client
+	// certificates signed by that CA.
+	CertFile, KeyFile, ClientCAFile string
 }
 
 // StartEmbedded starts an etcd server and waits until it serves clients.
@@ -44,6 +49,9 @@ func StartEmbedded(ctx context.Context, c EmbeddedConfig) (*Embedded, error) {
 		c.PeerListen = net.JoinHostPort(host, strconv.Itoa(p+1))
 	}
 	client := url.URL{Scheme: "http", Host: c.Listen}
+	if c.CertFile != "" {
+		client.Scheme = "https"
+	}
 	peer := url.URL{Scheme: "http", Host: c.PeerListen}
 
 	cfg := embed.NewConfig()
@@ -54,6 +62,10 @@ func StartEmbedded(ctx context.Context, c EmbeddedConfig) (*Embedded, error) {
 	cfg.ListenPeerUrls = []url.URL{peer}
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if c.CertFile != "" {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.CertFile, KeyFile: c.KeyFile,
+			TrustedCAFile: c.ClientCAFile, ClientCertAuth: c.ClientCAFile != ""}
+	}
 	cfg.LogLevel = "error"
 	cfg.Logger = "zap"
 	// Keep an hour of history, so that a watcher that was away for a
