@@ -266,6 +266,25 @@ func (f *FDB) RemoveFlood(vni uint32, vtep netip.Addr) bool {
 	return true
 }
 
+// Allow makes vtep a known VTEP without adding it to any flood list: the
+// flannel mode accepts packets from every lease holder but floods nothing.
+// Each Allow is undone by one Disallow.
+func (f *FDB) Allow(vtep netip.Addr) {
+	f.mu.Lock()
+	f.vteps[vtep.Unmap()]++
+	f.mu.Unlock()
+}
+
+// Disallow undoes one Allow. When no flood list or Allow names vtep any
+// more, it is no longer accepted and what was learned from it is dropped.
+func (f *FDB) Disallow(vtep netip.Addr) {
+	f.mu.Lock()
+	if _, ok := f.vteps[vtep.Unmap()]; ok {
+		f.unrefLocked(vtep.Unmap())
+	}
+	f.mu.Unlock()
+}
+
 // Expire removes learned entries not confirmed within the ageing time and
 // returns how many it removed.
 func (f *FDB) Expire() int {

@@ -155,3 +155,25 @@ func BenchmarkFDBLookup(b *testing.B) {
 		}
 	}
 }
+
+func TestFDBAllowWithoutFlooding(t *testing.T) {
+	f := NewFDB(8472, 0)
+	f.Allow(vtepA)
+	if !f.IsKnownVTEP(vtepA) || len(f.Flood(1)) != 0 {
+		t.Fatalf("Allow: known %v, flood %v; want known and no flood list", f.IsKnownVTEP(vtepA), f.Flood(1))
+	}
+	f.AddFlood(1, vtepA)
+	f.Disallow(vtepA)
+	if !f.IsKnownVTEP(vtepA) {
+		t.Fatal("Disallow removed a VTEP that a flood list still names")
+	}
+	f.RemoveFlood(1, vtepA)
+	if f.IsKnownVTEP(vtepA) {
+		t.Fatal("VTEP still known after its last reference went")
+	}
+	f.Disallow(vtepA) // unbalanced: must not go negative or panic
+	f.Allow(vtepA)
+	if !f.IsKnownVTEP(vtepA) {
+		t.Fatal("Allow after an unbalanced Disallow did not take")
+	}
+}
