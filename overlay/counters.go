@@ -102,6 +102,13 @@ type Counters struct {
 // Drop counts one packet dropped for reason r.
 func (c *Counters) Drop(r DropReason) { c.drops[r].Add(1) }
 
+// Drops counts n packets dropped for reason r.
+func (c *Counters) Drops(r DropReason, n int) {
+	if n > 0 {
+		c.drops[r].Add(uint64(n))
+	}
+}
+
 // Dropped returns the number of packets dropped for reason r.
 func (c *Counters) Dropped(r DropReason) uint64 { return c.drops[r].Load() }
 

@@ -145,11 +145,15 @@ type encapsulator struct {
 	bufs  [][]byte
 	sizes []int
 	one   [][]byte
+	// run collects consecutive frames of a batch bound for the same VTEP,
+	// so that the socket can send them in one call (and one GSO message).
+	run    [][]byte
+	runDst netip.AddrPort
 }
 
 func (o *Overlay) newEncapsulator() *encapsulator {
 	n := o.dev.BatchSize()
-	e := &encapsulator{o: o, bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1)}
+	e := &encapsulator{o: o, bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n)}
 	for i := range e.bufs {
 		e.bufs[i] = make([]byte, encap.HeaderLen+MaxFrameSize)
 	}
@@ -167,10 +171,12 @@ func (e *encapsulator) step() error {
 	for i := range n {
 		e.forward(e.bufs[i][:encap.HeaderLen+e.sizes[i]])
 	}
+	e.flush()
 	return nil
 }
 
-// forward sends pkt, a frame with HeaderLen bytes of headroom in front.
+// forward routes pkt, a frame with HeaderLen bytes of headroom in front:
+// known unicast joins the current run, the rest is flooded at once.
 func (e *encapsulator) forward(pkt []byte) {
 	o := e.o
 	frame := pkt[encap.HeaderLen:]
@@ -208,7 +214,11 @@ func (e *encapsulator) forward(pkt []byte) {
 	_ = encap.Encode(pkt, o.cfg.VNI)
 	if !dst.IsMulticast() {
 		if vtep, ok := o.fdb.Lookup(o.cfg.VNI, dst); ok {
-			e.send(pkt, vtep)
+			if vtep != e.runDst {
+				e.flush()
+				e.runDst = vtep
+			}
+			e.run = append(e.run, pkt)
 			return
 		}
 	}
@@ -217,16 +227,50 @@ func (e *encapsulator) forward(pkt []byte) {
 		o.counters.Drop(DropNoDestination)
 		return
 	}
+	// Flooded frames are rare (ARP, unknown unicast): keep the order of
+	// the batch by sending the pending run first.
+	e.flush()
 	o.counters.TxFlooded.Add(1)
+	e.one[0] = pkt
 	for _, vtep := range flood {
-		e.send(pkt, vtep)
+		e.send(e.one, vtep)
 	}
+}
+
+// flush sends the pending run.
+func (e *encapsulator) flush() {
+	if len(e.run) > 0 {
+		e.send(e.run, e.runDst)
+	}
+	clear(e.run)
+	e.run = e.run[:0]
+}
+
+func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort) {
+	o := e.o
+	err := o.conn.Send(pkts, vtep)
+	if errors.Is(err, ErrGSORefused) {
+		o.cfg.Logger.Warn("the kernel refused UDP segmentation offload; sending datagrams one by one", "err", err)
+		err = o.conn.Send(pkts, vtep)
+	}
+	if err != nil {
+		o.counters.Drops(DropSendError, len(pkts))
+		return
+	}
+	var bytes int
+	for _, p := range pkts {
+		bytes += len(p) - encap.HeaderLen
+	}
+	o.counters.TxPackets.Add(uint64(len(pkts)))
+	o.counters.TxBytes.Add(uint64(bytes))
 }
 
 // answerARP answers the ARP request in pkt from the neighbour table: the
 // reply goes back out of the device, and nothing crosses the underlay.
 func (e *encapsulator) answerARP(pkt []byte, mac MAC) {
 	answerARP(pkt[encap.HeaderLen:], mac)
+	// Keep the batch's order: what was queued before goes first.
+	e.flush()
 	e.one[0] = pkt
 	if _, err := e.o.dev.Write(e.one, encap.HeaderLen); err != nil {
 		e.o.counters.Drop(DropTapWrite)
@@ -235,40 +279,45 @@ func (e *encapsulator) answerARP(pkt []byte, mac MAC) {
 	e.o.counters.ARPAnswered.Add(1)
 }
 
-func (e *encapsulator) send(pkt []byte, vtep netip.AddrPort) {
-	e.one[0] = pkt
-	if err := e.o.conn.Send(e.one, vtep); err != nil {
-		e.o.counters.Drop(DropSendError)
-		return
-	}
-	e.o.counters.TxPackets.Add(1)
-	e.o.counters.TxBytes.Add(uint64(len(pkt) - encap.HeaderLen))
-}
-
 // decapsulator moves datagrams from the underlay to the device.
 type decapsulator struct {
-	o     *Overlay
+	o *Overlay
+	// Datagram i is read into bufs[i] = back[i][readHeadroom:]: the frame
+	// then starts writeOffset bytes into back[i], leaving room for the
+	// device's own header (the TAP's virtio header) in front of it.
+	back  [][]byte
 	bufs  [][]byte
 	sizes []int
 	srcs  []netip.AddrPort
-	one   [][]byte
+	// out collects the frames of a batch for one device write.
+	out [][]byte
 	// segs receive the segments of an oversized inner TCP frame.
 	segs     [][]byte
 	segSizes []int
 	segOut   [][]byte
 }
 
+const (
+	// deviceHeadroom is room for a device header in front of a frame:
+	// the 10-byte virtio header of an offload TAP.
+	deviceHeadroom = 10
+	readHeadroom   = deviceHeadroom - encap.HeaderLen
+	writeOffset    = deviceHeadroom
+)
+
 func (o *Overlay) newDecapsulator() *decapsulator {
 	n := o.conn.BatchSize()
 	d := &decapsulator{
 		o:     o,
+		back:  make([][]byte, n),
 		bufs:  make([][]byte, n),
 		sizes: make([]int, n),
 		srcs:  make([]netip.AddrPort, n),
-		one:   make([][]byte, 1),
+		out:   make([][]byte, 0, n),
 	}
-	for i := range d.bufs {
-		d.bufs[i] = make([]byte, MaxFrameSize+encap.HeaderLen)
+	for i := range d.back {
+		d.back[i] = make([]byte, readHeadroom+encap.HeaderLen+MaxFrameSize)
+		d.bufs[i] = d.back[i][readHeadroom:]
 	}
 	// Enough segments for the largest frame at the smallest payload per
 	// segment this MTU allows (IPv4 and TCP headers of 60 bytes each).
@@ -278,28 +327,58 @@ func (o *Overlay) newDecapsulator() *decapsulator {
 	d.segSizes = make([]int, nsegs)
 	d.segOut = make([][]byte, nsegs)
 	for i := range d.segs {
-		d.segs[i] = make([]byte, o.cfg.MTU+ethHeaderLen)
+		d.segs[i] = make([]byte, deviceHeadroom+o.cfg.MTU+ethHeaderLen)
 	}
 	return d
 }
 
 // step reads one batch of datagrams and delivers each that passes the
-// checks. Only a failing socket read is an error.
+// checks, in one device write. Only a failing socket read is an error.
 func (d *decapsulator) step() error {
 	n, err := d.o.conn.Read(d.bufs, d.sizes, d.srcs)
 	if err != nil {
 		return err
 	}
 	for i := range n {
-		d.receive(d.bufs[i][:d.sizes[i]], d.srcs[i].Addr())
+		frame, ok := d.receive(d.bufs[i][:d.sizes[i]], d.srcs[i].Addr())
+		if !ok {
+			continue
+		}
+		if len(frame) > d.o.cfg.MTU+ethHeaderLen {
+			d.flush()
+			d.writeSegmented(frame)
+			continue
+		}
+		d.out = append(d.out, d.back[i][:readHeadroom+d.sizes[i]])
 	}
+	d.flush()
 	return nil
 }
 
-// receive validates one VXLAN datagram from src and writes its inner frame
-// to the device. The checks run in the order of the RFC and of the Linux
-// driver: header, VNI, sender, then the inner frame.
-func (d *decapsulator) receive(pkt []byte, src netip.Addr) {
+// flush writes the collected frames to the device.
+func (d *decapsulator) flush() {
+	if len(d.out) == 0 {
+		return
+	}
+	o := d.o
+	written, err := o.dev.Write(d.out, writeOffset)
+	var bytes int
+	for _, b := range d.out[:written] {
+		bytes += len(b) - writeOffset
+	}
+	o.counters.RxPackets.Add(uint64(written))
+	o.counters.RxBytes.Add(uint64(bytes))
+	if err != nil {
+		o.counters.Drops(DropTapWrite, len(d.out)-written)
+	}
+	clear(d.out)
+	d.out = d.out[:0]
+}
+
+// receive validates one VXLAN datagram from src and returns its inner
+// frame. The checks run in the order of the RFC and of the Linux driver:
+// header, VNI, sender, then the inner frame.
+func (d *decapsulator) receive(pkt []byte, src netip.Addr) ([]byte, bool) {
 	o := d.o
 	var h encap.Header
 	frame, err := encap.Decode(pkt, &h)
@@ -307,58 +386,47 @@ func (d *decapsulator) receive(pkt []byte, src netip.Addr) {
 	case err == nil:
 	case errors.Is(err, encap.ErrShort):
 		o.counters.Drop(DropShort)
-		return
+		return nil, false
 	case errors.Is(err, encap.ErrNoIFlag):
 		o.counters.Drop(DropNoIFlag)
-		return
+		return nil, false
 	default:
 		o.counters.Drop(DropReservedBits)
-		return
+		return nil, false
 	}
 	if h.VNI != o.cfg.VNI {
 		o.counters.Drop(DropVNI)
-		return
+		return nil, false
 	}
 	if !o.fdb.IsKnownVTEP(src) {
 		o.counters.Drop(DropUnknownVTEP)
-		return
+		return nil, false
 	}
 	if len(frame) < ethHeaderLen {
 		o.counters.Drop(DropInnerShort)
-		return
+		return nil, false
 	}
 	srcMAC := MAC(frame[6:12])
 	switch {
 	case srcMAC == o.cfg.LocalMAC:
 		o.counters.Drop(DropOwnMAC)
-		return
+		return nil, false
 	case srcMAC.IsMulticast():
 		o.counters.Drop(DropMulticastSource)
-		return
+		return nil, false
 	case srcMAC.IsZero():
 		o.counters.Drop(DropZeroSource)
-		return
+		return nil, false
 	}
 	switch offload.FixChecksum(frame) {
 	case offload.ChecksumBad:
 		o.counters.Drop(DropInnerChecksum)
-		return
+		return nil, false
 	case offload.ChecksumCompleted:
 		o.counters.RxChecksumCompleted.Add(1)
 	}
 	o.fdb.Learn(o.cfg.VNI, srcMAC, src)
-
-	if len(frame) > o.cfg.MTU+ethHeaderLen {
-		d.writeSegmented(frame)
-		return
-	}
-	d.one[0] = pkt
-	if _, err := o.dev.Write(d.one, encap.HeaderLen); err != nil {
-		o.counters.Drop(DropTapWrite)
-		return
-	}
-	o.counters.RxPackets.Add(1)
-	o.counters.RxBytes.Add(uint64(len(frame)))
+	return frame, true
 }
 
 // writeSegmented cuts an inner TCP frame larger than the MTU into segments
@@ -366,21 +434,21 @@ func (d *decapsulator) receive(pkt []byte, src netip.Addr) {
 // tunnel GSO packet crosses the veth unsegmented.
 func (d *decapsulator) writeSegmented(frame []byte) {
 	o := d.o
-	n, err := offload.SegmentTCP(frame, o.cfg.MTU, d.segs, d.segSizes, 0)
+	n, err := offload.SegmentTCP(frame, o.cfg.MTU, d.segs, d.segSizes, deviceHeadroom)
 	if err != nil {
 		o.counters.Drop(DropOversize)
 		return
 	}
 	for i := range n {
-		d.segOut[i] = d.segs[i][:d.segSizes[i]]
+		d.segOut[i] = d.segs[i][:deviceHeadroom+d.segSizes[i]]
 	}
-	written, err := o.dev.Write(d.segOut[:n], 0)
+	written, err := o.dev.Write(d.segOut[:n], deviceHeadroom)
 	for i := range written {
 		o.counters.RxBytes.Add(uint64(d.segSizes[i]))
 	}
 	o.counters.RxPackets.Add(uint64(written))
 	o.counters.RxSegmented.Add(1)
 	if err != nil {
-		o.counters.Drop(DropTapWrite)
+		o.counters.Drops(DropTapWrite, n-written)
 	}
 }

@@ -44,6 +44,7 @@ type config struct {
 	LogLevel      slog.Level
 	FDBAgeing     time.Duration
 	ControlSocket string
+	Offload       offloads
 
 	EtcdEndpoints      []string
 	EtcdPrefix         string
@@ -81,6 +82,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringSliceVar(&r.peers, "peer", nil, "underlay address of a peer VTEP; repeat or separate with commas (static peers, no etcd)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&r.fdbAgeing, "fdb-ageing", 300*time.Second, "how long a learned MAC stays in the FDB without traffic (0 disables ageing)")
+	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
 	fs.StringVar(&r.controlSocket, "control-socket", "", "Unix socket serving stats and the FDB (default \"/run/vxland/<tap>.sock\")")
 	fs.StringSliceVar(&r.etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints, comma-separated (e.g. https://10.0.0.1:2379); enables discovery through etcd")
 	fs.StringVar(&r.etcdPrefix, "etcd-prefix", discovery.DefaultPrefix, "etcd key prefix (see docs/etcd-schema.md)")
@@ -105,6 +107,7 @@ type rawFlags struct {
 	logLevel      string
 	fdbAgeing     time.Duration
 	controlSocket string
+	offload       []string
 
 	etcdEndpoints      []string
 	etcdPrefix         string
@@ -218,6 +221,11 @@ func (r *rawFlags) validate() (*config, error) {
 	if c.ControlSocket == "" {
 		c.ControlSocket = "/run/vxland/" + c.TAP + ".sock"
 	}
+	off, err := parseOffloads(r.offload)
+	if err != nil {
+		return nil, err
+	}
+	c.Offload = off
 	if err := r.validateEtcd(c); err != nil {
 		return nil, err
 	}
@@ -259,4 +267,32 @@ func (r *rawFlags) validateEtcd(c *config) error {
 	}
 	c.EmbeddedEtcdListen = r.embeddedEtcdListen
 	return nil
+}
+
+// offloads are the fast-path mechanisms --offload turns on. Each falls
+// back by itself, with one log line, when the kernel refuses it.
+type offloads struct {
+	TSO, GSO, GRO, Batch bool
+}
+
+func parseOffloads(list []string) (offloads, error) {
+	var o offloads
+	for _, v := range list {
+		switch strings.TrimSpace(v) {
+		case "all":
+			o = offloads{TSO: true, GSO: true, GRO: true, Batch: true}
+		case "none", "":
+		case "tso":
+			o.TSO = true
+		case "gso":
+			o.GSO = true
+		case "gro":
+			o.GRO = true
+		case "batch":
+			o.Batch = true
+		default:
+			return o, usagef("--offload %q: want tso, gso, gro, batch, all or none", v)
+		}
+	}
+	return o, nil
 }

@@ -115,11 +115,11 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 	}()
 
-	conn, err := overlay.ListenUDP(netip.AddrPortFrom(u.Addr, cfg.Port))
+	conn, err := openUnderlay(cfg, netip.AddrPortFrom(u.Addr, cfg.Port), log)
 	if err != nil {
 		return err
 	}
-	tap, err := overlay.OpenTAP(cfg.TAP)
+	tap, err := openTAP(cfg, mtu, log)
 	if err != nil {
 		conn.Close()
 		return err
