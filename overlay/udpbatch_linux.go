@@ -6,10 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -46,10 +44,10 @@ type BatchOptions struct {
 // Read and Send may run concurrently with each other, but each of them
 // from one goroutine at a time.
 type BatchUDPConn struct {
-	c   *net.UDPConn
-	rc  syscall.RawConn
-	v6  bool
-	opt BatchOptions
+	w     *fdWaiter
+	local netip.AddrPort
+	v6    bool
+	opt   BatchOptions
 
 	// receive side
 	rmsgs  []unix.Mmsghdr
@@ -58,8 +56,6 @@ type BatchUDPConn struct {
 	roob   []byte // per message: cmsgSpace bytes
 	rbufs  [][]byte
 	rn     int
-	rerr   error
-	readFn func(fd uintptr) bool
 	// With GRO, a coalesced read is split into the caller's buffers; what
 	// did not fit stays here for the next Read.
 	pendMsg, pendOff, pendCount int
@@ -73,9 +69,6 @@ type BatchUDPConn struct {
 	sname   unix.RawSockaddrInet6
 	snameV4 *unix.RawSockaddrInet4
 	sn      int // messages prepared
-	sdone   int
-	serr    error
-	writeFn func(fd uintptr) bool
 }
 
 var _ PacketConn = (*BatchUDPConn)(nil)
@@ -90,37 +83,56 @@ var ErrGSORefused = errors.New("UDP GSO refused by the kernel")
 // opt that the kernel accepts. It returns which were refused, so that the
 // caller can say so once.
 func ListenBatchUDP(local netip.AddrPort, opt BatchOptions) (c *BatchUDPConn, refused []string, err error) {
-	uc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(local))
+	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: int(local.Port()), Addr: local.Addr().As4()})
+	if local.Addr().Is6() {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(local.Port()), Addr: local.Addr().As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
+		return nil, nil, fmt.Errorf("UDP socket: %w", err)
+	}
+	fail := func(err error) (*BatchUDPConn, []string, error) {
+		unix.Close(fd)
 		return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
 	}
-	_ = uc.SetReadBuffer(socketBuffer)
-	_ = uc.SetWriteBuffer(socketBuffer)
-	rc, err := uc.SyscallConn()
+	if family == unix.AF_INET6 {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail(err)
+	}
+	// Best effort: the kernel caps the sizes at net.core.[rw]mem_max.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+	bound, err := unix.Getsockname(fd)
 	if err != nil {
-		uc.Close()
-		return nil, nil, err
+		return fail(err)
+	}
+	switch b := bound.(type) {
+	case *unix.SockaddrInet4:
+		local = netip.AddrPortFrom(netip.AddrFrom4(b.Addr), uint16(b.Port))
+	case *unix.SockaddrInet6:
+		local = netip.AddrPortFrom(netip.AddrFrom16(b.Addr), uint16(b.Port))
 	}
 	opt.Batch = max(opt.Batch, 1)
 	if opt.GRO {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
-		}); err != nil || serr != nil {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1); err != nil {
 			opt.GRO = false
-			refused = append(refused, fmt.Sprintf("UDP_GRO: %v", errors.Join(err, serr)))
+			refused = append(refused, fmt.Sprintf("UDP_GRO: %v", err))
 		}
 	}
 	if opt.GSO {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			_, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
-		}); err != nil || serr != nil {
+		if _, err := unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT); err != nil {
 			opt.GSO = false
-			refused = append(refused, fmt.Sprintf("UDP_SEGMENT: %v", errors.Join(err, serr)))
+			refused = append(refused, fmt.Sprintf("UDP_SEGMENT: %v", err))
 		}
 	}
-	c = &BatchUDPConn{c: uc, rc: rc, v6: !local.Addr().Unmap().Is4(), opt: opt}
+	w, err := newFDWaiter(fd)
+	if err != nil {
+		return fail(err)
+	}
+	c = &BatchUDPConn{w: w, local: local, v6: family == unix.AF_INET6, opt: opt}
 	c.snameV4 = (*unix.RawSockaddrInet4)(unsafe.Pointer(&c.sname))
 	c.initRecv()
 	c.initSend()
@@ -139,7 +151,6 @@ func (c *BatchUDPConn) initRecv() {
 			c.rbufs[i] = make([]byte, groBufSize)
 		}
 	}
-	c.readFn = c.doRead
 }
 
 func (c *BatchUDPConn) initSend() {
@@ -148,13 +159,10 @@ func (c *BatchUDPConn) initSend() {
 	// A message has up to maxGSOSegments iovecs when GSO is on.
 	c.siovs = make([]unix.Iovec, n*maxGSOSegments)
 	c.soob = make([]byte, n*cmsgSpace)
-	c.writeFn = c.doWrite
 }
 
 // LocalAddr returns the address the socket is bound to.
-func (c *BatchUDPConn) LocalAddr() netip.AddrPort {
-	return c.c.LocalAddr().(*net.UDPAddr).AddrPort()
-}
+func (c *BatchUDPConn) LocalAddr() netip.AddrPort { return c.local }
 
 // Offloads reports which offloads are in use.
 func (c *BatchUDPConn) Offloads() BatchOptions { return c.opt }
@@ -168,43 +176,58 @@ func (c *BatchUDPConn) BatchSize() int {
 	return c.opt.Batch
 }
 
-// Close implements PacketConn.
-func (c *BatchUDPConn) Close() error { return c.c.Close() }
+// Close implements PacketConn: it wakes a blocked Read, waits until no
+// call uses the socket and closes it.
+func (c *BatchUDPConn) Close() error { return c.w.close() }
 
-func (c *BatchUDPConn) doRead(fd uintptr) bool {
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.rmsgs[0])), uintptr(c.rn), 0, 0, 0)
-	if errno == unix.EAGAIN || errno == unix.EWOULDBLOCK {
-		return false
+// recv receives up to c.rn messages into c.rmsgs, waiting in this thread
+// (not in the runtime's poller) while none is there.
+func (c *BatchUDPConn) recv() error {
+	c.w.mu.RLock()
+	defer c.w.mu.RUnlock()
+	for {
+		if c.w.closed.Load() {
+			return ErrClosed
+		}
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(c.w.fd), uintptr(unsafe.Pointer(&c.rmsgs[0])), uintptr(c.rn), 0, 0, 0)
+		switch errno {
+		case 0:
+			c.rn = int(n)
+			return nil
+		case unix.EAGAIN, unix.EINTR:
+			if errno == unix.EAGAIN {
+				if err := c.w.wait(); err != nil {
+					return err
+				}
+			}
+		default:
+			return os.NewSyscallError("recvmmsg", errno)
+		}
 	}
-	if errno == unix.EINTR {
-		return false
-	}
-	if errno != 0 {
-		c.rerr = os.NewSyscallError("recvmmsg", errno)
-		c.rn = 0
-		return true
-	}
-	c.rerr = nil
-	c.rn = int(n)
-	return true
 }
 
-func (c *BatchUDPConn) doWrite(fd uintptr) bool {
-	for c.sdone < c.sn {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.smsgs[c.sdone])), uintptr(c.sn-c.sdone), 0, 0, 0)
-		if errno == unix.EAGAIN || errno == unix.EWOULDBLOCK {
-			return false
+// send sends the c.sn prepared messages.
+func (c *BatchUDPConn) send() error {
+	c.w.mu.RLock()
+	defer c.w.mu.RUnlock()
+	for done := 0; done < c.sn; {
+		if c.w.closed.Load() {
+			return ErrClosed
 		}
-		if errno == unix.EINTR {
-			continue
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(c.w.fd), uintptr(unsafe.Pointer(&c.smsgs[done])), uintptr(c.sn-done), 0, 0, 0)
+		switch errno {
+		case 0:
+			done += int(n)
+		case unix.EAGAIN:
+			if err := c.w.waitWrite(); err != nil {
+				return err
+			}
+		case unix.EINTR:
+		default:
+			return os.NewSyscallError("sendmmsg", errno)
 		}
-		if errno != 0 {
-			c.serr = os.NewSyscallError("sendmmsg", errno)
-			return true
-		}
-		c.sdone += int(n)
 	}
-	return true
+	return nil
 }
 
 // Read implements PacketConn. Without GRO, datagrams land directly in the
@@ -216,11 +239,8 @@ func (c *BatchUDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (
 			c.setRecvMsg(i, bufs[i])
 		}
 		c.rn = n
-		if err := c.rc.Read(c.readFn); err != nil {
+		if err := c.recv(); err != nil {
 			return 0, err
-		}
-		if c.rerr != nil {
-			return 0, c.rerr
 		}
 		for i := range c.rn {
 			sizes[i] = int(c.rmsgs[i].Len)
@@ -233,11 +253,8 @@ func (c *BatchUDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (
 			c.setRecvMsg(i, c.rbufs[i])
 		}
 		c.rn = c.opt.Batch
-		if err := c.rc.Read(c.readFn); err != nil {
+		if err := c.recv(); err != nil {
 			return 0, err
-		}
-		if c.rerr != nil {
-			return 0, c.rerr
 		}
 		c.pendMsg, c.pendOff, c.pendCount = 0, 0, c.rn
 	}
@@ -337,18 +354,14 @@ func (c *BatchUDPConn) Send(bufs [][]byte, dst netip.AddrPort) error {
 	for len(bufs) > 0 {
 		used := c.prepare(bufs)
 		bufs = bufs[used:]
-		c.sdone, c.serr = 0, nil
-		if err := c.rc.Write(c.writeFn); err != nil {
-			return err
-		}
-		if c.serr != nil {
-			if c.opt.GSO && (errors.Is(c.serr, unix.EIO) || errors.Is(c.serr, unix.EINVAL)) {
+		if err := c.send(); err != nil {
+			if c.opt.GSO && (errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) {
 				// The path cannot segment (e.g. a device without
 				// checksum offload): stop trying.
 				c.opt.GSO = false
-				return fmt.Errorf("%w: %v", ErrGSORefused, c.serr)
+				return fmt.Errorf("%w: %w", ErrGSORefused, err)
 			}
-			return c.serr
+			return err
 		}
 	}
 	return nil
