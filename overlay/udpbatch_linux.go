@@ -84,8 +84,11 @@ var ErrGSORefused = errors.New("UDP GSO refused by the kernel")
 // caller can say so once.
 func ListenBatchUDP(local netip.AddrPort, opt BatchOptions) (c *BatchUDPConn, refused []string, err error) {
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: int(local.Port()), Addr: local.Addr().As4()})
-	if local.Addr().Is6() {
+	var family int
+	var sa unix.Sockaddr
+	if local.Addr().Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(local.Port()), Addr: local.Addr().As4()}
+	} else {
 		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(local.Port()), Addr: local.Addr().As16()}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)

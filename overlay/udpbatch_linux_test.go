@@ -11,11 +11,15 @@ import (
 )
 
 func listenPair(t *testing.T, opt BatchOptions) (tx, rx *BatchUDPConn) {
+	return listenPairOn(t, "127.0.0.1:0", opt)
+}
+
+func listenPairOn(t *testing.T, addr string, opt BatchOptions) (tx, rx *BatchUDPConn) {
 	t.Helper()
 	var err error
 	for _, c := range []**BatchUDPConn{&tx, &rx} {
 		var refused []string
-		*c, refused, err = ListenBatchUDP(netip.MustParseAddrPort("127.0.0.1:0"), opt)
+		*c, refused, err = ListenBatchUDP(netip.MustParseAddrPort(addr), opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,6 +46,12 @@ func datagrams(n, size, short int) [][]byte {
 }
 
 func TestBatchUDPRoundTrip(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(addr, func(t *testing.T) { testBatchUDPRoundTrip(t, addr) })
+	}
+}
+
+func testBatchUDPRoundTrip(t *testing.T, addr string) {
 	for _, opt := range []BatchOptions{
 		{Batch: 1},
 		{Batch: 8},
@@ -50,7 +60,7 @@ func TestBatchUDPRoundTrip(t *testing.T) {
 		{Batch: 8, GSO: true, GRO: true},
 	} {
 		t.Run(fmt.Sprintf("%+v", opt), func(t *testing.T) {
-			tx, rx := listenPair(t, opt)
+			tx, rx := listenPairOn(t, addr, opt)
 			// A run of 40 equal datagrams (one GSO message), a short
 			// tail, then a second run: order and sizes must survive.
 			want := append(datagrams(40, 1472, 100), datagrams(5, 200, 0)...)

@@ -42,19 +42,14 @@ type tapDevice interface {
 // it and the kernel agrees, else a plain one.
 func openTAP(cfg *config, mtu int, log *slog.Logger) (tapDevice, error) {
 	if cfg.Offload.TSO {
-		t, err := openOffloadTAP(cfg.TAP, mtu)
+		t, err := overlay.OpenOffloadTAP(cfg.TAP, mtu)
 		if err == nil {
 			return t, nil
 		}
-		if !errors.Is(err, errNoOffload) {
+		if !errors.Is(err, overlay.ErrNoOffload) {
 			return nil, err
 		}
 		log.Warn("the kernel refused TAP offloads; using a plain TAP", "err", err)
 	}
 	return overlay.OpenTAP(cfg.TAP)
 }
-
-// Until the offload TAP lands, TSO falls back to the plain TAP.
-var errNoOffload = errors.New("TAP offloads not available")
-
-func openOffloadTAP(string, int) (tapDevice, error) { return nil, errNoOffload }
