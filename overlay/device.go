@@ -14,6 +14,10 @@ const MaxFrameSize = 65536
 // ErrClosed is returned by devices and connections used after Close.
 var ErrClosed = errors.New("overlay: closed")
 
+// ErrGSORefused is returned by Send when the kernel refused a segmented
+// send; the connection has turned GSO off and the caller may resend.
+var ErrGSORefused = errors.New("UDP GSO refused by the kernel")
+
 // FrameDevice is the Ethernet side of the overlay: a TAP device, or an
 // in-memory fake in tests (package overlaytest).
 //
@@ -54,4 +58,10 @@ type PacketConn interface {
 
 	// Close releases the socket and unblocks pending reads.
 	Close() error
+}
+
+// FlowSender is a PacketConn that can send a flow from a source port of
+// its own, chosen by the flow's hash (RFC 7348 §5).
+type FlowSender interface {
+	SendFlow(bufs [][]byte, dst netip.AddrPort, flow uint32) error
 }

@@ -147,13 +147,18 @@ type encapsulator struct {
 	one   [][]byte
 	// run collects consecutive frames of a batch bound for the same VTEP,
 	// so that the socket can send them in one call (and one GSO message).
-	run    [][]byte
-	runDst netip.AddrPort
+	run     [][]byte
+	runDst  netip.AddrPort
+	runFlow uint32
+	// flows, when the socket supports it, sends each inner flow from a
+	// source port of its own.
+	flows FlowSender
 }
 
 func (o *Overlay) newEncapsulator() *encapsulator {
 	n := o.dev.BatchSize()
 	e := &encapsulator{o: o, bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n)}
+	e.flows, _ = o.conn.(FlowSender)
 	for i := range e.bufs {
 		e.bufs[i] = make([]byte, encap.HeaderLen+MaxFrameSize)
 	}
@@ -212,11 +217,15 @@ func (e *encapsulator) forward(pkt []byte) {
 	}
 	// The VNI was range-checked in New, and pkt holds the headroom.
 	_ = encap.Encode(pkt, o.cfg.VNI)
+	var flow uint32
+	if e.flows != nil {
+		flow = flowHash(frame)
+	}
 	if !dst.IsMulticast() {
 		if vtep, ok := o.fdb.Lookup(o.cfg.VNI, dst); ok {
-			if vtep != e.runDst {
+			if vtep != e.runDst || flow != e.runFlow {
 				e.flush()
-				e.runDst = vtep
+				e.runDst, e.runFlow = vtep, flow
 			}
 			e.run = append(e.run, pkt)
 			return
@@ -233,25 +242,25 @@ func (e *encapsulator) forward(pkt []byte) {
 	o.counters.TxFlooded.Add(1)
 	e.one[0] = pkt
 	for _, vtep := range flood {
-		e.send(e.one, vtep)
+		e.send(e.one, vtep, flow)
 	}
 }
 
 // flush sends the pending run.
 func (e *encapsulator) flush() {
 	if len(e.run) > 0 {
-		e.send(e.run, e.runDst)
+		e.send(e.run, e.runDst, e.runFlow)
 	}
 	clear(e.run)
 	e.run = e.run[:0]
 }
 
-func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort) {
+func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort, flow uint32) {
 	o := e.o
-	err := o.conn.Send(pkts, vtep)
+	err := e.sendOnce(pkts, vtep, flow)
 	if errors.Is(err, ErrGSORefused) {
 		o.cfg.Logger.Warn("the kernel refused UDP segmentation offload; sending datagrams one by one", "err", err)
-		err = o.conn.Send(pkts, vtep)
+		err = e.sendOnce(pkts, vtep, flow)
 	}
 	if err != nil {
 		o.counters.Drops(DropSendError, len(pkts))
@@ -263,6 +272,13 @@ func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort) {
 	}
 	o.counters.TxPackets.Add(uint64(len(pkts)))
 	o.counters.TxBytes.Add(uint64(bytes))
+}
+
+func (e *encapsulator) sendOnce(pkts [][]byte, vtep netip.AddrPort, flow uint32) error {
+	if e.flows != nil {
+		return e.flows.SendFlow(pkts, vtep, flow)
+	}
+	return e.o.conn.Send(pkts, vtep)
 }
 
 // answerARP answers the ARP request in pkt from the neighbour table: the

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"unsafe"
@@ -33,7 +34,18 @@ type BatchOptions struct {
 	GSO bool
 	// GRO asks the kernel to coalesce received datagrams (UDP_GRO).
 	GRO bool
+	// SourcePorts, when above zero, opens that many sending sockets bound
+	// to ports in 49152-65535 (RFC 7348 §5); SendFlow picks one by the
+	// hash of the inner flow, so each flow has a stable source port.
+	SourcePorts int
 }
+
+// Source ports for SendFlow come from the dynamic range, as RFC 7348 §5
+// recommends.
+const (
+	srcPortMin = 49152
+	srcPortMax = 65535
+)
 
 // BatchUDPConn is the underlay socket on Linux: recvmmsg and sendmmsg move
 // many datagrams per system call, UDP_SEGMENT sends a run of datagrams as
@@ -45,6 +57,7 @@ type BatchOptions struct {
 // from one goroutine at a time.
 type BatchUDPConn struct {
 	w     *fdWaiter
+	src   []*fdWaiter // sending sockets of SendFlow
 	local netip.AddrPort
 	v6    bool
 	opt   BatchOptions
@@ -75,10 +88,6 @@ var _ PacketConn = (*BatchUDPConn)(nil)
 
 var cmsgSpace = unix.CmsgSpace(4)
 
-// ErrGSORefused is returned by Send when the kernel refused a segmented
-// send; the connection has turned GSO off and the caller may resend.
-var ErrGSORefused = errors.New("UDP GSO refused by the kernel")
-
 // ListenBatchUDP opens the underlay socket on local with the offloads in
 // opt that the kernel accepts. It returns which were refused, so that the
 // caller can say so once.
@@ -91,23 +100,14 @@ func ListenBatchUDP(local netip.AddrPort, opt BatchOptions) (c *BatchUDPConn, re
 	} else {
 		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(local.Port()), Addr: local.Addr().As16()}
 	}
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	fd, err := udpSocket(family, sa)
 	if err != nil {
-		return nil, nil, fmt.Errorf("UDP socket: %w", err)
+		return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
 	}
 	fail := func(err error) (*BatchUDPConn, []string, error) {
 		unix.Close(fd)
 		return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
 	}
-	if family == unix.AF_INET6 {
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
-	}
-	if err := unix.Bind(fd, sa); err != nil {
-		return fail(err)
-	}
-	// Best effort: the kernel caps the sizes at net.core.[rw]mem_max.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
 	bound, err := unix.Getsockname(fd)
 	if err != nil {
 		return fail(err)
@@ -136,10 +136,83 @@ func ListenBatchUDP(local netip.AddrPort, opt BatchOptions) (c *BatchUDPConn, re
 		return fail(err)
 	}
 	c = &BatchUDPConn{w: w, local: local, v6: family == unix.AF_INET6, opt: opt}
+	for range opt.SourcePorts {
+		sw, err := openSourceSocket(family, local.Addr())
+		if err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+		c.src = append(c.src, sw)
+	}
 	c.snameV4 = (*unix.RawSockaddrInet4)(unsafe.Pointer(&c.sname))
 	c.initRecv()
 	c.initSend()
 	return c, refused, nil
+}
+
+// udpSocket opens a non-blocking UDP socket bound to sa.
+func udpSocket(family int, sa unix.Sockaddr) (int, error) {
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if family == unix.AF_INET6 {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	// Best effort: the kernel caps the sizes at net.core.[rw]mem_max.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+	return fd, nil
+}
+
+// openSourceSocket opens a sending socket on addr and a free port of the
+// dynamic range, starting from a random one.
+func openSourceSocket(family int, addr netip.Addr) (*fdWaiter, error) {
+	span := srcPortMax - srcPortMin + 1
+	start := rand.IntN(span)
+	for i := range 64 {
+		port := srcPortMin + (start+i*7919)%span
+		var sa unix.Sockaddr
+		if family == unix.AF_INET6 {
+			sa = &unix.SockaddrInet6{Port: port, Addr: addr.As16()}
+		} else {
+			sa = &unix.SockaddrInet4{Port: port, Addr: addr.Unmap().As4()}
+		}
+		fd, err := udpSocket(family, sa)
+		if errors.Is(err, unix.EADDRINUSE) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("UDP source socket on %s: %w", addr, err)
+		}
+		w, err := newFDWaiter(fd)
+		if err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		return w, nil
+	}
+	return nil, fmt.Errorf("no free UDP source port on %s in %d-%d", addr, srcPortMin, srcPortMax)
+}
+
+// SourcePorts returns the ports SendFlow sends from.
+func (c *BatchUDPConn) SourcePorts() []uint16 {
+	var out []uint16
+	for _, w := range c.src {
+		if sa, err := unix.Getsockname(w.fd); err == nil {
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				out = append(out, uint16(a.Port))
+			case *unix.SockaddrInet6:
+				out = append(out, uint16(a.Port))
+			}
+		}
+	}
+	return out
 }
 
 func (c *BatchUDPConn) initRecv() {
@@ -180,8 +253,13 @@ func (c *BatchUDPConn) BatchSize() int {
 }
 
 // Close implements PacketConn: it wakes a blocked Read, waits until no
-// call uses the socket and closes it.
-func (c *BatchUDPConn) Close() error { return c.w.close() }
+// call uses the sockets and closes them.
+func (c *BatchUDPConn) Close() error {
+	for _, w := range c.src {
+		w.close()
+	}
+	return c.w.close()
+}
 
 // recv receives up to c.rn messages into c.rmsgs, waiting in this thread
 // (not in the runtime's poller) while none is there.
@@ -209,20 +287,20 @@ func (c *BatchUDPConn) recv() error {
 	}
 }
 
-// send sends the c.sn prepared messages.
-func (c *BatchUDPConn) send() error {
-	c.w.mu.RLock()
-	defer c.w.mu.RUnlock()
+// send sends the c.sn prepared messages through w.
+func (c *BatchUDPConn) send(w *fdWaiter) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
 	for done := 0; done < c.sn; {
-		if c.w.closed.Load() {
+		if w.closed.Load() {
 			return ErrClosed
 		}
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(c.w.fd), uintptr(unsafe.Pointer(&c.smsgs[done])), uintptr(c.sn-done), 0, 0, 0)
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(w.fd), uintptr(unsafe.Pointer(&c.smsgs[done])), uintptr(c.sn-done), 0, 0, 0)
 		switch errno {
 		case 0:
 			done += int(n)
 		case unix.EAGAIN:
-			if err := c.w.waitWrite(); err != nil {
+			if err := w.waitWrite(); err != nil {
 				return err
 			}
 		case unix.EINTR:
@@ -353,11 +431,23 @@ func (c *BatchUDPConn) groSize(i int) int {
 // Send implements PacketConn: it sends every buffer to dst, as few
 // messages as the offloads allow, in as few system calls.
 func (c *BatchUDPConn) Send(bufs [][]byte, dst netip.AddrPort) error {
+	return c.sendVia(c.w, bufs, dst)
+}
+
+// SendFlow is Send from the source port that flow hashes to.
+func (c *BatchUDPConn) SendFlow(bufs [][]byte, dst netip.AddrPort, flow uint32) error {
+	if len(c.src) == 0 {
+		return c.sendVia(c.w, bufs, dst)
+	}
+	return c.sendVia(c.src[flow%uint32(len(c.src))], bufs, dst)
+}
+
+func (c *BatchUDPConn) sendVia(w *fdWaiter, bufs [][]byte, dst netip.AddrPort) error {
 	c.setDest(dst)
 	for len(bufs) > 0 {
 		used := c.prepare(bufs)
 		bufs = bufs[used:]
-		if err := c.send(); err != nil {
+		if err := c.send(w); err != nil {
 			if c.opt.GSO && (errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) {
 				// The path cannot segment (e.g. a device without
 				// checksum offload): stop trying.

@@ -11,6 +11,11 @@ import (
 // batchSize is how many datagrams one recvmmsg or sendmmsg moves.
 const batchSize = 64
 
+// sourcePorts is how many UDP source ports the fast path sends from: each
+// inner flow hashes to one of them (RFC 7348 §5), so that the underlay's
+// ECMP and receive-side scaling spread flows while keeping each in order.
+const sourcePorts = 16
+
 // openUnderlay opens the underlay socket with the offloads --offload asks
 // for; what the kernel refuses is turned off with one log line.
 func openUnderlay(cfg *config, local netip.AddrPort, log *slog.Logger) (overlay.PacketConn, error) {
@@ -18,7 +23,7 @@ func openUnderlay(cfg *config, local netip.AddrPort, log *slog.Logger) (overlay.
 	if !o.GSO && !o.GRO && !o.Batch {
 		return overlay.ListenUDP(local)
 	}
-	opt := overlay.BatchOptions{Batch: 1, GSO: o.GSO, GRO: o.GRO}
+	opt := overlay.BatchOptions{Batch: 1, GSO: o.GSO, GRO: o.GRO, SourcePorts: sourcePorts}
 	if o.Batch {
 		opt.Batch = batchSize
 	}
