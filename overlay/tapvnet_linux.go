@@ -111,19 +111,24 @@ func (t *OffloadTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 
 // Write writes the frames bufs[i][offset:], coalescing the TCP segments of
 // one flow into super-frames. offset must leave room for the virtio header
-// (tapHeadroom). Order within a flow is kept: a frame that cannot join a
-// super-frame is written after everything pending before it.
+// (tapHeadroom). Order within a flow is kept; frames of different flows
+// may be reordered. The frames' checksums must be valid: a super-frame's
+// checksum is recomputed by the kernel, which would hide a corrupt one.
 func (t *OffloadTAP) Write(bufs [][]byte, offset int) (int, error) {
 	if offset < tapHeadroom {
 		return 0, fmt.Errorf("TAP %s: write offset %d leaves no room for the virtio header", t.name, offset)
 	}
 	for i, b := range bufs {
 		frame := b[offset:]
+		if t.gro.Full() {
+			if err := t.flush(); err != nil {
+				return i, err
+			}
+		}
+		// GRO takes every TCP frame whose flow has something pending,
+		// so a frame it refuses overtakes no segment of its own flow.
 		if t.gro.Add(frame, false) {
 			continue
-		}
-		if err := t.flush(); err != nil {
-			return i, err
 		}
 		pkt := b[offset-tapHeadroom:]
 		clear(pkt[:tapHeadroom]) // GSO_NONE, no checksum to do
