@@ -4,7 +4,8 @@
 // another one.
 //
 // Endpoints: GET /stats (counters, overlay.Stats), GET /fdb (FDB entries and
-// flood lists, FDBState).
+// flood lists, FDBState), GET /runtime (the Go runtime's allocation totals,
+// Runtime: how a benchmark checks that forwarding allocates nothing).
 package control
 
 import (
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"time"
 
 	"github.com/vxland/vxland/overlay"
@@ -26,6 +28,31 @@ import (
 type FDBState struct {
 	Entries []overlay.FDBEntry `json:"entries"`
 	Flood   []overlay.FDBFlood `json:"flood"`
+}
+
+// Runtime is the body of GET /runtime, read from runtime/metrics.
+type Runtime struct {
+	// HeapAllocBytes and HeapAllocObjects are cumulative since start.
+	HeapAllocBytes   uint64 `json:"heap_alloc_bytes_total"`
+	HeapAllocObjects uint64 `json:"heap_alloc_objects_total"`
+	Goroutines       uint64 `json:"goroutines"`
+}
+
+// ReadRuntime reads the runtime's totals.
+func ReadRuntime() Runtime {
+	samples := []metrics.Sample{
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/gc/heap/allocs:objects"},
+		{Name: "/sched/goroutines:goroutines"},
+	}
+	metrics.Read(samples)
+	val := func(s metrics.Sample) uint64 {
+		if s.Value.Kind() == metrics.KindUint64 {
+			return s.Value.Uint64()
+		}
+		return 0
+	}
+	return Runtime{HeapAllocBytes: val(samples[0]), HeapAllocObjects: val(samples[1]), Goroutines: val(samples[2])}
 }
 
 // Source is what the server reports on.
@@ -63,6 +90,9 @@ func Handler(src Source) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, src.Counters().Snapshot())
+	})
+	mux.HandleFunc("GET /runtime", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, ReadRuntime())
 	})
 	mux.HandleFunc("GET /fdb", func(w http.ResponseWriter, r *http.Request) {
 		f := src.FDB()
