@@ -38,6 +38,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -90,6 +91,9 @@ type Agent struct {
 	rev int64
 	// synced is closed after the first full list has been applied.
 	synced chan struct{}
+	// compactions counts the watches that found their revision compacted
+	// and re-listed.
+	compactions atomic.Int64
 }
 
 // New returns an agent; Run starts it.
@@ -321,6 +325,7 @@ func (a *Agent) watchLoop(ctx context.Context) {
 			return
 		}
 		if resync {
+			a.compactions.Add(1)
 			a.log.Warn("etcd compacted past our revision; re-listing", "revision", a.Revision())
 			attempt = 0
 			continue

@@ -89,6 +89,10 @@ func (k Keys) parse(key string, value []byte) (record, error) {
 		if err != nil {
 			return record{}, fmt.Errorf("%w: key names no address: %v", errBadRecord, err)
 		}
+		if addr.String() != name {
+			// One VTEP, one key: another spelling would be a second record.
+			return record{}, fmt.Errorf("%w: key does not spell %s canonically", errBadRecord, addr)
+		}
 		var m Member
 		if err := json.Unmarshal(value, &m); err != nil {
 			return record{}, fmt.Errorf("%w: %v", errBadRecord, err)
@@ -108,6 +112,11 @@ func (k Keys) parse(key string, value []byte) (record, error) {
 			return record{}, fmt.Errorf("%w: key names no Ethernet address", errBadRecord)
 		}
 		mac := overlay.MAC(hw)
+		if mac.String() != name {
+			// One MAC, one key, one owner: another spelling would be a
+			// second record for the same MAC.
+			return record{}, fmt.Errorf("%w: key does not spell %s canonically", errBadRecord, mac)
+		}
 		var r MACRecord
 		if err := json.Unmarshal(value, &r); err != nil {
 			return record{}, fmt.Errorf("%w: %v", errBadRecord, err)
