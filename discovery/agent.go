@@ -70,6 +70,9 @@ type Config struct {
 // DefaultPrefix is the default etcd key prefix.
 const DefaultPrefix = "/vxland"
 
+// maxTxnOps is etcd's default limit of operations per transaction.
+const maxTxnOps = 128
+
 // maxBackoff caps the wait between retries of any etcd operation.
 const maxBackoff = 5 * time.Second
 
@@ -195,9 +198,14 @@ func (a *Agent) register(ctx context.Context, started time.Time) (clientv3.Lease
 		ops = append(ops, clientv3.OpPut(a.keys.MAC(mac), string(v), clientv3.WithLease(g.ID)))
 	}
 	a.mu.Unlock()
-	if _, err := a.cfg.Client.Txn(opCtx).Then(ops...).Commit(); err != nil {
-		_, _ = a.cfg.Client.Revoke(context.WithoutCancel(opCtx), g.ID)
-		return 0, fmt.Errorf("publishing %d keys: %w", len(ops), err)
+	// One transaction when it fits etcd's default limit of 128
+	// operations (--max-txn-ops); a host with more MACs publishes them in
+	// several, member key first. Either way all hang on the new lease.
+	for chunk := range slices.Chunk(ops, maxTxnOps) {
+		if _, err := a.cfg.Client.Txn(opCtx).Then(chunk...).Commit(); err != nil {
+			_, _ = a.cfg.Client.Revoke(context.WithoutCancel(opCtx), g.ID)
+			return 0, fmt.Errorf("publishing %d keys: %w", len(ops), err)
+		}
 	}
 	return g.ID, nil
 }
@@ -358,6 +366,11 @@ func (a *Agent) relist(ctx context.Context) error {
 			a.deleteLocked(key)
 		}
 	}
+	for key := range a.badLogged {
+		if !seen[key] {
+			delete(a.badLogged, key)
+		}
+	}
 	a.rev = resp.Header.Revision
 	select {
 	case <-a.synced:
@@ -409,10 +422,16 @@ func (a *Agent) putLocked(key string, value []byte, modRev int64) {
 			a.badLogged[key] = modRev
 			a.log.Warn("skipping malformed etcd value", "key", key, "revision", modRev, "err", err)
 		}
-		a.deleteLocked(key)
+		a.dropLocked(key)
 		return
 	}
 	delete(a.badLogged, key)
+	if old, ok := a.view[key]; ok && old.member != nil {
+		// Still a member (the key names the address): flood list
+		// memberships are counted, so applying it again would add one.
+		a.view[key] = r
+		return
+	}
 	if old, ok := a.view[key]; ok && old.mac != nil {
 		if old.mac.VTEP != r.mac.VTEP {
 			a.unapplyLocked(old) // the MAC moved: drop the old place first
@@ -428,7 +447,14 @@ func (a *Agent) putLocked(key string, value []byte, modRev int64) {
 	a.applyLocked(r)
 }
 
+// deleteLocked applies the deletion of key.
 func (a *Agent) deleteLocked(key string) {
+	delete(a.badLogged, key)
+	a.dropLocked(key)
+}
+
+// dropLocked forgets key's record and what it installed.
+func (a *Agent) dropLocked(key string) {
 	old, ok := a.view[key]
 	if !ok {
 		return

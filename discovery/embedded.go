@@ -66,7 +66,9 @@ func StartEmbedded(ctx context.Context, c EmbeddedConfig) (*Embedded, error) {
 		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.CertFile, KeyFile: c.KeyFile,
 			TrustedCAFile: c.ClientCAFile, ClientCertAuth: c.ClientCAFile != ""}
 	}
-	cfg.LogLevel = "error"
+	// Failures reach us through StartEtcd's error and Err(); etcd's own
+	// error log would print stack traces on every clean shutdown.
+	cfg.LogLevel = "fatal"
 	cfg.Logger = "zap"
 	// Keep an hour of history, so that a watcher that was away for a
 	// while resumes instead of re-listing; older revisions are compacted.

@@ -89,6 +89,10 @@ func (k Keys) parse(key string, value []byte) (record, error) {
 		if err != nil {
 			return record{}, fmt.Errorf("%w: key names no address: %v", errBadRecord, err)
 		}
+		if addr.Is4In6() {
+			// ::ffff:a.b.c.d is the IPv4 VTEP a.b.c.d: a second key for it.
+			return record{}, fmt.Errorf("%w: IPv4-mapped address %s, use %s", errBadRecord, addr, addr.Unmap())
+		}
 		if addr.String() != name {
 			// One VTEP, one key: another spelling would be a second record.
 			return record{}, fmt.Errorf("%w: key does not spell %s canonically", errBadRecord, addr)
@@ -131,6 +135,8 @@ func (k Keys) parse(key string, value []byte) (record, error) {
 			return record{}, fmt.Errorf("%w: %s is not a unicast MAC", errBadRecord, mac)
 		case !r.VTEP.IsValid():
 			return record{}, fmt.Errorf("%w: no vtep", errBadRecord)
+		case r.VTEP.Is4In6():
+			return record{}, fmt.Errorf("%w: IPv4-mapped vtep %s, use %s", errBadRecord, r.VTEP, r.VTEP.Unmap())
 		}
 		for _, ip := range r.IPs {
 			if !ip.Is4() {

@@ -63,6 +63,11 @@ type fdbKey struct {
 	mac MAC
 }
 
+type floodKey struct {
+	vni  uint32
+	vtep netip.Addr
+}
+
 type fdbEntry struct {
 	vtep   netip.AddrPort
 	origin Origin
@@ -88,6 +93,9 @@ type FDB struct {
 	// flood lists are replaced, never modified in place, so a slice handed
 	// out by Flood stays valid without the lock.
 	flood map[uint32][]netip.AddrPort
+	// floodRefs counts the AddFlood calls per membership: a VTEP that is
+	// both a --peer and registered in etcd stays when one of them goes.
+	floodRefs map[floodKey]int
 	// vteps counts, per VTEP address, the flood lists it is a member of:
 	// exactly the addresses we accept VXLAN packets from. An entry that
 	// names a VTEP does not make it known: only membership does, which is
@@ -99,12 +107,13 @@ type FDB struct {
 // VTEP; learned entries expire after ageing (0 disables ageing).
 func NewFDB(port uint16, ageing time.Duration) *FDB {
 	return &FDB{
-		port:    port,
-		ageing:  ageing,
-		epoch:   time.Now(),
-		entries: make(map[fdbKey]*fdbEntry),
-		flood:   make(map[uint32][]netip.AddrPort),
-		vteps:   make(map[netip.Addr]int),
+		port:      port,
+		ageing:    ageing,
+		epoch:     time.Now(),
+		entries:   make(map[fdbKey]*fdbEntry),
+		flood:     make(map[uint32][]netip.AddrPort),
+		floodRefs: make(map[floodKey]int),
+		vteps:     make(map[netip.Addr]int),
 	}
 }
 
@@ -227,32 +236,42 @@ func (f *FDB) purgeLearnedLocked(a netip.Addr) {
 	}
 }
 
-// AddFlood adds vtep to vni's flood list, which also makes it a known VTEP.
-// Adding a member twice is a no-op.
+// AddFlood adds vtep to vni's flood list, which also makes it a known VTEP,
+// and reports whether it was not a member before. Memberships are counted:
+// each AddFlood is undone by one RemoveFlood.
 func (f *FDB) AddFlood(vni uint32, vtep netip.Addr) bool {
 	vtep = vtep.Unmap()
-	ap := netip.AddrPortFrom(vtep, f.port)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cur := f.flood[vni]
-	if slices.Contains(cur, ap) {
+	key := floodKey{vni, vtep}
+	f.floodRefs[key]++
+	if f.floodRefs[key] > 1 {
 		return false
 	}
+	cur := f.flood[vni]
 	next := make([]netip.AddrPort, len(cur), len(cur)+1)
 	copy(next, cur)
-	f.flood[vni] = append(next, ap)
+	f.flood[vni] = append(next, netip.AddrPortFrom(vtep, f.port))
 	f.vteps[vtep]++
 	return true
 }
 
-// RemoveFlood removes vtep from vni's flood list.
+// RemoveFlood undoes one AddFlood and reports whether vtep left vni's
+// flood list.
 func (f *FDB) RemoveFlood(vni uint32, vtep netip.Addr) bool {
 	vtep = vtep.Unmap()
-	ap := netip.AddrPortFrom(vtep, f.port)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	key := floodKey{vni, vtep}
+	if f.floodRefs[key] == 0 {
+		return false
+	}
+	if f.floodRefs[key]--; f.floodRefs[key] > 0 {
+		return false
+	}
+	delete(f.floodRefs, key)
 	cur := f.flood[vni]
-	i := slices.Index(cur, ap)
+	i := slices.Index(cur, netip.AddrPortFrom(vtep, f.port))
 	if i < 0 {
 		return false
 	}

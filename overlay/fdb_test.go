@@ -101,6 +101,9 @@ func TestFDBFloodList(t *testing.T) {
 	if f.AddFlood(7, vtepA) {
 		t.Fatal("adding a member twice reported a change")
 	}
+	if f.RemoveFlood(7, vtepA) || len(f.Flood(7)) != 2 {
+		t.Fatal("one RemoveFlood undid both AddFloods of a member")
+	}
 	held := f.Flood(7)
 	want := []netip.AddrPort{netip.AddrPortFrom(vtepA, 8472), netip.AddrPortFrom(vtepB, 8472)}
 	if !slices.Equal(held, want) {

@@ -160,7 +160,7 @@ func (o *Overlay) newEncapsulator() *encapsulator {
 	e := &encapsulator{o: o, bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n)}
 	e.flows, _ = o.conn.(FlowSender)
 	for i := range e.bufs {
-		e.bufs[i] = make([]byte, encap.HeaderLen+MaxFrameSize)
+		e.bufs[i] = make([]byte, deviceHeadroom+MaxFrameSize)
 	}
 	return e
 }
@@ -169,22 +169,26 @@ func (o *Overlay) newEncapsulator() *encapsulator {
 // VTEPs. Only a failing device read is an error; per-frame problems are
 // counted.
 func (e *encapsulator) step() error {
-	n, err := e.o.dev.Read(e.bufs, e.sizes, encap.HeaderLen)
+	// Frames are read deviceHeadroom bytes in: the VXLAN header goes in
+	// the last HeaderLen bytes before the frame, and a frame written back
+	// to the device (an ARP answer) has room for the device's header.
+	n, err := e.o.dev.Read(e.bufs, e.sizes, deviceHeadroom)
 	if err != nil {
 		return err
 	}
 	for i := range n {
-		e.forward(e.bufs[i][:encap.HeaderLen+e.sizes[i]])
+		e.forward(e.bufs[i][:deviceHeadroom+e.sizes[i]])
 	}
 	e.flush()
 	return nil
 }
 
-// forward routes pkt, a frame with HeaderLen bytes of headroom in front:
-// known unicast joins the current run, the rest is flooded at once.
-func (e *encapsulator) forward(pkt []byte) {
+// forward routes the frame buf[deviceHeadroom:]: known unicast joins the
+// current run, the rest is flooded at once.
+func (e *encapsulator) forward(buf []byte) {
 	o := e.o
-	frame := pkt[encap.HeaderLen:]
+	frame := buf[deviceHeadroom:]
+	pkt := buf[readHeadroom:] // the datagram: VXLAN header and frame
 	if len(frame) < ethHeaderLen {
 		o.counters.Drop(DropTxShort)
 		return
@@ -209,7 +213,7 @@ func (e *encapsulator) forward(pkt []byte) {
 		// container lives behind the TAP.
 		if tip := arpTargetIP(arp); o.cfg.Neighbors != nil && tip != arpSenderIP(arp) {
 			if mac, ok := o.cfg.Neighbors.Lookup(tip); ok && mac != src {
-				e.answerARP(pkt, mac)
+				e.answerARP(buf, mac)
 				return
 			}
 		}
@@ -281,14 +285,15 @@ func (e *encapsulator) sendOnce(pkts [][]byte, vtep netip.AddrPort, flow uint32)
 	return e.o.conn.Send(pkts, vtep)
 }
 
-// answerARP answers the ARP request in pkt from the neighbour table: the
-// reply goes back out of the device, and nothing crosses the underlay.
-func (e *encapsulator) answerARP(pkt []byte, mac MAC) {
-	answerARP(pkt[encap.HeaderLen:], mac)
+// answerARP answers the ARP request in buf[deviceHeadroom:] from the
+// neighbour table: the reply goes back out of the device, and nothing
+// crosses the underlay.
+func (e *encapsulator) answerARP(buf []byte, mac MAC) {
+	answerARP(buf[deviceHeadroom:], mac)
 	// Keep the batch's order: what was queued before goes first.
 	e.flush()
-	e.one[0] = pkt
-	if _, err := e.o.dev.Write(e.one, encap.HeaderLen); err != nil {
+	e.one[0] = buf
+	if _, err := e.o.dev.Write(e.one, deviceHeadroom); err != nil {
 		e.o.counters.Drop(DropTapWrite)
 		return
 	}

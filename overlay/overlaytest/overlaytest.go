@@ -9,6 +9,7 @@
 package overlaytest
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 
@@ -122,8 +123,18 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return d.in.pop(func(i int, f []byte) { sizes[i] = copy(bufs[i][offset:], f) }, min(len(bufs), d.batch))
 }
 
+// MinWriteOffset is the headroom Write demands in front of each frame:
+// the offload TAP needs it for its virtio header, so the fake does too.
+const MinWriteOffset = 10
+
+// ErrNoHeadroom is returned by Write when offset < MinWriteOffset.
+var ErrNoHeadroom = errors.New("overlaytest: write without headroom for a device header")
+
 // Write implements overlay.FrameDevice.
 func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
+	if offset < MinWriteOffset {
+		return 0, ErrNoHeadroom
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.count += len(bufs)
