@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,7 +55,20 @@ type config struct {
 	LeaseTTL           time.Duration
 	EmbeddedEtcd       string // data directory; "" runs no embedded etcd
 	EmbeddedEtcdListen string
+
+	// Mode is modeL2 or modeFlannel; the rest of this block is for the
+	// flannel mode (flannel.go).
+	Mode          string
+	PublicIP      netip.Addr // invalid: the VTEP address
+	SubnetFile    string
+	HealthzListen string // "": no TCP health endpoint
 }
+
+// The modes of --mode.
+const (
+	modeL2      = "l2"
+	modeFlannel = "flannel"
+)
 
 // UseEtcd reports whether the control plane runs.
 func (c *config) UseEtcd() bool { return len(c.EtcdEndpoints) > 0 || c.EmbeddedEtcd != "" }
@@ -85,13 +99,17 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
 	fs.StringVar(&r.controlSocket, "control-socket", "", "Unix socket serving stats and the FDB (default \"/run/vxland/<tap>.sock\")")
 	fs.StringSliceVar(&r.etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints, comma-separated (e.g. https://10.0.0.1:2379); enables discovery through etcd")
-	fs.StringVar(&r.etcdPrefix, "etcd-prefix", discovery.DefaultPrefix, "etcd key prefix (see docs/etcd-schema.md)")
+	fs.StringVar(&r.etcdPrefix, "etcd-prefix", discovery.DefaultPrefix, "etcd key prefix (see docs/etcd-schema.md; default /coreos.com/network with --mode=flannel)")
 	fs.StringVar(&r.etcdCAFile, "etcd-cafile", "", "CA certificate that verifies the etcd servers (TLS)")
 	fs.StringVar(&r.etcdCertFile, "etcd-certfile", "", "client certificate for etcd (TLS)")
 	fs.StringVar(&r.etcdKeyFile, "etcd-keyfile", "", "client key for etcd (TLS)")
 	fs.DurationVar(&r.leaseTTL, "lease-ttl", 20*time.Second, "TTL of this host's etcd lease: a dead host disappears from the others after it")
 	fs.StringVar(&r.embeddedEtcd, "embedded-etcd", "", "run an etcd server inside vxland, storing in this directory")
 	fs.StringVar(&r.embeddedEtcdListen, "embedded-etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd (its peer port is this port + 1)")
+	fs.StringVar(&r.mode, "mode", modeL2, "l2: containers on a bridge, peers from --peer or etcd; flannel: a node of a flannel network in etcd (docs/flannel.md)")
+	fs.StringVar(&r.publicIP, "public-ip", "", "flannel mode: IPv4 address the other nodes reach this one at (default: the VTEP address)")
+	fs.StringVar(&r.subnetFile, "subnet-file", defaultSubnetFile, "flannel mode: where subnet.env is written for the flannel CNI plugin")
+	fs.StringVar(&r.healthzListen, "healthz-listen", "", "flannel mode: TCP host:port serving /healthz and /readyz (default off; the control socket always serves them)")
 	return fs, r
 }
 
@@ -117,6 +135,14 @@ type rawFlags struct {
 	leaseTTL           time.Duration
 	embeddedEtcd       string
 	embeddedEtcdListen string
+
+	mode          string
+	publicIP      string
+	subnetFile    string
+	healthzListen string
+	// changed reports whether a flag was set on the command line or in
+	// the environment.
+	changed func(flag string) bool
 }
 
 // parseConfig parses the command line and the VXLAND_* environment (read
@@ -154,6 +180,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	if envErr != nil {
 		return nil, envErr
 	}
+	r.changed = fs.Changed
 	return r.validate()
 }
 
@@ -229,6 +256,9 @@ func (r *rawFlags) validate() (*config, error) {
 	if err := r.validateEtcd(c); err != nil {
 		return nil, err
 	}
+	if err := r.validateMode(c); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -295,4 +325,74 @@ func parseOffloads(list []string) (offloads, error) {
 		}
 	}
 	return o, nil
+}
+
+// validateMode checks the flags that depend on --mode. In flannel mode the
+// VNI, the port and the MTU come from the network config in etcd, and the
+// TAP is named flannel.<VNI> unless --tap says otherwise.
+func (r *rawFlags) validateMode(c *config) error {
+	changed := r.changed
+	if changed == nil {
+		changed = func(string) bool { return false }
+	}
+	switch r.mode {
+	case modeL2:
+		c.Mode = modeL2
+		for _, f := range []string{"public-ip", "subnet-file", "healthz-listen"} {
+			if changed(f) {
+				return usagef("--%s needs --mode=flannel", f)
+			}
+		}
+		return nil
+	case modeFlannel:
+		c.Mode = modeFlannel
+	default:
+		return usagef("--mode %q: must be %s or %s", r.mode, modeL2, modeFlannel)
+	}
+	for _, f := range []struct{ flag, why string }{
+		{"vni", "the VNI is Backend.VNI of the network config in etcd"},
+		{"port", "the port is Backend.Port of the network config in etcd"},
+		{"bridge", "the TAP is routed, not bridged"},
+		{"peer", "the nodes are the subnet leases in etcd"},
+		{"embedded-etcd", "run etcd on its own; the network config must be written to it first"},
+		{"lease-ttl", "subnet leases last 24h, as flannel's"},
+	} {
+		if changed(f.flag) {
+			return usagef("--%s does not apply with --mode=flannel: %s", f.flag, f.why)
+		}
+	}
+	if len(c.EtcdEndpoints) == 0 {
+		return usagef("--etcd-endpoints: --mode=flannel needs the etcd that holds the flannel network")
+	}
+	if !changed("etcd-prefix") {
+		c.EtcdPrefix = flannelPrefix
+	}
+	if !changed("tap") {
+		c.TAP = "" // flannel.<VNI>, once the network config is read
+	}
+	if !changed("control-socket") {
+		c.ControlSocket = "/run/vxland/flannel.sock"
+	}
+	if c.LocalIP.IsValid() && !c.LocalIP.Is4() {
+		return usagef("--local-ip %s: flannel mode needs an IPv4 underlay", c.LocalIP)
+	}
+	if r.publicIP != "" {
+		ip, err := netip.ParseAddr(r.publicIP)
+		if err != nil || !ip.Unmap().Is4() || !ip.Unmap().IsGlobalUnicast() {
+			return usagef("--public-ip %q: must be a unicast IPv4 address", r.publicIP)
+		}
+		c.PublicIP = ip.Unmap()
+	}
+	if r.subnetFile == "" || strings.HasSuffix(r.subnetFile, "/") {
+		return usagef("--subnet-file %q: must name a file", r.subnetFile)
+	}
+	c.SubnetFile = r.subnetFile
+	if r.healthzListen != "" {
+		_, port, err := net.SplitHostPort(r.healthzListen)
+		if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 0 || p > 65535 {
+			return usagef("--healthz-listen %q: want host:port, e.g. 127.0.0.1:8471", r.healthzListen)
+		}
+		c.HealthzListen = r.healthzListen
+	}
+	return nil
 }

@@ -52,7 +52,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := daemon(ctx, cfg, log); err != nil {
+	start := daemon
+	if cfg.Mode == modeFlannel {
+		start = flannelDaemon
+	}
+	if err := start(ctx, cfg, log); err != nil {
 		log.Error("vxland stopped", "err", err)
 		var ue *usageError
 		if errors.As(err, &ue) {
@@ -168,6 +172,9 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 
 	if cfg.UseEtcd() {
 		stopDiscovery, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, fdb, log)
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -201,6 +208,9 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 	if cfg.EmbeddedEtcd != "" {
 		e, err := discovery.StartEmbedded(ctx, discovery.EmbeddedConfig{Dir: cfg.EmbeddedEtcd, Listen: cfg.EmbeddedEtcdListen})
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err() // stopped while etcd was starting
+			}
 			return nil, usagef("--embedded-etcd %s: %v", cfg.EmbeddedEtcd, err)
 		}
 		stops = append(stops, e.Close)

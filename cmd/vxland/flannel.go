@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vxland/vxland/discovery"
+	"github.com/vxland/vxland/discovery/flannel"
+	"github.com/vxland/vxland/internal/control"
+	"github.com/vxland/vxland/overlay"
+)
+
+// Defaults of the flannel mode's flags.
+const (
+	defaultSubnetFile = flannel.DefaultSubnetFile
+	flannelPrefix     = flannel.DefaultPrefix
+)
+
+// flannelDaemon runs vxland as a node of a flannel network (--mode=flannel):
+// a routed TAP called flannel.<VNI> in place of flannel's kernel vxlan
+// device, its subnet leased in etcd, the other nodes' subnets routed
+// through the TAP. See docs/flannel.md.
+func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
+	u, publicIP, err := flannelUnderlay(cfg)
+	if err != nil {
+		return err
+	}
+	// cancel runs before wg.Wait: every return stops the servers first.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Health answers from the start: alive while waiting for etcd, ready
+	// only once the node is.
+	var st flannelStatus
+	ln, err := control.Listen(cfg.ControlSocket)
+	if err != nil {
+		return err
+	}
+	var ctlErr, healthErr error
+	wg.Go(func() { ctlErr = control.Serve(ctx, ln, st.controlHandler()) })
+	if cfg.HealthzListen != "" {
+		hl, err := net.Listen("tcp", cfg.HealthzListen)
+		if err != nil {
+			return usagef("--healthz-listen %s: %v", cfg.HealthzListen, err)
+		}
+		wg.Go(func() { healthErr = control.Serve(ctx, hl, st.healthHandler()) })
+	}
+
+	cli, err := discovery.NewClient(discovery.ClientConfig{Endpoints: cfg.EtcdEndpoints,
+		CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	keys := flannel.NewKeys(cfg.EtcdPrefix)
+	network, err := flannel.WaitNetworkConfig(ctx, cli, keys, log)
+	if err != nil {
+		return nil // stopped while waiting
+	}
+	be := network.Backend
+	if be.GBP {
+		return fmt.Errorf("%s: Backend.GBP is set; vxland does not speak VXLAN-GBP", keys.Config())
+	}
+	if be.DirectRouting {
+		log.Warn("Backend.DirectRouting is not supported: every node is reached through the tunnel", "key", keys.Config())
+	}
+	mtu := cfg.MTU
+	switch {
+	case mtu != 0:
+	case be.MTU != 0:
+		mtu = be.MTU
+	default:
+		mtu = u.OverlayMTU()
+	}
+	if mtu < 68 {
+		return usagef("underlay %s has MTU %d, too small for VXLAN; set --mtu", u.Iface, u.MTU)
+	}
+	tapName := cfg.TAP
+	if tapName == "" {
+		tapName = fmt.Sprintf("flannel.%d", be.VNI)
+	}
+	mac := flannel.VtepMAC(publicIP, be.VNI)
+
+	// The same data plane as in L2 mode, fast path (--offload) included.
+	devCfg := *cfg
+	devCfg.TAP = tapName
+	conn, err := openUnderlay(&devCfg, netip.AddrPortFrom(u.Addr, be.Port), log)
+	if err != nil {
+		return err
+	}
+	tap, err := openTAP(&devCfg, mtu, log)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	fdb := overlay.NewFDB(be.Port, cfg.FDBAgeing)
+	ov, err := overlay.New(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log}, tap, conn, fdb)
+	if err == nil {
+		err = overlay.SetupRoutedTAP(tap.Name(), mac, mtu)
+	}
+	var dev *flannel.Device
+	if err == nil {
+		dev, err = flannel.NewDevice(tap.Name(), be.VNI, fdb)
+	}
+	if err != nil {
+		tap.Close()
+		conn.Close()
+		return err
+	}
+	node := flannel.NewNode(flannel.NodeConfig{
+		Client: cli, Prefix: cfg.EtcdPrefix, Network: network,
+		PublicIP: publicIP, VtepMAC: mac, MTU: mtu, SubnetFile: cfg.SubnetFile,
+		Dataplane: dev, Logger: log,
+	})
+	st.stats.Store(control.Handler(ov))
+	st.node.Store(node)
+
+	nodeCtx, stopNode := context.WithCancel(ctx)
+	nodeDone := make(chan struct{})
+	go func() {
+		defer close(nodeDone)
+		node.Run(nodeCtx)
+	}()
+	log.Info("vxland up in flannel mode", "network", network.Network, "vni", be.VNI, "port", be.Port,
+		"local", u.Addr, "public_ip", publicIP, "iface", u.Iface, "tap", tap.Name(), "vtep_mac", mac, "mtu", mtu,
+		"etcd_prefix", cfg.EtcdPrefix, "subnet_file", cfg.SubnetFile, "control", cfg.ControlSocket)
+	err = ov.Run(ctx)
+	stopNode()
+	<-nodeDone
+	cancel()
+	wg.Wait()
+	if err == nil {
+		err = errors.Join(wrapErr("control socket", ctlErr), wrapErr("--healthz-listen", healthErr))
+	}
+	return err
+}
+
+func wrapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// flannelUnderlay finds the VTEP address and the PublicIP: --public-ip
+// is the VTEP address when it is one of this host's; otherwise (behind a
+// NAT) the VTEP address is found as in L2 mode and the other nodes are
+// told PublicIP.
+func flannelUnderlay(cfg *config) (overlay.Underlay, netip.Addr, error) {
+	if !cfg.LocalIP.IsValid() && cfg.PublicIP.IsValid() {
+		if u, err := overlay.ResolveUnderlay(cfg.Iface, cfg.PublicIP); err == nil {
+			return u, cfg.PublicIP, nil
+		}
+	}
+	u, err := overlay.ResolveUnderlay(cfg.Iface, cfg.LocalIP)
+	if err != nil {
+		switch {
+		case cfg.LocalIP.IsValid():
+			return u, netip.Addr{}, usagef("--local-ip %s: %v", cfg.LocalIP, err)
+		case cfg.Iface != "":
+			return u, netip.Addr{}, usagef("--iface %s: %v", cfg.Iface, err)
+		}
+		return u, netip.Addr{}, usagef("%v", err)
+	}
+	if !u.Addr.Is4() {
+		return u, netip.Addr{}, usagef("the VTEP address %s is not IPv4: flannel mode needs an IPv4 underlay (--iface, --local-ip)", u.Addr)
+	}
+	pub := cfg.PublicIP
+	if !pub.IsValid() {
+		pub = u.Addr
+	}
+	return u, pub, nil
+}
+
+// flannelStatus is what the health endpoints and the control socket
+// report on; the node and the overlay appear once the network config has
+// been read.
+type flannelStatus struct {
+	node  atomic.Pointer[flannel.Node]
+	stats atomic.Value // http.Handler
+}
+
+// healthHandler serves /healthz (the process answers) and /readyz (the
+// node holds a lease, wrote subnet.env and installed every other node).
+func (st *flannelStatus) healthHandler() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ready, why := false, "flannel network config not read from etcd yet"
+		if n := st.node.Load(); n != nil {
+			ready, why = n.Ready()
+		}
+		if !ready {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, why)
+	})
+	return mux
+}
+
+// controlHandler adds /stats and /fdb to the health endpoints.
+func (st *flannelStatus) controlHandler() http.Handler {
+	mux := st.healthHandler()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h, _ := st.stats.Load().(http.Handler)
+		if h == nil {
+			http.Error(w, "data plane not up yet: waiting for the flannel network config", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	return mux
+}

@@ -1,0 +1,144 @@
+//go:build linux
+
+package flannel
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/vxland/vxland/overlay"
+)
+
+// Device is the Dataplane of a node whose VXLAN device is a vxland TAP:
+// neighbours, routes and the device address go to the kernel through
+// netlink, VTEPs to the userspace FDB. What flannel writes into the
+// kernel vxlan device's FDB (bridge fdb ... dst <PublicIP>) is an entry of
+// overlay.FDB here.
+type Device struct {
+	name  string
+	index int
+	vni   uint32
+	fdb   *overlay.FDB
+
+	mu sync.Mutex
+	// allowed is the PublicIP each installed subnet made an accepted
+	// VTEP, so that each Allow is undone exactly once.
+	allowed map[netip.Prefix]netip.Addr
+}
+
+var _ Dataplane = (*Device)(nil)
+
+// NewDevice returns the Dataplane of the device called name, whose frames
+// the overlay forwards by fdb in vni.
+func NewDevice(name string, vni uint32, fdb *overlay.FDB) (*Device, error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("device %s: %w", name, err)
+	}
+	return &Device{name: name, index: link.Attrs().Index, vni: vni, fdb: fdb, allowed: make(map[netip.Prefix]netip.Addr)}, nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// SetLocal puts subnet's network address on the device as a /32, as
+// flannel does: a source address for traffic from the node itself to
+// remote pods, without a connected route that would swallow the network.
+func (d *Device) SetLocal(subnet netip.Prefix) error {
+	link, err := netlink.LinkByIndex(d.index)
+	if err != nil {
+		return fmt.Errorf("device %s: %w", d.name, err)
+	}
+	want := netip.PrefixFrom(subnet.Addr(), 32)
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("listing addresses of %s: %w", d.name, err)
+	}
+	for _, a := range addrs {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		ones, _ := a.Mask.Size()
+		if netip.PrefixFrom(ip.Unmap(), ones) == want {
+			continue
+		}
+		if err := netlink.AddrDel(link, &a); err != nil {
+			return fmt.Errorf("removing %s from %s: %w", a.IPNet, d.name, err)
+		}
+	}
+	if err := netlink.AddrReplace(link, &netlink.Addr{IPNet: ipNet(want)}); err != nil {
+		return fmt.Errorf("adding %s to %s: %w", want, d.name, err)
+	}
+	return nil
+}
+
+func (d *Device) neigh(l Lease) *netlink.Neigh {
+	return &netlink.Neigh{
+		LinkIndex:    d.index,
+		Family:       netlink.FAMILY_V4,
+		State:        netlink.NUD_PERMANENT,
+		Type:         unix.RTN_UNICAST,
+		IP:           l.Subnet.Addr().AsSlice(),
+		HardwareAddr: net.HardwareAddr(l.VtepMAC[:]),
+	}
+}
+
+// route is "<subnet> via <subnet address> dev <device> onlink": the next
+// hop is the remote node's device, known by the permanent neighbour entry,
+// so the kernel never ARPs across the tunnel.
+func (d *Device) route(l Lease) *netlink.Route {
+	return &netlink.Route{
+		LinkIndex: d.index,
+		Scope:     netlink.SCOPE_UNIVERSE,
+		Dst:       ipNet(l.Subnet),
+		Gw:        l.Subnet.Addr().AsSlice(),
+		Flags:     int(netlink.FLAG_ONLINK),
+	}
+}
+
+// AddPeer installs the neighbour, the FDB entry and the route of l, in
+// the order flannel does: the route last, so the kernel never uses it
+// before it can resolve and send to its next hop.
+func (d *Device) AddPeer(l Lease) error {
+	if err := netlink.NeighSet(d.neigh(l)); err != nil {
+		return fmt.Errorf("neighbour %s lladdr %s dev %s: %w", l.Subnet.Addr(), l.VtepMAC, d.name, err)
+	}
+	d.mu.Lock()
+	if old, ok := d.allowed[l.Subnet]; !ok || old != l.PublicIP {
+		d.fdb.Allow(l.PublicIP)
+		if ok {
+			d.fdb.Disallow(old)
+		}
+		d.allowed[l.Subnet] = l.PublicIP
+	}
+	d.fdb.Set(d.vni, l.VtepMAC, l.PublicIP, overlay.OriginRemote)
+	d.mu.Unlock()
+	if err := netlink.RouteReplace(d.route(l)); err != nil {
+		return fmt.Errorf("route %s via %s dev %s onlink: %w", l.Subnet, l.Subnet.Addr(), d.name, err)
+	}
+	return nil
+}
+
+// RemovePeer removes what AddPeer installed, route first. What is
+// already gone is not an error.
+func (d *Device) RemovePeer(l Lease) error {
+	if err := netlink.RouteDel(d.route(l)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("deleting route %s dev %s: %w", l.Subnet, d.name, err)
+	}
+	d.mu.Lock()
+	d.fdb.Delete(d.vni, l.VtepMAC, overlay.OriginRemote)
+	if old, ok := d.allowed[l.Subnet]; ok {
+		d.fdb.Disallow(old)
+		delete(d.allowed, l.Subnet)
+	}
+	d.mu.Unlock()
+	if err := netlink.NeighDel(d.neigh(l)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("deleting neighbour %s dev %s: %w", l.Subnet.Addr(), d.name, err)
+	}
+	return nil
+}
