@@ -3,7 +3,6 @@
 package overlay
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -29,9 +28,6 @@ type OffloadTAP struct {
 }
 
 var _ FrameDevice = (*OffloadTAP)(nil)
-
-// ErrNoOffload is returned when the kernel refuses the TAP offloads.
-var ErrNoOffload = errors.New("TAP offloads refused")
 
 // tapHeadroom is the headroom Write needs in front of each frame for the
 // virtio header. Callers give at least this much as offset.
