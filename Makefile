@@ -28,10 +28,37 @@ lint: vet
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# Three hosts and six containers as network namespaces, vxland with etcd
+# discovery on each host; needs root. vxdemo removes everything on exit and
+# on Ctrl-C.
 demo:
-	@echo "make demo arrives with the etcd control plane (issue 3)." >&2
-	@echo "Until then, see README.md for a two-host static-peer setup." >&2
-	@exit 1
+	$(GO) build -o $(BIN)/ ./cmd/vxland ./cmd/vxdemo
+	$(BIN)/vxdemo --vxland $(BIN)/vxland
 
 clean:
 	rm -rf $(BIN)
+
+# Benchmarks (issue 4). bench and bench-quick need root and iperf3, build
+# hosts as network namespaces and write results/<timestamp>/; see bench/.
+# BENCHFLAGS passes flags to vxbench, e.g. BENCHFLAGS="--underlay wire-like".
+# bench-micro prints Go micro-benchmarks in the form benchstat reads:
+#   make bench-micro > old.txt; ...; make bench-micro > new.txt; benchstat old.txt new.txt
+BENCHFLAGS ?=
+BENCHCOUNT ?= 6
+MICROPKGS  := ./encap ./overlay ./overlay/offload
+
+.PHONY: bench bench-quick bench-micro bench-build
+
+# Only the two programs the bench runs, so that it does not depend on the
+# rest of cmd/ building.
+bench-build:
+	$(GO) build -o $(BIN)/ ./cmd/vxland ./cmd/vxbench
+
+bench: bench-build
+	$(BIN)/vxbench --vxland $(BIN)/vxland $(BENCHFLAGS)
+
+bench-quick: bench-build
+	$(BIN)/vxbench --quick --vxland $(BIN)/vxland $(BENCHFLAGS)
+
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) $(MICROPKGS)
