@@ -45,10 +45,16 @@ type FrameDevice interface {
 // PacketConn is the underlay side of the overlay: a UDP socket, or an
 // in-memory fake in tests. Like FrameDevice it is batch-shaped.
 type PacketConn interface {
-	// Read reads up to len(bufs) datagrams. Datagram i is written to
-	// bufs[i], its length stored in sizes[i] and its source in srcs[i].
-	// Read blocks until at least one datagram is read.
-	Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (n int, err error)
+	// Read reads up to len(bufs) datagrams. Datagram i is
+	// bufs[i][offset:offset+sizes[i]], its source srcs[i]; the offset
+	// leaves headroom in front of each datagram. Read blocks until at
+	// least one datagram is read.
+	//
+	// An implementation may replace bufs[i] with a view of its own memory,
+	// valid until the next Read, to save a copy. The headroom of such a
+	// view may overlap the end of datagram i-1: a caller that writes into
+	// the headroom of datagram i must be done with datagram i-1.
+	Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (n int, err error)
 
 	// Send sends each of bufs as one datagram to dst.
 	Send(bufs [][]byte, dst netip.AddrPort) error

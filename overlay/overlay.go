@@ -153,6 +153,17 @@ type encapsulator struct {
 	// flows, when the socket supports it, sends each inner flow from a
 	// source port of its own.
 	flows FlowSender
+	// The frames of a batch mostly share source and destination (a TCP
+	// super-frame cut into segments): the lookups of the previous frame
+	// are remembered for the rest of the batch.
+	memo encapMemo
+}
+
+type encapMemo struct {
+	valid    bool
+	src, dst MAC
+	vtep     netip.AddrPort
+	known    bool
 }
 
 func (o *Overlay) newEncapsulator() *encapsulator {
@@ -176,6 +187,7 @@ func (e *encapsulator) step() error {
 	if err != nil {
 		return err
 	}
+	e.memo.valid = false
 	for i := range n {
 		e.forward(e.bufs[i][:deviceHeadroom+e.sizes[i]])
 	}
@@ -197,7 +209,8 @@ func (e *encapsulator) forward(buf []byte) {
 	arp := arpIPv4(frame)
 	// The TAP's own address is not a container: the host's stack sends
 	// through the TAP too (IPv6 neighbour discovery, for one).
-	if o.cfg.Local != nil && !src.IsMulticast() && !src.IsZero() && src != o.cfg.LocalMAC {
+	seen := e.memo.valid && src == e.memo.src && arp == nil
+	if o.cfg.Local != nil && !seen && !src.IsMulticast() && !src.IsZero() && src != o.cfg.LocalMAC {
 		var ip netip.Addr
 		if arp != nil && arpSenderMAC(arp) == src {
 			if sip := arpSenderIP(arp); !sip.IsUnspecified() {
@@ -226,7 +239,11 @@ func (e *encapsulator) forward(buf []byte) {
 		flow = flowHash(frame)
 	}
 	if !dst.IsMulticast() {
-		if vtep, ok := o.fdb.Lookup(o.cfg.VNI, dst); ok {
+		if !e.memo.valid || dst != e.memo.dst {
+			e.memo.vtep, e.memo.known = o.fdb.Lookup(o.cfg.VNI, dst)
+			e.memo.valid, e.memo.src, e.memo.dst = true, src, dst
+		}
+		if vtep, ok := e.memo.vtep, e.memo.known; ok {
 			if vtep != e.runDst || flow != e.runFlow {
 				e.flush()
 				e.runDst, e.runFlow = vtep, flow
@@ -303,10 +320,10 @@ func (e *encapsulator) answerARP(buf []byte, mac MAC) {
 // decapsulator moves datagrams from the underlay to the device.
 type decapsulator struct {
 	o *Overlay
-	// Datagram i is read into bufs[i] = back[i][readHeadroom:]: the frame
-	// then starts writeOffset bytes into back[i], leaving room for the
-	// device's own header (the TAP's virtio header) in front of it.
-	back  [][]byte
+	// Datagram i is read into bufs[i][readHeadroom:]: its frame then
+	// starts writeOffset bytes in, leaving room for the device's own
+	// header (the TAP's virtio header) in front of it. The socket may
+	// replace bufs[i] with views of its own memory.
 	bufs  [][]byte
 	sizes []int
 	srcs  []netip.AddrPort
@@ -316,6 +333,16 @@ type decapsulator struct {
 	segs     [][]byte
 	segSizes []int
 	segOut   [][]byte
+	// The datagrams of a batch mostly come from one VTEP and one inner
+	// source: the allowlist check and learning of the previous datagram
+	// are remembered for the rest of the batch.
+	memo decapMemo
+}
+
+type decapMemo struct {
+	known, learned bool
+	vtep           netip.Addr
+	mac            MAC
 }
 
 const (
@@ -330,15 +357,13 @@ func (o *Overlay) newDecapsulator() *decapsulator {
 	n := o.conn.BatchSize()
 	d := &decapsulator{
 		o:     o,
-		back:  make([][]byte, n),
 		bufs:  make([][]byte, n),
 		sizes: make([]int, n),
 		srcs:  make([]netip.AddrPort, n),
 		out:   make([][]byte, 0, n),
 	}
-	for i := range d.back {
-		d.back[i] = make([]byte, readHeadroom+encap.HeaderLen+MaxFrameSize)
-		d.bufs[i] = d.back[i][readHeadroom:]
+	for i := range d.bufs {
+		d.bufs[i] = make([]byte, readHeadroom+encap.HeaderLen+MaxFrameSize)
 	}
 	// Enough segments for the largest frame at the smallest payload per
 	// segment this MTU allows (IPv4 and TCP headers of 60 bytes each).
@@ -356,12 +381,14 @@ func (o *Overlay) newDecapsulator() *decapsulator {
 // step reads one batch of datagrams and delivers each that passes the
 // checks, in one device write. Only a failing socket read is an error.
 func (d *decapsulator) step() error {
-	n, err := d.o.conn.Read(d.bufs, d.sizes, d.srcs)
+	n, err := d.o.conn.Read(d.bufs, d.sizes, d.srcs, readHeadroom)
 	if err != nil {
 		return err
 	}
+	d.memo = decapMemo{}
 	for i := range n {
-		frame, ok := d.receive(d.bufs[i][:d.sizes[i]], d.srcs[i].Addr())
+		buf := d.bufs[i][:readHeadroom+d.sizes[i]]
+		frame, ok := d.receive(buf[readHeadroom:], d.srcs[i].Addr())
 		if !ok {
 			continue
 		}
@@ -370,7 +397,7 @@ func (d *decapsulator) step() error {
 			d.writeSegmented(frame)
 			continue
 		}
-		d.out = append(d.out, d.back[i][:readHeadroom+d.sizes[i]])
+		d.out = append(d.out, buf)
 	}
 	d.flush()
 	return nil
@@ -419,9 +446,12 @@ func (d *decapsulator) receive(pkt []byte, src netip.Addr) ([]byte, bool) {
 		o.counters.Drop(DropVNI)
 		return nil, false
 	}
-	if !o.fdb.IsKnownVTEP(src) {
-		o.counters.Drop(DropUnknownVTEP)
-		return nil, false
+	if !d.memo.known || src != d.memo.vtep {
+		if !o.fdb.IsKnownVTEP(src) {
+			o.counters.Drop(DropUnknownVTEP)
+			return nil, false
+		}
+		d.memo = decapMemo{known: true, vtep: src}
 	}
 	if len(frame) < ethHeaderLen {
 		o.counters.Drop(DropInnerShort)
@@ -446,7 +476,10 @@ func (d *decapsulator) receive(pkt []byte, src netip.Addr) ([]byte, bool) {
 	case offload.ChecksumCompleted:
 		o.counters.RxChecksumCompleted.Add(1)
 	}
-	o.fdb.Learn(o.cfg.VNI, srcMAC, src)
+	if !d.memo.learned || srcMAC != d.memo.mac {
+		o.fdb.Learn(o.cfg.VNI, srcMAC, src)
+		d.memo.learned, d.memo.mac = true, srcMAC
+	}
 	return frame, true
 }
 

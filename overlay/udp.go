@@ -35,9 +35,9 @@ func (u *UDPConn) LocalAddr() netip.AddrPort {
 	return u.c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// Read reads one datagram into bufs[0].
-func (u *UDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (int, error) {
-	n, src, err := u.c.ReadFromUDPAddrPort(bufs[0])
+// Read reads one datagram into bufs[0][offset:].
+func (u *UDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (int, error) {
+	n, src, err := u.c.ReadFromUDPAddrPort(bufs[0][offset:])
 	if err != nil {
 		return 0, err
 	}

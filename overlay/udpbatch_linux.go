@@ -202,7 +202,7 @@ func (c *BatchUDPConn) initRecv() {
 	if c.opt.GRO {
 		c.rbufs = make([][]byte, n)
 		for i := range c.rbufs {
-			c.rbufs[i] = make([]byte, groBufSize)
+			c.rbufs[i] = make([]byte, maxReadOffset+groBufSize)
 		}
 	}
 }
@@ -289,13 +289,17 @@ func (c *BatchUDPConn) send(w *fdWaiter) error {
 	return nil
 }
 
+// maxReadOffset is the most headroom Read leaves in its own buffers.
+const maxReadOffset = 64
+
 // Read implements PacketConn. Without GRO, datagrams land directly in the
-// caller's buffers; with GRO a coalesced run is split into them.
-func (c *BatchUDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (int, error) {
+// caller's buffers; with GRO, bufs[i] are replaced by views of the
+// coalesced reads (no copy), datagram after datagram.
+func (c *BatchUDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (int, error) {
 	if !c.opt.GRO {
 		n := min(len(bufs), c.opt.Batch)
 		for i := range n {
-			c.setRecvMsg(i, bufs[i])
+			c.setRecvMsg(i, bufs[i][offset:])
 		}
 		c.rn = n
 		if err := c.recv(); err != nil {
@@ -307,9 +311,12 @@ func (c *BatchUDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (
 		}
 		return c.rn, nil
 	}
+	if offset > maxReadOffset {
+		return 0, fmt.Errorf("read offset %d above %d", offset, maxReadOffset)
+	}
 	if c.pendCount == 0 {
 		for i := range c.opt.Batch {
-			c.setRecvMsg(i, c.rbufs[i])
+			c.setRecvMsg(i, c.rbufs[i][maxReadOffset:])
 		}
 		c.rn = c.opt.Batch
 		if err := c.recv(); err != nil {
@@ -317,11 +324,13 @@ func (c *BatchUDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (
 		}
 		c.pendMsg, c.pendOff, c.pendCount = 0, 0, c.rn
 	}
-	return c.split(bufs, sizes, srcs), nil
+	return c.split(bufs, sizes, srcs, offset), nil
 }
 
-// split copies datagrams of the pending coalesced reads into bufs.
-func (c *BatchUDPConn) split(bufs [][]byte, sizes []int, srcs []netip.AddrPort) int {
+// split hands out the datagrams of the pending coalesced reads as views:
+// bufs[i][offset:] is datagram i, and its headroom is the end of the
+// datagram before it (or spare room in front of the first).
+func (c *BatchUDPConn) split(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) int {
 	out := 0
 	for c.pendMsg < c.pendCount && out < len(bufs) {
 		m := &c.rmsgs[c.pendMsg]
@@ -334,10 +343,12 @@ func (c *BatchUDPConn) split(bufs [][]byte, sizes []int, srcs []netip.AddrPort) 
 			c.coalesced++
 		}
 		src := c.source(c.pendMsg)
-		data := c.rbufs[c.pendMsg][:total]
+		rbuf := c.rbufs[c.pendMsg]
 		for c.pendOff < total && out < len(bufs) {
 			end := min(c.pendOff+seg, total)
-			sizes[out] = copy(bufs[out], data[c.pendOff:end])
+			start := maxReadOffset + c.pendOff
+			bufs[out] = rbuf[start-offset : maxReadOffset+end : maxReadOffset+end]
+			sizes[out] = end - c.pendOff
 			srcs[out] = src
 			out++
 			c.pendOff = end

@@ -78,7 +78,7 @@ func testBatchUDPRoundTrip(t *testing.T, addr string) {
 			timeout := time.AfterFunc(5*time.Second, func() { rx.Close() })
 			defer timeout.Stop()
 			for len(got) < len(want) {
-				n, err := rx.Read(bufs, sizes, srcs)
+				n, err := rx.Read(bufs, sizes, srcs, 2)
 				if err != nil {
 					t.Fatalf("after %d datagrams: %v", len(got), err)
 				}
@@ -86,7 +86,7 @@ func testBatchUDPRoundTrip(t *testing.T, addr string) {
 					if srcs[i] != tx.LocalAddr() {
 						t.Fatalf("source %v, want %v", srcs[i], tx.LocalAddr())
 					}
-					got = append(got, bytes.Clone(bufs[i][:sizes[i]]))
+					got = append(got, bytes.Clone(bufs[i][2:2+sizes[i]]))
 				}
 			}
 			if opt.GSO && opt.GRO && rx.coalesced == 0 {
@@ -116,7 +116,7 @@ func TestBatchUDPNoAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for got := 0; got < len(pkts); {
-			n, err := rx.Read(bufs, sizes, srcs)
+			n, err := rx.Read(bufs, sizes, srcs, 2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -150,7 +150,7 @@ func testSendFlowSourcePorts(t *testing.T, addr string) {
 			if err := tx.SendFlow([][]byte{{byte(flow)}}, rx.LocalAddr(), flow*2654435761); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := rx.Read(bufs, sizes, srcs); err != nil {
+			if _, err := rx.Read(bufs, sizes, srcs, 2); err != nil {
 				t.Fatal(err)
 			}
 			p := srcs[0].Port()

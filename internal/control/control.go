@@ -5,7 +5,8 @@
 //
 // Endpoints: GET /stats (counters, overlay.Stats), GET /fdb (FDB entries and
 // flood lists, FDBState), GET /runtime (the Go runtime's allocation totals,
-// Runtime: how a benchmark checks that forwarding allocates nothing).
+// Runtime: how a benchmark checks that forwarding allocates nothing), and
+// the Go profiler under /debug/pprof/ (CPU profile, heap, goroutines).
 package control
 
 import (
@@ -16,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime/metrics"
@@ -91,6 +93,11 @@ func Handler(src Source) http.Handler {
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, src.Counters().Snapshot())
 	})
+	// Profiles of the running daemon, e.g.
+	//   curl --unix-socket S http://x/debug/pprof/profile?seconds=10 > cpu.pprof
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /runtime", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, ReadRuntime())
 	})

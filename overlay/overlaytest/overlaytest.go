@@ -207,9 +207,9 @@ func (c *Conn) SendCount() int {
 }
 
 // Read implements overlay.PacketConn.
-func (c *Conn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort) (int, error) {
+func (c *Conn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (int, error) {
 	return c.in.pop(func(i int, d Datagram) {
-		sizes[i] = copy(bufs[i], d.Data)
+		sizes[i] = copy(bufs[i][offset:], d.Data)
 		srcs[i] = d.Addr
 	}, min(len(bufs), c.batch))
 }
