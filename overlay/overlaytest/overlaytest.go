@@ -104,6 +104,14 @@ func (d *Device) Repeat(frame []byte) {
 	d.in.setRepeat(frame)
 }
 
+// Discard makes writes count without recording, so that a benchmark's
+// device allocates nothing.
+func (d *Device) Discard() {
+	d.mu.Lock()
+	d.discard = true
+	d.mu.Unlock()
+}
+
 // Written returns copies of the frames written so far.
 func (d *Device) Written() [][]byte {
 	d.mu.Lock()
@@ -190,6 +198,14 @@ func (c *Conn) Repeat(pkt []byte, src netip.AddrPort) {
 	c.discard = true
 	c.mu.Unlock()
 	c.in.setRepeat(Datagram{Addr: src, Data: pkt})
+}
+
+// Discard makes sends count without recording, so that a benchmark's
+// socket allocates nothing.
+func (c *Conn) Discard() {
+	c.mu.Lock()
+	c.discard = true
+	c.mu.Unlock()
 }
 
 // Sent returns copies of the datagrams sent so far.
