@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config names a data plane under test.
+type Config string
+
+// The configurations, in the order tables and charts show them.
+const (
+	Underlay      Config = "underlay"
+	NativeRouting Config = "native-routing"
+	KernelVXLAN   Config = "kernel-vxlan"
+	Vxland        Config = "vxland"
+)
+
+// AllConfigs lists every configuration in display order.
+var AllConfigs = []Config{Underlay, NativeRouting, KernelVXLAN, Vxland}
+
+// Label is the configuration's name for people.
+func (c Config) Label() string {
+	switch c {
+	case Underlay:
+		return "underlay"
+	case NativeRouting:
+		return "native routing"
+	case KernelVXLAN:
+		return "kernel VXLAN"
+	case Vxland:
+		return "vxland"
+	}
+	return string(c)
+}
+
+// Overlay reports whether c encapsulates in VXLAN.
+func (c Config) Overlay() bool { return c == KernelVXLAN || c == Vxland }
+
+// ParseConfig returns the configuration named s.
+func ParseConfig(s string) (Config, error) {
+	for _, c := range AllConfigs {
+		if string(c) == s {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("unknown configuration %q (want one of %v)", s, AllConfigs)
+}
+
+// UnderlayMode is how the underlay veth treats offloads.
+type UnderlayMode string
+
+const (
+	// DefaultOffloads leaves veth as Linux creates it: it claims checksum
+	// and segmentation offloads, so large packets cross it unsegmented.
+	DefaultOffloads UnderlayMode = "default"
+	// WireLike turns off the segmentation offloads on both ends of the
+	// underlay and turns GRO on, so that packets cross it as they would
+	// cross a real wire: MTU-sized, checksummed.
+	WireLike UnderlayMode = "wire-like"
+)
+
+// wireLikeFeatures is the ethtool -K argument list of WireLike.
+var wireLikeFeatures = []string{
+	"tx-udp_tnl-segmentation", "off",
+	"tx-udp_tnl-csum-segmentation", "off",
+	"tx-udp-segmentation", "off",
+	"tso", "off",
+	"gro", "on",
+}
+
+// ParseUnderlayMode returns the mode named s.
+func ParseUnderlayMode(s string) (UnderlayMode, error) {
+	switch m := UnderlayMode(s); m {
+	case DefaultOffloads, WireLike:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown underlay mode %q (want %q or %q)", s, DefaultOffloads, WireLike)
+}
+
+// Test names one measurement of a round.
+type Test string
+
+// The tests each configuration runs per round, in this order.
+const (
+	TestTCP1    Test = "tcp1"
+	TestTCP4    Test = "tcp4"
+	TestUDP64   Test = "udp64"
+	TestUDP1400 Test = "udp1400"
+	TestRTT     Test = "rtt"
+)
+
+// AllTests lists the tests in the order a configuration runs them.
+var AllTests = []Test{TestTCP1, TestTCP4, TestUDP64, TestUDP1400, TestRTT}
+
+// Options says what to measure and how long.
+type Options struct {
+	// VxlandPath is the vxland executable.
+	VxlandPath string
+	// Configs to measure; empty means AllConfigs.
+	Configs []Config
+	// Rounds is how many times each configuration runs every test.
+	Rounds int
+	// Duration of each iperf3 run (whole seconds).
+	Duration time.Duration
+	// RTTSamples echo requests per round, one every RTTInterval.
+	RTTSamples  int
+	RTTInterval time.Duration
+	// MTU of the underlay veth.
+	MTU int
+	// Mode of the underlay's offloads.
+	Mode UnderlayMode
+	// LabPrefix starts every namespace name (the PID follows).
+	LabPrefix string
+	// WorkDir holds control sockets; empty means a fresh temporary directory.
+	WorkDir string
+}
+
+// Presets: Full for published numbers, Quick for a look in under two
+// minutes, Smoke for tests.
+var (
+	Full  = Options{Rounds: 5, Duration: 10 * time.Second, RTTSamples: 200, RTTInterval: 10 * time.Millisecond}
+	Quick = Options{Rounds: 3, Duration: 1 * time.Second, RTTSamples: 50, RTTInterval: 5 * time.Millisecond}
+	Smoke = Options{Rounds: 1, Duration: 1 * time.Second, RTTSamples: 10, RTTInterval: 5 * time.Millisecond}
+)
+
+// withDefaults fills what o leaves zero and checks the rest.
+func (o Options) withDefaults() (Options, error) {
+	if len(o.Configs) == 0 {
+		o.Configs = AllConfigs
+	}
+	if o.Rounds == 0 {
+		o.Rounds = Full.Rounds
+	}
+	if o.Duration == 0 {
+		o.Duration = Full.Duration
+	}
+	if o.RTTSamples == 0 {
+		o.RTTSamples = Full.RTTSamples
+	}
+	if o.RTTInterval == 0 {
+		o.RTTInterval = Full.RTTInterval
+	}
+	if o.MTU == 0 {
+		o.MTU = 1500
+	}
+	if o.Mode == "" {
+		o.Mode = DefaultOffloads
+	}
+	if o.LabPrefix == "" {
+		o.LabPrefix = "vxb"
+	}
+	switch {
+	case o.Rounds < 1:
+		return o, fmt.Errorf("rounds must be at least 1, not %d", o.Rounds)
+	case o.Duration < time.Second || o.Duration%time.Second != 0:
+		return o, fmt.Errorf("duration must be a whole number of seconds, at least 1s, not %v", o.Duration)
+	case o.RTTSamples < 1:
+		return o, fmt.Errorf("rtt samples must be at least 1, not %d", o.RTTSamples)
+	case o.MTU < 1280 || o.MTU > 65535:
+		return o, fmt.Errorf("underlay MTU %d out of range 1280..65535", o.MTU)
+	}
+	for _, c := range o.Configs {
+		if c == Vxland && o.VxlandPath == "" {
+			return o, fmt.Errorf("configuration %s needs the path of the vxland executable", c)
+		}
+	}
+	return o, nil
+}

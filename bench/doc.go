@@ -1,0 +1,47 @@
+// Package bench measures what an overlay costs: it builds the same two-host
+// topology in network namespaces once per configuration and runs the same
+// measurements through each of them.
+//
+// # Configurations
+//
+// Every configuration has two host namespaces joined by one veth (the
+// underlay, 10.77.0.1 and 10.77.0.2 on "eth0") and one container namespace
+// per host, attached to the host's bridge "br0":
+//
+//	underlay        host to host over the veth; the containers are idle.
+//	native-routing  container subnets 10.201.1.0/24 and 10.201.2.0/24 routed
+//	                between the hosts by plain routes via the other host's
+//	                underlay address, no encapsulation (Calico's BGP mode).
+//	kernel-vxlan    a Linux vxlan device on br0, flooding to the peer
+//	                (flannel's vxlan backend); containers in 10.200.0.0/24.
+//	vxland          vxland's TAP on br0, static peer; containers as above.
+//
+// Overlay containers get the overlay MTU (underlay MTU − 50); the others the
+// full underlay MTU, as each data plane would configure them.
+//
+// # Method
+//
+// All topologies are built first and stay up. Then, round by round, each
+// configuration runs the same tests: TCP with 1 and 4 streams, UDP at 64
+// and 1400 byte payloads, and ICMP echo round trips. The order of the
+// configurations is rotated by one each round (see [RoundOrder]), so that
+// drift in the machine (another tenant, thermal state, page cache) spreads
+// over all of them. Reported numbers are medians over rounds with min–max;
+// ratios to kernel VXLAN and to the underlay are computed within each round
+// and then summarised, so a slow round does not skew a ratio.
+//
+// UDP runs offer unlimited load (iperf3 -b 0): the sender sends as fast as
+// one core lets it, and the metric is what the receiver got, in packets per
+// second, with the loss. That is the most the data path delivers when a
+// sender saturates it, the number that matters for small-packet workloads.
+//
+// CPU cost is measured during the TCP tests: the busy time of the whole
+// machine (/proc/stat) and of the vxland processes (/proc/PID/stat, all
+// threads) divided by the gigabits the receiver got. On a 2-core machine the
+// whole-machine figure includes iperf3's own work at both ends, so it says
+// how much more the overlay costs than the underlay, not what it costs alone.
+//
+// The package's pure parts (statistics, ratios, round order, tables, JSON,
+// SVG) are separate from the parts that build namespaces and run programs,
+// and are tested on their own.
+package bench

@@ -1,0 +1,99 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vxland/vxland/internal/netlab"
+)
+
+// TestHarnessSmoke runs the whole bench briefly (one round of one-second
+// runs) and checks that every configuration produced every number and that
+// the files are well-formed. It asserts no speed: a slow machine passes.
+func TestHarnessSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode: builds four topologies and runs iperf3 for about 20 s")
+	}
+	if err := netlab.Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if err := CheckIperf3(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	o := Smoke
+	o.VxlandPath = buildVxland(t)
+	o.LabPrefix = "vxbt"
+	o.WorkDir = t.TempDir()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var progress []string
+	start := time.Now()
+	res, err := Run(ctx, o, func(s string) { progress = append(progress, s) })
+	t.Logf("bench took %v", time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Runs {
+		if r.Error != "" {
+			t.Errorf("round %d %s %s failed: %s", r.Round, r.Config, r.Test, r.Error)
+		}
+	}
+	if want := len(AllConfigs) * len(AllTests); len(res.Runs) != want {
+		t.Errorf("%d runs, want %d", len(res.Runs), want)
+	}
+	if want := len(AllConfigs)*len(AllTests) + len(AllConfigs); len(progress) != want {
+		t.Errorf("%d progress lines, want %d (one per build and per test)", len(progress), want)
+	}
+	if res.Machine.Vxland == "" {
+		t.Error("the vxland build is not recorded")
+	}
+	if res.Machine.Offloads["tcp-segmentation-offload"] == "" && hasTool("ethtool") {
+		t.Errorf("offload settings not recorded: %v", res.Machine.Offloads)
+	}
+
+	dir := filepath.Join(t.TempDir(), "results")
+	if err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	checkResultFiles(t, dir, AllConfigs)
+	if t.Failed() {
+		md, _ := os.ReadFile(filepath.Join(dir, MarkdownFile))
+		t.Logf("results:\n%s", md)
+	}
+
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mine := fmt.Sprintf("vxbt%d-", os.Getpid()); strings.Contains(string(out), mine) {
+		t.Errorf("namespaces left behind:\n%s", out)
+	}
+}
+
+// buildVxland builds the daemon from this module into a temporary directory.
+func buildVxland(t *testing.T) string {
+	t.Helper()
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if p, err := exec.LookPath("go"); err == nil {
+		goTool = p
+	}
+	exe := filepath.Join(t.TempDir(), "vxland")
+	cmd := exec.Command(goTool, "build", "-o", exe, "github.com/vxland/vxland/cmd/vxland")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build vxland: %v\n%s", err, out)
+	}
+	return exe
+}
+
+func hasTool(name string) bool {
+	_, err := exec.LookPath(name)
+	return err == nil
+}

@@ -1,0 +1,181 @@
+package bench
+
+import (
+	"math"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseIperf3(t *testing.T) {
+	tcpJSON, err := os.ReadFile("testdata/iperf3-tcp.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := parseTCP(tcpJSON, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The receiver's numbers, not the sender's.
+	if tcp.Bytes != 2313485960 || tcp.Retransmits != 7587 || tcp.Streams != 2 || math.Abs(tcp.BitsPerSecond-18497917302.57391) > 1 {
+		t.Errorf("TCP result %+v", tcp)
+	}
+
+	udpJSON, err := os.ReadFile("testdata/iperf3-udp.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, err := parseUDP(udpJSON, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if udp.Packets != 523013 || udp.Lost != 4581 || udp.PayloadBytes != 64 {
+		t.Errorf("UDP result %+v", udp)
+	}
+	if want := float64(523013-4581) / 1.000124; math.Abs(udp.DeliveredPPS-want) > 1e-6 {
+		t.Errorf("delivered %v pps, want %v", udp.DeliveredPPS, want)
+	}
+
+	errJSON, err := os.ReadFile("testdata/iperf3-error.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseTCP(errJSON, 1); err == nil || !strings.Contains(err.Error(), "Connection refused") {
+		t.Errorf("iperf3's error was not reported: %v", err)
+	}
+	if _, err := parseUDP([]byte("iperf3: error - unable to connect"), 64); err == nil {
+		t.Error("non-JSON output accepted")
+	}
+	// A TCP result has no packet counts: read as UDP it must fail, not give 0 pps.
+	if _, err := parseUDP(tcpJSON, 64); err == nil {
+		t.Error("TCP output accepted as a UDP result")
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	got, err := parseProcStat("cpu  100 5 50 1000 20 3 7 2 40 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// busy: user+nice+system+irq+softirq+steal; guest is inside user.
+	if want := (machineTicks{busy: 100 + 5 + 50 + 3 + 7 + 2, total: 100 + 5 + 50 + 1000 + 20 + 3 + 7 + 2}); got != want {
+		t.Errorf("parseProcStat = %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"", "intr 1 2 3", "cpu 1 x 3 4 5"} {
+		if _, err := parseProcStat(bad); err == nil {
+			t.Errorf("parseProcStat(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestParsePIDStat(t *testing.T) {
+	// A command name with spaces and a parenthesis; utime 250, stime 70.
+	line := "4242 (vx land) R) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 70 0 0 20 0 9 0 123 456 789"
+	got, err := parsePIDStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 320 {
+		t.Errorf("parsePIDStat = %d, want 320", got)
+	}
+	if _, err := parsePIDStat("4242 (x) S 1 2"); err == nil {
+		t.Error("short stat line accepted")
+	}
+	if _, err := parsePIDStat("no name"); err == nil {
+		t.Error("stat line without a command name accepted")
+	}
+	// The running test process has a readable, growing CPU time.
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Skip("no /proc here")
+	}
+	if _, err := parsePIDStat(string(b)); err != nil {
+		t.Errorf("/proc/self/stat: %v", err)
+	}
+}
+
+func TestEchoPacket(t *testing.T) {
+	req := echoRequest(0x1234, 7)
+	if len(req) != 8+echoPayloadLen || req[0] != icmpEchoRequest {
+		t.Fatalf("echo request % x", req)
+	}
+	if internetChecksum(req) != 0 {
+		t.Errorf("checksum of a request with its checksum filled in is %#x, want 0", internetChecksum(req))
+	}
+	// RFC 1071's example: 0001 f203 f4f5 f6f7 sums to ddf2, checksum 220d.
+	if got := internetChecksum([]byte{0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}); got != 0x220d {
+		t.Errorf("RFC 1071 example checksum %#x, want 0x220d", got)
+	}
+	if got := internetChecksum([]byte{0xff}); got != 0x00ff {
+		t.Errorf("odd-length checksum %#x, want 0x00ff", got)
+	}
+
+	reply := func(id, seq uint16, typ byte, ihl int) []byte {
+		ip := make([]byte, ihl*4)
+		ip[0] = 0x40 | byte(ihl)
+		icmp := echoRequest(id, seq)
+		icmp[0] = typ
+		return append(ip, icmp...)
+	}
+	if !parseEchoReply(reply(0x1234, 7, icmpEchoReply, 5), 0x1234, 7) {
+		t.Error("matching reply not recognised")
+	}
+	if !parseEchoReply(reply(0x1234, 7, icmpEchoReply, 6), 0x1234, 7) {
+		t.Error("reply after IP options not recognised")
+	}
+	for name, pkt := range map[string][]byte{
+		"other id":      reply(0x1235, 7, icmpEchoReply, 5),
+		"other seq":     reply(0x1234, 8, icmpEchoReply, 5),
+		"request":       reply(0x1234, 7, icmpEchoRequest, 5),
+		"truncated":     reply(0x1234, 7, icmpEchoReply, 5)[:25],
+		"bad IHL":       reply(0x1234, 7, icmpEchoReply, 4),
+		"not IPv4":      append([]byte{0x65}, make([]byte, 40)...),
+		"empty":         nil,
+		"header beyond": {0x4f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	} {
+		if parseEchoReply(pkt, 0x1234, 7) {
+			t.Errorf("%s accepted as the reply", name)
+		}
+	}
+}
+
+func TestParseEthtoolFeatures(t *testing.T) {
+	out := "Features for eth0:\nrx-checksumming: on\ntcp-segmentation-offload: off\n\ttx-tcp-segmentation: off\ngeneric-receive-offload: on\nhw-tc-offload: off [fixed]\n"
+	f := parseEthtoolFeatures(out)
+	if f["tcp-segmentation-offload"] != "off" || f["hw-tc-offload"] != "off [fixed]" || f["tx-tcp-segmentation"] != "off" || len(f) != 5 {
+		t.Errorf("features %v", f)
+	}
+	m := Machine{Offloads: f}
+	if got := m.OffloadSummary(); got != "tso off, gro on" {
+		t.Errorf("OffloadSummary = %q", got)
+	}
+}
+
+func TestOptionsDefaultsAndChecks(t *testing.T) {
+	o, err := Options{VxlandPath: "/x/vxland"}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Rounds != Full.Rounds || o.MTU != 1500 || o.Mode != DefaultOffloads || len(o.Configs) != 4 {
+		t.Errorf("defaults %+v", o)
+	}
+	for name, bad := range map[string]Options{
+		"no vxland":          {},
+		"fractional seconds": {VxlandPath: "v", Duration: 1500 * 1e6},
+		"tiny MTU":           {VxlandPath: "v", MTU: 500},
+		"negative rounds":    {VxlandPath: "v", Rounds: -1},
+	} {
+		if _, err := bad.withDefaults(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := (Options{Configs: []Config{Underlay, KernelVXLAN}}).withDefaults(); err != nil {
+		t.Errorf("without vxland among the configurations no executable is needed: %v", err)
+	}
+	if _, err := ParseConfig("flannel"); err == nil {
+		t.Error("unknown configuration accepted")
+	}
+	if m, err := ParseUnderlayMode("wire-like"); err != nil || m != WireLike {
+		t.Errorf("ParseUnderlayMode(wire-like) = %v, %v", m, err)
+	}
+}

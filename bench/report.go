@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Markdown renders res as the tables people read: medians with min–max,
+// ratios, CPU cost and the computed overhead.
+func Markdown(res *Results) string {
+	var b strings.Builder
+	o := res.Options
+	m := res.Machine
+	fmt.Fprintf(&b, "# vxland bench: %s underlay, MTU %d\n\n", o.Mode, o.MTU)
+	fmt.Fprintf(&b, "%s; %d round(s), configurations interleaved with the order rotated each round; "+
+		"iperf3 runs of %gs; %d ICMP echo requests per round every %gms; UDP offered load %s.\n\n",
+		res.Started.UTC().Format("2006-01-02 15:04 UTC"), o.Rounds, o.DurationS, o.RTTSamples, o.RTTIntervalMS, o.UDPOffered)
+	fmt.Fprintf(&b, "Machine: %d × %s (%s); Linux %s; %s; %s; underlay veth offloads: %s.\n\n",
+		m.Cores, m.CPUModel, m.Arch, m.Kernel, m.GoVersion, m.Iperf3Version, m.OffloadSummary())
+	if m.Vxland != "" {
+		fmt.Fprintf(&b, "vxland build: %s.\n\n", m.Vxland)
+	}
+	if len(res.Command) > 0 {
+		fmt.Fprintf(&b, "Command: `%s`\n\n", strings.Join(res.Command, " "))
+	}
+	var loads []float64
+	for _, r := range res.Runs {
+		loads = append(loads, r.LoadAvg)
+	}
+	if l := Summarize(loads); l.N > 0 {
+		fmt.Fprintf(&b, "Load average (1 min) as runs started: median %s, max %s on %d cores; "+
+			"the bench alone keeps it near 2, more means other work shared the machine.\n\n",
+			FormatValue(l.Median), FormatValue(l.Max), m.Cores)
+	}
+	if n := failedRuns(res.Runs); n > 0 {
+		fmt.Fprintf(&b, "**%d run(s) failed**; their errors are in %s.\n\n", n, JSONFile)
+	}
+
+	b.WriteString("Median over rounds, (min–max) when there were several.\n\n")
+	b.WriteString("## Throughput and latency\n\n")
+	table(&b, res.Summary, []column{
+		{"TCP ×1 (Gbit/s)", metricCell(MetricTCP1)},
+		{"TCP ×4 (Gbit/s)", metricCell(MetricTCP4)},
+		{"UDP 64 B (kpps)", metricCell(MetricUDP64Rate)},
+		{"loss %", metricCell(MetricUDP64Loss)},
+		{"UDP 1400 B (kpps)", metricCell(MetricUDP1400Rate)},
+		{"loss %", metricCell(MetricUDP1400Loss)},
+		{"RTT p50 (µs)", metricCell(MetricRTTP50)},
+		{"RTT p99 (µs)", metricCell(MetricRTTP99)},
+	})
+
+	ratioMetrics := []struct {
+		m    Metric
+		head string
+	}{
+		{MetricTCP1, "TCP ×1"}, {MetricTCP4, "TCP ×4"},
+		{MetricUDP64Rate, "UDP 64 B"}, {MetricUDP1400Rate, "UDP 1400 B"},
+		{MetricRTTP50, "RTT p50"}, {MetricCPUMachine, "CPU/Gbit"},
+	}
+	for _, ref := range []struct {
+		c     Config
+		title string
+		get   func(ConfigSummary) map[Metric]Summary
+	}{
+		{KernelVXLAN, "Relative to kernel VXLAN", func(s ConfigSummary) map[Metric]Summary { return s.VsKernelVXLAN }},
+		{Underlay, "Relative to the underlay", func(s ConfigSummary) map[Metric]Summary { return s.VsUnderlay }},
+	} {
+		if !hasConfig(res.Summary, ref.c) {
+			continue
+		}
+		fmt.Fprintf(&b, "## %s\n\nRatio within each round, then the median over rounds (min–max); "+
+			"above 1 means more throughput, or more latency or CPU, than %s.\n\n", ref.title, ref.c.Label())
+		var cols []column
+		for _, rm := range ratioMetrics {
+			cols = append(cols, column{rm.head, func(s ConfigSummary) string {
+				if s.Config == ref.c {
+					return "1"
+				}
+				return ratioCell(ref.get(s)[rm.m], ref.get(s) != nil)
+			}})
+		}
+		table(&b, res.Summary, cols)
+	}
+
+	b.WriteString("## CPU cost and encapsulation overhead\n\n")
+	b.WriteString("CPU time during the TCP tests per gigabit delivered. The whole-machine figure includes " +
+		"iperf3 at both ends. Overhead and goodput efficiency are computed: TCP payload per full-size " +
+		"packet through the configuration ÷ over the bare underlay at the same MTU (inner TCP/IPv4 with " +
+		"timestamps, 52 B of headers).\n\n")
+	eff := map[Config]Overhead{}
+	for _, ov := range res.Overhead {
+		if ov.Family == "IPv4" {
+			eff[ov.Config] = ov
+		}
+	}
+	cols := []column{
+		{"CPU-s/Gbit, machine", metricCell(MetricCPUMachine)},
+		{"CPU-s/Gbit, vxland", metricCell(MetricCPUVxland)},
+		{"overhead (B/packet)", func(s ConfigSummary) string { return fmt.Sprint(eff[s.Config].BytesPerPacket) }},
+	}
+	for i, mtu := range EfficiencyMTUs {
+		cols = append(cols, column{fmt.Sprintf("efficiency, MTU %d", mtu), func(s ConfigSummary) string {
+			e := eff[s.Config].Efficiency
+			if i >= len(e) {
+				return "–"
+			}
+			return fmt.Sprintf("%.1f %%", 100*e[i].Efficiency)
+		}})
+	}
+	table(&b, res.Summary, cols)
+	for _, ov := range res.Overhead {
+		if ov.Family != "IPv6" || ov.Config != KernelVXLAN {
+			continue
+		}
+		fmt.Fprintf(&b, "On an IPv6 underlay VXLAN costs %d B per packet:", ov.BytesPerPacket)
+		for _, e := range ov.Efficiency {
+			fmt.Fprintf(&b, " %.1f %% at MTU %d;", 100*e.Efficiency, e.MTU)
+		}
+		b.WriteString(" the same for kernel VXLAN and vxland.\n\n")
+	}
+	return b.String()
+}
+
+type column struct {
+	head string
+	cell func(ConfigSummary) string
+}
+
+func table(b *strings.Builder, rows []ConfigSummary, cols []column) {
+	b.WriteString("| configuration |")
+	for _, c := range cols {
+		fmt.Fprintf(b, " %s |", c.head)
+	}
+	b.WriteString("\n|---|")
+	for range cols {
+		b.WriteString("---:|")
+	}
+	b.WriteString("\n")
+	for _, r := range rows {
+		fmt.Fprintf(b, "| %s |", r.Config.Label())
+		for _, c := range cols {
+			fmt.Fprintf(b, " %s |", c.cell(r))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+}
+
+func metricCell(m Metric) func(ConfigSummary) string {
+	return func(s ConfigSummary) string {
+		sum, ok := s.Metrics[m]
+		if !ok || sum.N == 0 {
+			return "–"
+		}
+		return summaryText(sum, "")
+	}
+}
+
+func ratioCell(s Summary, ok bool) string {
+	if !ok || s.N == 0 {
+		return "–"
+	}
+	return summaryText(s, "×")
+}
+
+func summaryText(s Summary, suffix string) string {
+	if s.N == 1 || FormatValue(s.Min) == FormatValue(s.Max) {
+		return FormatValue(s.Median) + suffix
+	}
+	return fmt.Sprintf("%s%s (%s–%s)", FormatValue(s.Median), suffix, FormatValue(s.Min), FormatValue(s.Max))
+}
+
+// FormatValue prints v with three significant digits, or as an integer
+// from 100 on, never in exponent form: 1234, 12.3, 1.23, 0.123, 0.0012.
+func FormatValue(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "–"
+	}
+	if v == 0 {
+		return "0"
+	}
+	if math.Abs(v) >= 99.95 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	// Round first, so that 9.9999 is "10.0" and not "10.00".
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 3, 64), 64)
+	decimals := max(0, 2-int(math.Floor(math.Log10(math.Abs(r)))))
+	if math.Abs(r) < 0.01 {
+		decimals = max(0, 1-int(math.Floor(math.Log10(math.Abs(r)))))
+	}
+	return strconv.FormatFloat(r, 'f', decimals, 64)
+}
+
+func hasConfig(rows []ConfigSummary, c Config) bool {
+	for _, r := range rows {
+		if r.Config == c {
+			return true
+		}
+	}
+	return false
+}
+
+func failedRuns(runs []Measurement) int {
+	n := 0
+	for _, r := range runs {
+		if r.Error != "" {
+			n++
+		}
+	}
+	return n
+}

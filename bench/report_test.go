@@ -1,0 +1,245 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeResults returns results as Run would make them, with made-up
+// measurements for every configuration over rounds rounds.
+func fakeResults(rounds int) *Results {
+	o, _ := Quick.withDefaults()
+	o.Rounds = rounds
+	res := &Results{
+		Command: []string{"vxbench", "--quick"},
+		Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		Machine: Machine{Kernel: "6.18.0", CPUModel: "Test CPU <&>", Cores: 2, GoVersion: "go1.26", Iperf3Version: "iperf 3.12",
+			Offloads: map[string]string{"tcp-segmentation-offload": "on", "generic-receive-offload": "off [fixed]"}},
+		Options: recordOptions(o),
+	}
+	speed := map[Config]float64{Underlay: 12, NativeRouting: 11, KernelVXLAN: 10, Vxland: 1}
+	for r := range rounds {
+		f := 1 + 0.1*float64(r)
+		for pos, c := range RoundOrder(AllConfigs, r) {
+			v := speed[c] * f
+			base := Measurement{Round: r, Position: pos, Config: c}
+			cpu := &CPUUsage{MachineSeconds: 2 / v, WallSeconds: 1}
+			if c == Vxland {
+				cpu.VxlandSeconds = 1 / v
+			}
+			for _, m := range []Measurement{
+				{Test: TestTCP1, TCP: &TCPRun{Streams: 1, Seconds: 1, Bytes: int64(v * 1e9 / 8), BitsPerSecond: v * 1e9}, CPU: cpu},
+				{Test: TestTCP4, TCP: &TCPRun{Streams: 4, Seconds: 1, Bytes: int64(v * 1.1e9 / 8), BitsPerSecond: v * 1.1e9}, CPU: cpu},
+				{Test: TestUDP64, UDP: &UDPRun{PayloadBytes: 64, Seconds: 1, Packets: 1000, Lost: 100, DeliveredPPS: v * 1e4, LossPercent: 10}},
+				{Test: TestUDP1400, UDP: &UDPRun{PayloadBytes: 1400, Seconds: 1, Packets: 1000, Lost: 0, DeliveredPPS: v * 9e3}},
+				{Test: TestRTT, RTT: &RTTRun{Micros: []float64{100 / v, 200 / v}, P50: 100 / v, P99: 200 / v}},
+			} {
+				m.Round, m.Position, m.Config = base.Round, base.Position, base.Config
+				res.Runs = append(res.Runs, m)
+			}
+		}
+	}
+	res.Summary = Aggregate(AllConfigs, Samples(res.Runs))
+	res.Overhead = overheads(AllConfigs)
+	res.Finished = res.Started.Add(time.Minute)
+	return res
+}
+
+func TestMarkdownHasEveryConfiguration(t *testing.T) {
+	md := Markdown(fakeResults(3))
+	for _, c := range AllConfigs {
+		// One row in each of the four tables.
+		if n := strings.Count(md, "| "+c.Label()+" |"); n != 4 {
+			t.Errorf("%d rows for %s, want 4:\n%s", n, c.Label(), md)
+		}
+	}
+	for _, want := range []string{
+		"| kernel VXLAN | 11.0 (10.0–12.0) |", // TCP ×1: median and range of 10, 11, 12
+		"| vxland | 0.100× |",                 // per-round ratio to kernel VXLAN
+		"96.5 %", "99.4 %",                    // efficiency at 1500 and 9000
+		"Command: `vxbench --quick`",
+		"Test CPU <&>",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestWriteProducesWellFormedFiles(t *testing.T) {
+	res := fakeResults(3)
+	dir := filepath.Join(t.TempDir(), "results", "x")
+	if err := Write(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	checkResultFiles(t, dir, AllConfigs)
+
+	// The JSON holds everything: decoding gives back what was written.
+	data, err := os.ReadFile(filepath.Join(dir, JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Runs, res.Runs) || !reflect.DeepEqual(back.Summary, res.Summary) {
+		t.Error("JSON does not round-trip the runs and summary")
+	}
+}
+
+// checkResultFiles checks that the files in dir are well-formed and that
+// every configuration has numbers in each.
+func checkResultFiles(t *testing.T, dir string, configs []Config) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res Results
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatalf("%s is not valid JSON: %v", JSONFile, err)
+	}
+	if res.Machine.Kernel == "" || res.Machine.Cores == 0 || res.Machine.GoVersion == "" {
+		t.Errorf("machine description incomplete: %+v", res.Machine)
+	}
+	if len(res.Summary) != len(configs) {
+		t.Fatalf("%d summaries, want %d", len(res.Summary), len(configs))
+	}
+	for i, s := range res.Summary {
+		if s.Config != configs[i] {
+			t.Errorf("summary %d is %s, want %s", i, s.Config, configs[i])
+		}
+		for _, m := range AllMetrics {
+			if m == MetricCPUVxland && s.Config != Vxland {
+				continue
+			}
+			v, ok := s.Metrics[m]
+			if !ok || v.N == 0 || math.IsNaN(v.Median) || v.Median < 0 {
+				t.Errorf("%s: no number for %s: %+v", s.Config, m, v)
+			}
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(dir, MarkdownFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range configs {
+		if !bytes.Contains(md, []byte("| "+c.Label()+" |")) {
+			t.Errorf("%s has no row for %s", MarkdownFile, c)
+		}
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, SVGFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSVG(t, svg, configs)
+}
+
+// checkSVG parses svg as XML and checks it has a root <svg>, a bar per
+// configuration and metric that has a value, and the legend.
+func checkSVG(t *testing.T, svg []byte, configs []Config) {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(svg))
+	var root string
+	rects := 0
+	var text strings.Builder
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed XML: %v", err)
+		}
+		switch e := tok.(type) {
+		case xml.StartElement:
+			if root == "" {
+				root = e.Name.Local
+				if e.Name.Space != "http://www.w3.org/2000/svg" {
+					t.Errorf("root namespace %q", e.Name.Space)
+				}
+			}
+			if e.Name.Local == "rect" {
+				rects++
+			}
+		case xml.CharData:
+			text.Write(e)
+		}
+	}
+	if root != "svg" {
+		t.Errorf("root element %q, want svg", root)
+	}
+	// 8 metrics × configs bars, minus vxland CPU for the others; plus the
+	// background, 4 panel frames and the legend swatches.
+	bars := 8*len(configs) - (len(configs) - 1)
+	if want := bars + 1 + len(chartPanels) + len(configs); rects != want {
+		t.Errorf("%d rects, want %d", rects, want)
+	}
+	for _, c := range configs {
+		if !strings.Contains(text.String(), c.Label()) {
+			t.Errorf("legend lacks %s", c.Label())
+		}
+	}
+	for _, want := range []string{"Gbit/s", "µs", "1 stream", "4 streams", "p50", "higher is better"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("chart text lacks %q", want)
+		}
+	}
+}
+
+func TestNiceAxis(t *testing.T) {
+	for _, top := range []float64{0.0123, 0.8, 1, 7.3, 12.9, 99, 117, 1234, 5e6} {
+		step, axisMax := niceAxis(top)
+		if axisMax < top || axisMax/step > 6.0001 || axisMax/step < 1 {
+			t.Errorf("niceAxis(%g) = step %g, max %g", top, step, axisMax)
+		}
+		m := step / math.Pow(10, math.Floor(math.Log10(step)))
+		if !slicesContainsApprox([]float64{1, 2, 2.5, 5}, m) {
+			t.Errorf("niceAxis(%g): step %g is not 1, 2, 2.5 or 5 × 10^k", top, step)
+		}
+	}
+	if step, axisMax := niceAxis(0); step != 1 || axisMax != 1 {
+		t.Errorf("niceAxis(0) = %g, %g", step, axisMax)
+	}
+	if got := tickLabel(0, 2.5); got != "0.0" {
+		t.Errorf("tickLabel(0, 2.5) = %q", got)
+	}
+	if got := tickLabel(150, 50); got != "150" {
+		t.Errorf("tickLabel(150, 50) = %q", got)
+	}
+	if got := tickLabel(0.25, 0.05); got != "0.25" {
+		t.Errorf("tickLabel(0.25, 0.05) = %q", got)
+	}
+}
+
+func slicesContainsApprox(vs []float64, v float64) bool {
+	for _, w := range vs {
+		if math.Abs(v-w) < 1e-9 {
+			return true
+		}
+	}
+	return false
+}
+
+func TestFormatValue(t *testing.T) {
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{{1234.4, "1234"}, {12.34, "12.3"}, {1.234, "1.23"}, {0.1234, "0.123"}, {0, "0"}, {0.0012, "0.0012"},
+		{9.9999, "10.0"}, {99.96, "100"}, {0.99999, "1.00"}, {-2.5, "-2.50"}, {math.NaN(), "–"}} {
+		if got := FormatValue(tc.v); got != tc.want {
+			t.Errorf("FormatValue(%g) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Results is everything a bench run produced: the JSON file holds it whole.
+type Results struct {
+	Command  []string        `json:"command"`
+	Started  time.Time       `json:"started"`
+	Finished time.Time       `json:"finished"`
+	Machine  Machine         `json:"machine"`
+	Options  OptionsRecord   `json:"options"`
+	Runs     []Measurement   `json:"runs"`
+	Summary  []ConfigSummary `json:"summary"`
+	Overhead []Overhead      `json:"overhead"`
+}
+
+// OptionsRecord is Options as recorded in the results.
+type OptionsRecord struct {
+	Configs       []Config     `json:"configs"`
+	Rounds        int          `json:"rounds"`
+	DurationS     float64      `json:"iperf3_duration_s"`
+	RTTSamples    int          `json:"rtt_samples"`
+	RTTIntervalMS float64      `json:"rtt_interval_ms"`
+	MTU           int          `json:"underlay_mtu"`
+	Mode          UnderlayMode `json:"underlay_mode"`
+	UDPOffered    string       `json:"udp_offered_load"`
+}
+
+func recordOptions(o Options) OptionsRecord {
+	return OptionsRecord{
+		Configs:       o.Configs,
+		Rounds:        o.Rounds,
+		DurationS:     o.Duration.Seconds(),
+		RTTSamples:    o.RTTSamples,
+		RTTIntervalMS: float64(o.RTTInterval) / float64(time.Millisecond),
+		MTU:           o.MTU,
+		Mode:          o.Mode,
+		UDPOffered:    "unlimited (iperf3 -b 0), one sender",
+	}
+}
+
+// Measurement is one test of one configuration in one round, as measured.
+type Measurement struct {
+	Round    int       `json:"round"`    // from 0
+	Position int       `json:"position"` // place of Config in the round's order, from 0
+	Config   Config    `json:"config"`
+	Test     Test      `json:"test"`
+	Start    time.Time `json:"start"`
+	Error    string    `json:"error,omitempty"`
+	// LoadAvg is the machine's 1-minute load average when the run started:
+	// the bench itself keeps it near the number of busy iperf3 and vxland
+	// threads (about 2); much more means other work shared the machine.
+	LoadAvg float64 `json:"loadavg_1m"`
+
+	TCP *TCPRun   `json:"tcp,omitempty"`
+	UDP *UDPRun   `json:"udp,omitempty"`
+	RTT *RTTRun   `json:"rtt,omitempty"`
+	CPU *CPUUsage `json:"cpu,omitempty"`
+}
+
+// TCPRun is an iperf3 TCP result, receiver side.
+type TCPRun struct {
+	Streams       int     `json:"streams"`
+	Seconds       float64 `json:"seconds"`
+	Bytes         int64   `json:"bytes_received"`
+	BitsPerSecond float64 `json:"bits_per_second"`
+	Retransmits   int64   `json:"retransmits"`
+}
+
+// UDPRun is an iperf3 UDP result, receiver side.
+type UDPRun struct {
+	PayloadBytes int     `json:"payload_bytes"`
+	Seconds      float64 `json:"seconds"`
+	Packets      int64   `json:"packets_sent"`
+	Lost         int64   `json:"packets_lost"`
+	DeliveredPPS float64 `json:"delivered_pps"`
+	LossPercent  float64 `json:"loss_percent"`
+}
+
+// RTTRun is a series of ICMP echo round trips.
+type RTTRun struct {
+	Micros []float64 `json:"samples_us"` // answered requests, in order
+	Lost   int       `json:"lost"`
+	P50    float64   `json:"p50_us"`
+	P99    float64   `json:"p99_us"`
+}
+
+// CPUUsage is CPU time spent while a test ran.
+type CPUUsage struct {
+	MachineSeconds float64 `json:"machine_s"` // busy time summed over all cores
+	VxlandSeconds  float64 `json:"vxland_s"`  // user+system time of the vxland processes
+	WallSeconds    float64 `json:"wall_s"`
+}
+
+// Samples turns runs into one value per metric, configuration and round.
+// CPU per Gbit is the CPU time of both TCP tests of the round divided by the
+// gigabits both delivered. Failed runs give no samples.
+func Samples(runs []Measurement) []Sample {
+	type rc struct {
+		round  int
+		config Config
+	}
+	type cpu struct{ machine, vxland, gbit float64 }
+	cpus := map[rc]*cpu{}
+	var order []rc
+	var out []Sample
+	add := func(r Measurement, m Metric, v float64) {
+		out = append(out, Sample{Round: r.Round, Config: r.Config, Metric: m, Value: v})
+	}
+	for _, r := range runs {
+		if r.Error != "" {
+			continue
+		}
+		switch {
+		case r.TCP != nil:
+			m := MetricTCP1
+			if r.Test == TestTCP4 {
+				m = MetricTCP4
+			}
+			add(r, m, r.TCP.BitsPerSecond/1e9)
+			if r.CPU != nil {
+				k := rc{r.Round, r.Config}
+				c := cpus[k]
+				if c == nil {
+					c = new(cpu)
+					cpus[k] = c
+					order = append(order, k)
+				}
+				c.machine += r.CPU.MachineSeconds
+				c.vxland += r.CPU.VxlandSeconds
+				c.gbit += float64(r.TCP.Bytes) * 8 / 1e9
+			}
+		case r.UDP != nil:
+			rate, loss := MetricUDP64Rate, MetricUDP64Loss
+			if r.Test == TestUDP1400 {
+				rate, loss = MetricUDP1400Rate, MetricUDP1400Loss
+			}
+			add(r, rate, r.UDP.DeliveredPPS/1e3)
+			add(r, loss, r.UDP.LossPercent)
+		case r.RTT != nil && len(r.RTT.Micros) > 0:
+			add(r, MetricRTTP50, r.RTT.P50)
+			add(r, MetricRTTP99, r.RTT.P99)
+		}
+	}
+	for _, k := range order {
+		c := cpus[k]
+		if c.gbit <= 0 {
+			continue
+		}
+		out = append(out, Sample{Round: k.round, Config: k.config, Metric: MetricCPUMachine, Value: c.machine / c.gbit})
+		if k.config == Vxland {
+			out = append(out, Sample{Round: k.round, Config: k.config, Metric: MetricCPUVxland, Value: c.vxland / c.gbit})
+		}
+	}
+	return out
+}
+
+// Files written by Write, inside the results directory.
+const (
+	MarkdownFile = "results.md"
+	JSONFile     = "results.json"
+	SVGFile      = "results.svg"
+)
+
+// Write stores res in dir (created if missing) as Markdown, JSON and SVG.
+func Write(dir string, res *Results) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("results directory: %w", err)
+	}
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	var svg bytes.Buffer
+	if err := WriteSVG(&svg, res); err != nil {
+		return fmt.Errorf("draw chart: %w", err)
+	}
+	for name, data := range map[string][]byte{
+		MarkdownFile: []byte(Markdown(res)),
+		JSONFile:     append(js, '\n'),
+		SVGFile:      svg.Bytes(),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vxland/vxland/internal/netlab"
+)
+
+// Progress says where a running bench is.
+type Progress struct {
+	Step, Steps   int // steps done before this one, and in all
+	Round, Rounds int // Round from 0
+	Config        Config
+	Test          Test
+	Elapsed       time.Duration // since the first measurement
+}
+
+// String is a one-line status, with an estimate of the time left once
+// something has been measured.
+func (p Progress) String() string {
+	s := fmt.Sprintf("[%3d%%] round %d/%d  %-14s %-8s  elapsed %s",
+		100*p.Step/max(p.Steps, 1), p.Round+1, p.Rounds, p.Config.Label(), p.Test, p.Elapsed.Truncate(time.Second))
+	if p.Step > 0 {
+		left := time.Duration(float64(p.Elapsed) / float64(p.Step) * float64(p.Steps-p.Step))
+		s += fmt.Sprintf(", about %s left", left.Truncate(time.Second))
+	}
+	return s
+}
+
+// Run builds every configuration of o, measures them round by round and
+// returns the results. progress, if not nil, is called before each test
+// and while building. Everything Run creates is removed before it returns,
+// also when ctx is cancelled (then it returns ctx's error).
+func Run(ctx context.Context, o Options, progress func(string)) (res *Results, err error) {
+	if progress == nil {
+		progress = func(string) {}
+	}
+	o, err = o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := Prerequisites(o); err != nil {
+		return nil, err
+	}
+	lab, err := netlab.New(o.LabPrefix)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := lab.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
+		}
+	}()
+	workDir := o.WorkDir
+	if workDir == "" {
+		if workDir, err = os.MkdirTemp("", "vxbench-"); err != nil {
+			return nil, fmt.Errorf("work directory: %w", err)
+		}
+		defer os.RemoveAll(workDir)
+	}
+
+	res = &Results{Command: os.Args, Started: time.Now(), Machine: describeMachine(), Options: recordOptions(o)}
+	if o.VxlandPath != "" {
+		res.Machine.Vxland = describeBinary(o.VxlandPath)
+	}
+	topos := map[Config]*topology{}
+	for _, c := range o.Configs {
+		progress(fmt.Sprintf("building %s topology", c.Label()))
+		t, err := buildTopology(ctx, lab, o, c, workDir)
+		if err != nil {
+			return nil, err
+		}
+		topos[c] = t
+	}
+	first := topos[o.Configs[0]].hosts[0]
+	if out, err := first.Run("ethtool", "-k", underlayIf); err == nil {
+		res.Machine.Offloads = parseEthtoolFeatures(out)
+	}
+
+	start := time.Now()
+	steps := o.Rounds * len(o.Configs) * len(AllTests)
+	step := 0
+	for round := range o.Rounds {
+		for pos, c := range RoundOrder(o.Configs, round) {
+			for _, test := range AllTests {
+				progress(Progress{Step: step, Steps: steps, Round: round, Rounds: o.Rounds,
+					Config: c, Test: test, Elapsed: time.Since(start)}.String())
+				r := measure(ctx, topos[c], test, o)
+				if err := ctx.Err(); err != nil {
+					return nil, fmt.Errorf("bench interrupted: %w", err)
+				}
+				r.Round, r.Position = round, pos
+				res.Runs = append(res.Runs, r)
+				step++
+			}
+		}
+	}
+	res.Summary = Aggregate(o.Configs, Samples(res.Runs))
+	res.Overhead = overheads(o.Configs)
+	res.Finished = time.Now()
+	return res, nil
+}
+
+// Prerequisites returns an error saying what is missing to run o here.
+func Prerequisites(o Options) error {
+	if err := netlab.Check(); err != nil {
+		return err
+	}
+	if err := CheckIperf3(); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("ss"); err != nil {
+		return fmt.Errorf("ss (iproute2) is needed: %w", err)
+	}
+	if o.Mode == WireLike {
+		if _, err := exec.LookPath("ethtool"); err != nil {
+			return fmt.Errorf("the %s underlay needs ethtool: install it with 'apt-get install ethtool': %w", WireLike, err)
+		}
+	}
+	for _, c := range o.Configs {
+		if c == NativeRouting {
+			if _, err := exec.LookPath("sysctl"); err != nil {
+				return fmt.Errorf("%s needs sysctl: install it with 'apt-get install procps': %w", c, err)
+			}
+		}
+	}
+	return nil
+}
+
+// loadAvg returns the 1-minute load average, or 0 if it cannot be read.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+// measure runs one test through t. Failures are recorded in the run, so
+// that one bad run does not lose a whole bench.
+func measure(ctx context.Context, t *topology, test Test, o Options) Measurement {
+	r := Measurement{Config: t.config, Test: test, Start: time.Now(), LoadAvg: loadAvg()}
+	var err error
+	switch test {
+	case TestTCP1, TestTCP4:
+		streams := 1
+		if test == TestTCP4 {
+			streams = 4
+		}
+		var out []byte
+		out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration, []string{"--parallel", fmt.Sprint(streams)}, t.vxlandPIDs())
+		if err == nil {
+			r.TCP, err = parseTCP(out, streams)
+		}
+	case TestUDP64, TestUDP1400:
+		payload := 64
+		if test == TestUDP1400 {
+			payload = 1400
+		}
+		var out []byte
+		out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration,
+			[]string{"--udp", "--length", fmt.Sprint(payload), "--bitrate", "0"}, t.vxlandPIDs())
+		if err == nil {
+			r.UDP, err = parseUDP(out, payload)
+		}
+	case TestRTT:
+		r.RTT, err = measureRTT(ctx, t.src, t.dstIP, o.RTTSamples, o.RTTInterval)
+	default:
+		err = fmt.Errorf("unknown test %q", test)
+	}
+	if err != nil {
+		r.Error = err.Error()
+		for _, p := range t.vxland {
+			select {
+			case <-p.Done():
+				r.Error += fmt.Sprintf("; vxland in %s has exited: %v\n%s", p.NS, p.Wait(), p.Output())
+			default:
+			}
+		}
+	}
+	return r
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Bad invocations stop before anything is built, with status 2 and a line
+// that names the problem.
+func TestBadInvocations(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "no-such-vxland")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rounds"}, "flag needs an argument"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--underlay", "fibre"}, `--underlay: unknown underlay mode "fibre"`},
+		{[]string{"--configs", "underlay,flannel"}, `--configs: unknown configuration "flannel"`},
+		{[]string{"--vxland", exe}, "vxland executable"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(tc.args, &stdout, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2; stderr: %s", tc.args, code, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%q: stderr %q lacks %q", tc.args, stderr.String(), tc.want)
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("%q: wrote to stdout: %s", tc.args, stdout.String())
+		}
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 {
+		t.Errorf("--help: exit %d", code)
+	}
+	for _, flag := range []string{"--quick", "--rounds", "--underlay", "--out", "--no-install"} {
+		if !strings.Contains(stderr.String(), flag) {
+			t.Errorf("--help does not mention %s:\n%s", flag, stderr.String())
+		}
+	}
+}
+
+func TestStatusLineWithoutTerminal(t *testing.T) {
+	var b bytes.Buffer
+	s := newStatusLine(&b)
+	s.show("one")
+	s.show("two")
+	s.done()
+	if b.String() != "one\ntwo\n" {
+		t.Errorf("status output %q, want one line per update", b.String())
+	}
+}
