@@ -132,7 +132,7 @@ func TestEncapStepNoAllocsWithControlPlane(t *testing.T) {
 	r.fdb.Set(testVNI, macB, peer1, overlay.OriginRemote)
 	r.dev.Repeat(udpFrame(t, macA, macB, 1400))
 	r.conn.Discard()
-	if err := r.encap(); err != nil {    // first sighting of macA allocates
+	if err := r.encap(); err != nil { // first sighting of macA allocates
 		t.Fatal(err)
 	}
 	if a := testing.AllocsPerRun(1000, func() {
