@@ -52,6 +52,12 @@ func TestHarnessSmoke(t *testing.T) {
 	if want := len(AllConfigs)*len(AllTests) + len(AllConfigs); len(progress) != want {
 		t.Errorf("%d progress lines, want %d (one per build and per test)", len(progress), want)
 	}
+	// Every vxland TCP run reports both daemons' heap growth.
+	for _, r := range res.Runs {
+		if r.Config == Vxland && (r.Test == TestTCP1 || r.Test == TestTCP4) && r.Error == "" && len(r.VxlandHeapAlloc) != 2 {
+			t.Errorf("round %d %s: heap growth of %d vxland daemons, want 2", r.Round, r.Test, len(r.VxlandHeapAlloc))
+		}
+	}
 	if res.Machine.Vxland == "" {
 		t.Error("the vxland build is not recorded")
 	}

@@ -110,6 +110,11 @@ func Markdown(res *Results) string {
 		}})
 	}
 	table(&b, res.Summary, cols)
+	if n, max := heapGrowth(res); n > 0 {
+		fmt.Fprintf(&b, "vxland's heap allocation during each TCP run (cumulative, from runtime/metrics, "+
+			"per daemon): at most %s over %d daemon-runs of %s; the target is under 1 MB per 10 s.\n\n",
+			formatBytes(max), n, fmt.Sprintf("%gs", res.Options.DurationS))
+	}
 	for _, ov := range res.Overhead {
 		if ov.Family != "IPv6" || ov.Config != KernelVXLAN {
 			continue
@@ -210,4 +215,28 @@ func failedRuns(runs []Measurement) int {
 		}
 	}
 	return n
+}
+
+// heapGrowth returns how many vxland daemon-runs reported their heap
+// allocation during TCP tests, and the largest growth.
+func heapGrowth(res *Results) (n int, max uint64) {
+	for _, m := range res.Runs {
+		for _, g := range m.VxlandHeapAlloc {
+			n++
+			if g > max {
+				max = g
+			}
+		}
+	}
+	return n, max
+}
+
+func formatBytes(n uint64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

@@ -63,6 +63,10 @@ type Measurement struct {
 	UDP *UDPRun   `json:"udp,omitempty"`
 	RTT *RTTRun   `json:"rtt,omitempty"`
 	CPU *CPUUsage `json:"cpu,omitempty"`
+	// VxlandHeapAlloc is, per vxland process, how much its cumulative heap
+	// allocation (runtime/metrics /gc/heap/allocs:bytes) grew during a
+	// TCP run: the forwarding path is meant to allocate nothing.
+	VxlandHeapAlloc []uint64 `json:"vxland_heap_alloc_bytes,omitempty"`
 }
 
 // TCPRun is an iperf3 TCP result, receiver side.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vxland/vxland/internal/control"
 	"os"
 	"os/exec"
 	"strconv"
@@ -160,9 +161,15 @@ func measure(ctx context.Context, t *topology, test Test, o Options) Measurement
 			streams = 4
 		}
 		var out []byte
+		before := t.heapAlloc(ctx)
 		out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration, []string{"--parallel", fmt.Sprint(streams)}, t.vxlandPIDs())
 		if err == nil {
 			r.TCP, err = parseTCP(out, streams)
+		}
+		if after := t.heapAlloc(ctx); len(before) == len(after) {
+			for i := range after {
+				r.VxlandHeapAlloc = append(r.VxlandHeapAlloc, after[i]-before[i])
+			}
 		}
 	case TestUDP64, TestUDP1400:
 		payload := 64
@@ -191,4 +198,21 @@ func measure(ctx context.Context, t *topology, test Test, o Options) Measurement
 		}
 	}
 	return r
+}
+
+// heapAlloc reads each vxland's cumulative heap allocation; nil when one
+// does not answer.
+func (t *topology) heapAlloc(ctx context.Context) []uint64 {
+	var out []uint64
+	for _, sock := range t.vxlandSocks {
+		var rt control.Runtime
+		getCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := control.Get(getCtx, sock, "/runtime", &rt)
+		cancel()
+		if err != nil {
+			return nil
+		}
+		out = append(out, rt.HeapAllocBytes)
+	}
+	return out
 }

@@ -37,6 +37,8 @@ type topology struct {
 	src, dst *netlab.NS
 	dstIP    string
 	vxland   []*netlab.Process
+	// vxlandSocks are the vxland processes' control sockets.
+	vxlandSocks []string
 }
 
 // vxlandPIDs returns the PIDs whose CPU time counts as vxland's.
@@ -207,6 +209,7 @@ func (t *topology) startVxland(ctx context.Context, exe, workDir string) error {
 			return err
 		}
 		t.vxland = append(t.vxland, p)
+		t.vxlandSocks = append(t.vxlandSocks, sock)
 		if err := waitVxland(ctx, p, sock); err != nil {
 			return err
 		}
