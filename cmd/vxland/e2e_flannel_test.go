@@ -335,8 +335,17 @@ func TestFlannelThreeNodes(t *testing.T) {
 		if !strings.Contains(link, "mtu 1450 ") || !strings.Contains(link, "inet "+s.Addr().String()+"/32 ") {
 			t.Errorf("%s: flannel.1 should hold %s/32 with MTU 1450:\n%s", n.ns, s.Addr(), link)
 		}
-		if err := checkProgrammed(t, n, without(leases, s)); err != nil {
-			t.Error(err)
+		// Readiness covers the leases a node has seen; the others' may
+		// still be on their way through the watch.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			err := checkProgrammed(t, n, without(leases, s))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("not within 5s: %v", err)
+				break
+			}
 		}
 	}
 	if t.Failed() {

@@ -121,6 +121,9 @@ type Node struct {
 	own       *ownLease
 	// localReady: the device address and subnet.env match own.
 	localReady bool
+	// reinstall asks the reconciler to install every peer again, after
+	// the device's address changed.
+	reinstall bool
 	// gen counts changes of what should be installed; applied is the gen
 	// the reconciler last installed in full.
 	gen, applied uint64
@@ -291,7 +294,14 @@ func (n *Node) configureLocal(ctx context.Context, own *ownLease) bool {
 	if n.own == own {
 		n.localReady = true
 	}
+	// Changing the device's address can flush its routes (Linux drops a
+	// device's routes with its last IPv4 address), and a route added
+	// before the address can be refused: install every peer again, and
+	// be ready only once that is done.
+	n.gen++
+	n.reinstall = true
 	n.mu.Unlock()
+	signal(n.wake)
 	n.log.Info("subnet configured", "subnet", own.lease.Subnet, "subnet_file", n.cfg.SubnetFile, "mtu", n.cfg.MTU)
 	return true
 }
@@ -678,6 +688,11 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 		case <-resync.C:
 			full = true
 		}
+		n.mu.Lock()
+		if n.reinstall {
+			full, n.reinstall = true, false
+		}
+		n.mu.Unlock()
 		gen, want := n.desired()
 		failed := 0
 		for s, l := range installed {
