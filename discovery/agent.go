@@ -32,7 +32,6 @@ package discovery
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -42,9 +41,9 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/vxland/vxland/internal/etcdwatch"
 	"github.com/vxland/vxland/overlay"
 )
 
@@ -72,9 +71,6 @@ const DefaultPrefix = "/vxland"
 
 // maxTxnOps is etcd's default limit of operations per transaction.
 const maxTxnOps = 128
-
-// maxBackoff caps the wait between retries of any etcd operation.
-const maxBackoff = 5 * time.Second
 
 // Agent runs the control plane of one host and VNI.
 type Agent struct {
@@ -139,19 +135,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// backoff waits before retry n (0-based): 100ms doubling to maxBackoff.
-func backoff(ctx context.Context, n int) bool {
-	d := min(100*time.Millisecond<<min(n, 10), maxBackoff)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // ---- registration and publication ----
 
 func (a *Agent) registerLoop(ctx context.Context) {
@@ -162,7 +145,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 			if ctx.Err() == nil {
 				a.log.Warn("etcd registration failed; retrying", "err", err, "attempt", attempt+1)
 			}
-			if !backoff(ctx, attempt) {
+			if !etcdwatch.Sleep(ctx, etcdwatch.Backoff(attempt)) {
 				return
 			}
 			attempt++
@@ -312,52 +295,31 @@ func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
 // ---- watching and applying ----
 
 func (a *Agent) watchLoop(ctx context.Context) {
-	resync := true
-	for attempt := 0; ctx.Err() == nil; {
-		if resync {
-			if err := a.relist(ctx); err != nil {
-				if ctx.Err() == nil {
-					a.log.Warn("listing etcd failed; retrying", "prefix", a.keys.Prefix(), "err", err)
-				}
-				if !backoff(ctx, attempt) {
-					return
-				}
-				attempt++
-				continue
-			}
-			resync = false
-		}
-		var err error
-		resync, err = a.watch(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if resync {
-			a.compactions.Add(1)
-			a.log.Warn("etcd compacted past our revision; re-listing", "revision", a.Revision())
-			attempt = 0
-			continue
-		}
-		a.log.Debug("etcd watch ended; resuming", "revision", a.Revision(), "err", err)
-		if !backoff(ctx, attempt) {
-			return
-		}
-		attempt++
+	f := a.follower()
+	f.Run(ctx)
+}
+
+// follower follows the VNI's keys into the agent (etcdwatch.Store).
+func (a *Agent) follower() *etcdwatch.Follower {
+	return &etcdwatch.Follower{
+		Client: a.cfg.Client, Prefix: a.keys.Prefix(), Store: (*agentStore)(a), Logger: a.log,
+		OnCompacted: func() { a.compactions.Add(1) },
 	}
 }
 
 // relist reads every key of the VNI and reconciles the view with it.
-func (a *Agent) relist(ctx context.Context) error {
-	opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := a.cfg.Client.Get(opCtx, a.keys.Prefix(), clientv3.WithPrefix())
-	if err != nil {
-		return err
-	}
+func (a *Agent) relist(ctx context.Context) error { return a.follower().List(ctx) }
+
+// agentStore is the Agent as the etcdwatch.Store of its view.
+type agentStore Agent
+
+// Replace reconciles the view with a full list of the VNI's keys.
+func (s *agentStore) Replace(kvs []*mvccpb.KeyValue, rev int64) {
+	a := (*Agent)(s)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	seen := make(map[string]bool, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	seen := make(map[string]bool, len(kvs))
+	for _, kv := range kvs {
 		seen[string(kv.Key)] = true
 		a.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
 	}
@@ -371,44 +333,34 @@ func (a *Agent) relist(ctx context.Context) error {
 			delete(a.badLogged, key)
 		}
 	}
-	a.rev = resp.Header.Revision
+	a.rev = rev
 	select {
 	case <-a.synced:
 	default:
 		close(a.synced)
 	}
-	return nil
 }
 
-// watch follows changes from the view's revision until the watch ends. It
-// reports whether the revision was compacted, which needs a re-list.
-func (a *Agent) watch(ctx context.Context) (compacted bool, err error) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := a.cfg.Client.Watch(wctx, a.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(a.Revision()+1))
-	for wr := range wch {
-		if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
-			return true, wr.Err()
+// Apply applies the changes of one watch response.
+func (s *agentStore) Apply(events []*clientv3.Event, rev int64) {
+	a := (*Agent)(s)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ev := range events {
+		switch ev.Type {
+		case mvccpb.PUT:
+			a.putLocked(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
+		case mvccpb.DELETE:
+			a.deleteLocked(string(ev.Kv.Key))
 		}
-		if err := wr.Err(); err != nil {
-			return false, err
-		}
-		a.mu.Lock()
-		for _, ev := range wr.Events {
-			switch ev.Type {
-			case mvccpb.PUT:
-				a.putLocked(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
-			case mvccpb.DELETE:
-				a.deleteLocked(string(ev.Kv.Key))
-			}
-		}
-		if wr.Header.Revision > a.rev {
-			a.rev = wr.Header.Revision
-		}
-		a.mu.Unlock()
 	}
-	return false, ctx.Err()
+	if rev > a.rev {
+		a.rev = rev
+	}
 }
+
+// Revision returns the revision the view reflects.
+func (s *agentStore) Revision() int64 { return (*Agent)(s).Revision() }
 
 // putLocked applies one key's value. A malformed value is logged once and
 // treated as absent.

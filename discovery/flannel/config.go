@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vxland/vxland/internal/etcdwatch"
 )
 
 // DefaultPrefix is flannel's default etcd prefix.
@@ -230,7 +232,7 @@ func WaitNetworkConfig(ctx context.Context, cli *clientv3.Client, keys Keys, log
 		case attempt == 0 || attempt%20 == 0:
 			log.Warn("waiting for the flannel network config", "key", keys.Config(), "err", err)
 		}
-		if !sleep(ctx, min(backoff(attempt), time.Second)) {
+		if !etcdwatch.Sleep(ctx, min(etcdwatch.Backoff(attempt), time.Second)) {
 			return nil, ctx.Err()
 		}
 	}

@@ -39,6 +39,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/vxland/vxland/internal/etcdwatch"
 	"github.com/vxland/vxland/overlay"
 )
 
@@ -47,9 +48,6 @@ const (
 	DefaultLeaseTTL    = 24 * time.Hour
 	DefaultRenewMargin = time.Hour
 )
-
-// maxBackoff caps the wait between retries of any etcd or netlink step.
-const maxBackoff = 5 * time.Second
 
 // raceRetries bounds how often acquisition starts over after another node
 // took the subnet it was about to create.
@@ -205,21 +203,6 @@ func signal(c chan struct{}) {
 	}
 }
 
-// sleep waits d or until ctx is done, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// backoff is the wait before retry n (0-based): 100ms doubling to maxBackoff.
-func backoff(n int) time.Duration { return min(100*time.Millisecond<<min(n, 10), maxBackoff) }
-
 // ---- the own lease ----
 
 func (n *Node) leaseLoop(ctx context.Context) {
@@ -233,7 +216,7 @@ func (n *Node) leaseLoop(ctx context.Context) {
 			if ctx.Err() == nil {
 				n.log.Warn("acquiring a subnet lease failed; retrying", "err", err, "attempt", attempt+1)
 			}
-			if !sleep(ctx, backoff(attempt)) {
+			if !etcdwatch.Sleep(ctx, etcdwatch.Backoff(attempt)) {
 				return
 			}
 			attempt++
@@ -286,7 +269,7 @@ func (n *Node) configureLocal(ctx context.Context, own *ownLease) bool {
 			break
 		}
 		n.log.Warn("configuring the local subnet failed; retrying", "subnet", own.lease.Subnet, "err", err)
-		if !sleep(ctx, backoff(attempt)) {
+		if !etcdwatch.Sleep(ctx, etcdwatch.Backoff(attempt)) {
 			return false
 		}
 	}
@@ -338,7 +321,7 @@ func (n *Node) keep(ctx context.Context, own *ownLease) {
 			return
 		default:
 			// Retry well within the margin that is left.
-			next = min(backoff(attempt)*10, n.cfg.RenewMargin/4)
+			next = min(etcdwatch.Backoff(attempt)*10, n.cfg.RenewMargin/4)
 			attempt++
 			n.log.Warn("renewing the subnet lease failed; retrying", "subnet", own.lease.Subnet, "err", err, "retry_in", next)
 		}
@@ -510,37 +493,8 @@ func (n *Node) adopt(ctx context.Context, e listed) (*ownLease, error) {
 // ---- the view of every lease ----
 
 func (n *Node) watchLoop(ctx context.Context) {
-	resync := true
-	for attempt := 0; ctx.Err() == nil; {
-		if resync {
-			if err := n.relist(ctx); err != nil {
-				if ctx.Err() == nil {
-					n.log.Warn("listing subnet leases failed; retrying", "prefix", n.keys.Subnets(), "err", err)
-				}
-				if !sleep(ctx, backoff(attempt)) {
-					return
-				}
-				attempt++
-				continue
-			}
-			resync = false
-			attempt = 0
-		}
-		var err error
-		resync, err = n.watch(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if resync {
-			n.log.Warn("etcd compacted past our revision; re-listing leases", "revision", n.revision())
-			continue
-		}
-		n.log.Debug("etcd watch ended; resuming", "revision", n.revision(), "err", err)
-		if !sleep(ctx, backoff(attempt)) {
-			return
-		}
-		attempt++
-	}
+	f := &etcdwatch.Follower{Client: n.cfg.Client, Prefix: n.keys.Subnets(), Store: (*nodeStore)(n), Logger: n.log}
+	f.Run(ctx)
 }
 
 func (n *Node) revision() int64 {
@@ -549,64 +503,56 @@ func (n *Node) revision() int64 {
 	return n.rev
 }
 
-func (n *Node) relist(ctx context.Context) error {
-	opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := n.cfg.Client.Get(opCtx, n.keys.Subnets(), clientv3.WithPrefix())
-	if err != nil {
-		return err
-	}
+// nodeStore is the Node as the etcdwatch.Store of the subnet leases.
+type nodeStore Node
+
+// Replace reconciles the view with a full list of the leases; a lease of
+// ours that is gone is lost.
+func (s *nodeStore) Replace(kvs []*mvccpb.KeyValue, rev int64) {
+	n := (*Node)(s)
 	n.mu.Lock()
-	seen := make(map[string]bool, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	seen := make(map[string]bool, len(kvs))
+	for _, kv := range kvs {
 		seen[string(kv.Key)] = true
 		n.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
 	}
 	for key := range n.view {
 		if !seen[key] {
-			n.deleteLocked(key, resp.Header.Revision)
+			n.deleteLocked(key, rev)
 		}
 	}
-	if n.own != nil && !seen[n.own.key] && resp.Header.Revision > n.own.rev {
+	if n.own != nil && !seen[n.own.key] && rev > n.own.rev {
 		signal(n.lost)
 	}
-	n.rev = resp.Header.Revision
+	n.rev = rev
 	n.synced = true
 	n.gen++
 	n.mu.Unlock()
 	signal(n.wake)
-	return nil
 }
 
-func (n *Node) watch(ctx context.Context) (compacted bool, err error) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := n.cfg.Client.Watch(wctx, n.keys.Subnets(), clientv3.WithPrefix(), clientv3.WithRev(n.revision()+1))
-	for wr := range wch {
-		if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
-			return true, wr.Err()
+// Apply applies the changes of one watch response.
+func (s *nodeStore) Apply(events []*clientv3.Event, rev int64) {
+	n := (*Node)(s)
+	n.mu.Lock()
+	for _, ev := range events {
+		switch ev.Type {
+		case mvccpb.PUT:
+			n.putLocked(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
+		case mvccpb.DELETE:
+			n.deleteLocked(string(ev.Kv.Key), ev.Kv.ModRevision)
 		}
-		if err := wr.Err(); err != nil {
-			return false, err
-		}
-		n.mu.Lock()
-		for _, ev := range wr.Events {
-			switch ev.Type {
-			case mvccpb.PUT:
-				n.putLocked(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
-			case mvccpb.DELETE:
-				n.deleteLocked(string(ev.Kv.Key), ev.Kv.ModRevision)
-			}
-		}
-		if wr.Header.Revision > n.rev {
-			n.rev = wr.Header.Revision
-		}
-		n.gen++
-		n.mu.Unlock()
-		signal(n.wake)
 	}
-	return false, ctx.Err()
+	if rev > n.rev {
+		n.rev = rev
+	}
+	n.gen++
+	n.mu.Unlock()
+	signal(n.wake)
 }
+
+// Revision returns the revision the view reflects.
+func (s *nodeStore) Revision() int64 { return (*Node)(s).revision() }
 
 // usable parses a lease and checks that this node can reach it.
 func (n *Node) usable(key string, value []byte) (Lease, error) {
@@ -727,7 +673,7 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 		}
 		retry = nil
 		if failed > 0 {
-			retry = time.After(backoff(attempt))
+			retry = time.After(etcdwatch.Backoff(attempt))
 			attempt++
 			continue
 		}
