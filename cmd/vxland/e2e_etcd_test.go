@@ -237,19 +237,27 @@ func reachWithin(from, to *testContainer, d time.Duration) (time.Duration, error
 	return 0, fmt.Errorf("%s -> %s not reachable within %s: %w", from.ns, ln.Addr(), d, last)
 }
 
+// newEtcdTopo builds n hosts that run vxland against a stand-alone etcd
+// node on the underlay, with no --peer.
+func newEtcdTopo(t *testing.T, n int) (*topo, *netlab.Process) {
+	t.Helper()
+	tp := newTopo(t, 42)
+	etcd := tp.startEtcdNode()
+	for range n {
+		tp.addHost()
+	}
+	for _, h := range tp.hosts {
+		tp.start(h, nil, etcdFlags(etcdEndpoint)...)
+	}
+	return tp, etcd
+}
+
 // Issue 3, "How it is shown" 2 and 7: a killed host disappears within the
 // lease TTL + 2 s, a restarted one is reachable within 2 s; convergence
 // is measured.
 func TestEtcdHostDeathAndRestart(t *testing.T) {
-	tp := newTopo(t, 42)
-	tp.startEtcdNode()
-	for range 3 {
-		tp.addHost()
-	}
+	tp, _ := newEtcdTopo(t, 3)
 	h1, h2, h3 := tp.hosts[0], tp.hosts[1], tp.hosts[2]
-	for _, h := range tp.hosts {
-		tp.start(h, nil, etcdFlags(etcdEndpoint)...)
-	}
 	c1, c3 := tp.addContainer(h1), tp.addContainer(h3)
 	ctx := testCtx(t, 60*time.Second)
 	if err := netlab.Reach(ctx, c1.ns, c3.ns, c3.ip); err != nil {
@@ -444,14 +452,7 @@ func checkFDBMatchesEtcd(tp *topo, cli *clientv3.Client, h *testHost) error {
 
 // Issue 3, "How it is shown" 3: etcd paused for longer than the lease TTL.
 func TestEtcdOutage(t *testing.T) {
-	tp := newTopo(t, 42)
-	etcd := tp.startEtcdNode()
-	for range 3 {
-		tp.addHost()
-	}
-	for _, h := range tp.hosts {
-		tp.start(h, nil, etcdFlags(etcdEndpoint)...)
-	}
+	tp, etcd := newEtcdTopo(t, 3)
 	c1, c2 := tp.addContainer(tp.hosts[0]), tp.addContainer(tp.hosts[1])
 	tp.addContainer(tp.hosts[2])
 	ctx := testCtx(t, 90*time.Second)
@@ -518,8 +519,7 @@ func sendGARP(c *testContainer, mac net.HardwareAddr) error {
 		if err != nil {
 			return err
 		}
-		proto := int(binary.BigEndian.Uint16([]byte{0x08, 0x06}))
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(uint16(proto))))
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(0x0806)))
 		if err != nil {
 			return err
 		}
@@ -532,15 +532,8 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // Issue 3, "How it is shown" 5: a MAC moves from one host to another.
 func TestEtcdMACMove(t *testing.T) {
-	tp := newTopo(t, 42)
-	tp.startEtcdNode()
-	for range 3 {
-		tp.addHost()
-	}
+	tp, _ := newEtcdTopo(t, 3)
 	h1, h2, h3 := tp.hosts[0], tp.hosts[1], tp.hosts[2]
-	for _, h := range tp.hosts {
-		tp.start(h, nil, etcdFlags(etcdEndpoint)...)
-	}
 	c1, c2 := tp.quietContainer(h1), tp.quietContainer(h2)
 	ctx := testCtx(t, 60*time.Second)
 	if err := netlab.Reach(ctx, c1.ns, c2.ns, c2.ip); err != nil {
@@ -592,12 +585,8 @@ func TestEtcdMACMove(t *testing.T) {
 // Issue 3, "How it is shown" 6: ARP for a published IP is answered on the
 // local host and never crosses the underlay.
 func TestEtcdARPSuppression(t *testing.T) {
-	tp := newTopo(t, 42)
-	tp.startEtcdNode()
-	h1, h2 := tp.addHost(), tp.addHost()
-	for _, h := range tp.hosts {
-		tp.start(h, nil, etcdFlags(etcdEndpoint)...)
-	}
+	tp, _ := newEtcdTopo(t, 2)
+	h1, h2 := tp.hosts[0], tp.hosts[1]
 	c1, c2 := tp.quietContainer(h1), tp.quietContainer(h2)
 	ctx := testCtx(t, 60*time.Second)
 	// c2 talks first, so its ARP tells h2 its address, which h2 publishes.
