@@ -97,6 +97,9 @@ var AllTests = []Test{TestTCP1, TestTCP4, TestUDP64, TestUDP1400, TestRTT}
 type Options struct {
 	// VxlandPath is the vxland executable.
 	VxlandPath string
+	// VxlandFlags are passed to vxland after the bench's own, e.g.
+	// "--queues=1" or "--offload=none" to measure one mechanism's share.
+	VxlandFlags []string
 	// Configs to measure; empty means AllConfigs.
 	Configs []Config
 	// Rounds is how many times each configuration runs every test.

@@ -111,7 +111,7 @@ func buildTopology(ctx context.Context, lab *netlab.Lab, o Options, c Config, wo
 	case KernelVXLAN:
 		err = t.kernelVXLAN(ctrMTU)
 	case Vxland:
-		err = t.startVxland(ctx, o.VxlandPath, workDir)
+		err = t.startVxland(ctx, o.VxlandPath, o.VxlandFlags, workDir)
 	}
 	if err != nil {
 		return nil, err
@@ -199,12 +199,13 @@ func (t *topology) kernelVXLAN(mtu int) error {
 // startVxland runs vxland on both hosts, each with the other as static
 // peer, its TAP on the host bridge, and waits until both answer on their
 // control sockets.
-func (t *topology) startVxland(ctx context.Context, exe, workDir string) error {
+func (t *topology) startVxland(ctx context.Context, exe string, flags []string, workDir string) error {
 	for i, h := range t.hosts {
 		sock := filepath.Join(workDir, fmt.Sprintf("%s-h%d.sock", shortName(t.config), i+1))
-		p, err := h.Start(exe, "--vni", strconv.Itoa(benchVNI), "--port", strconv.Itoa(benchPort),
-			"--local-ip", underlayIP(i+1), "--peer", underlayIP(2-i),
-			"--bridge", hostBridge, "--tap", "vxtap0", "--control-socket", sock, "--log-level", "warn")
+		args := []string{"--vni", strconv.Itoa(benchVNI), "--port", strconv.Itoa(benchPort),
+			"--local-ip", underlayIP(i + 1), "--peer", underlayIP(2 - i),
+			"--bridge", hostBridge, "--tap", "vxtap0", "--control-socket", sock, "--log-level", "warn"}
+		p, err := h.Start(append(append([]string{exe}, args...), flags...)...)
 		if err != nil {
 			return err
 		}

@@ -50,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	mode := fs.String("underlay", string(bench.DefaultOffloads), `underlay offloads: "default" (veth as created) or "wire-like" (segmentation offloads off, GRO on, as a real NIC)`)
 	configs := fs.StringSlice("configs", nil, "configurations to measure, comma-separated (default all: underlay,native-routing,kernel-vxlan,vxland)")
 	vxland := fs.String("vxland", "", `vxland executable (default: "vxland" beside this program)`)
+	vxlandFlags := fs.StringArray("vxland-flag", nil, `flag passed to vxland, e.g. --vxland-flag=--queues=1; repeatable`)
 	out := fs.String("out", "", "results directory (default results/<timestamp>)")
 	noInstall := fs.Bool("no-install", false, "do not install a missing iperf3 with apt-get")
 	if err := fs.Parse(args); err != nil {
@@ -96,6 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		o.Configs = append(o.Configs, c)
 	}
 	o.VxlandPath = *vxland
+	o.VxlandFlags = *vxlandFlags
 	if o.VxlandPath == "" {
 		if exe, err := os.Executable(); err == nil {
 			o.VxlandPath = filepath.Join(filepath.Dir(exe), "vxland")
