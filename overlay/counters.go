@@ -97,6 +97,21 @@ type Counters struct {
 	ARPAnswered, ARPFlooded atomic.Uint64
 
 	drops [numDropReasons]atomic.Uint64
+	// queues count what each queue moved: how the kernel spread the
+	// flows over them.
+	queues []queueCounters
+}
+
+type queueCounters struct {
+	rx, tx atomic.Uint64
+}
+
+// queue returns the counters of queue i, set up by NewQueues.
+func (c *Counters) queue(i int) *queueCounters {
+	if i >= len(c.queues) {
+		c.queues = append(c.queues, make([]queueCounters, i+1-len(c.queues))...)
+	}
+	return &c.queues[i]
 }
 
 // Drop counts one packet dropped for reason r.
@@ -124,6 +139,15 @@ type Stats struct {
 	ARPAnswered         uint64            `json:"arp_answered"`
 	ARPFlooded          uint64            `json:"arp_flooded"`
 	Drops               map[string]uint64 `json:"drops"`
+	// Queues has one entry per queue (--queues), in order.
+	Queues []QueueStats `json:"queues"`
+}
+
+// QueueStats counts the frames one queue wrote to the TAP (rx) and the
+// datagrams it sent (tx).
+type QueueStats struct {
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
 }
 
 // Snapshot copies the counters. Every drop reason is present, zero or not,
@@ -143,6 +167,10 @@ func (c *Counters) Snapshot() Stats {
 	}
 	for r := range numDropReasons {
 		s.Drops[r.String()] = c.drops[r].Load()
+	}
+	s.Queues = make([]QueueStats, len(c.queues))
+	for i := range c.queues {
+		s.Queues[i] = QueueStats{RxPackets: c.queues[i].rx.Load(), TxPackets: c.queues[i].tx.Load()}
 	}
 	return s
 }

@@ -3,5 +3,5 @@ package overlay
 // EncapStepper and DecapStepper expose one forward step in each direction
 // to the external tests, which use the in-memory device and socket of
 // package overlaytest (an internal test cannot import it: it imports us).
-func (o *Overlay) EncapStepper() func() error { return o.newEncapsulator().step }
-func (o *Overlay) DecapStepper() func() error { return o.newDecapsulator().step }
+func (o *Overlay) EncapStepper() func() error { return o.newEncapsulator(0).step }
+func (o *Overlay) DecapStepper() func() error { return o.newDecapsulator(0).step }

@@ -28,3 +28,25 @@ func (t *OffloadTAP) Name() string { return "" }
 func OpenOffloadTAP(name string, mtu int) (*OffloadTAP, error) {
 	return nil, errors.Join(ErrNoOffload, errFastPathLinux)
 }
+
+// ListenBatchUDPQueues is not supported on this OS.
+func ListenBatchUDPQueues(local netip.AddrPort, opt BatchOptions, n int) ([]*BatchUDPConn, []string, error) {
+	return nil, nil, errFastPathLinux
+}
+
+// OpenOffloadTAPQueues is not supported on this OS; see OpenOffloadTAP.
+func OpenOffloadTAPQueues(name string, mtu, n int) ([]*OffloadTAP, error) {
+	return nil, errors.Join(ErrNoOffload, errFastPathLinux)
+}
+
+// ListenUDPQueues opens one socket: SO_REUSEPORT queues are Linux only.
+func ListenUDPQueues(local netip.AddrPort, n int) ([]*UDPConn, error) {
+	if n > 1 {
+		return nil, errFastPathLinux
+	}
+	c, err := ListenUDP(local)
+	if err != nil {
+		return nil, err
+	}
+	return []*UDPConn{c}, nil
+}

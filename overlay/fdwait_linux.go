@@ -3,6 +3,7 @@
 package overlay
 
 import (
+	"errors"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,10 @@ type fdWaiter struct {
 	fd     int
 	efd    int
 	closed atomic.Bool
+	// polled is set, before the reading goroutine starts, when that
+	// goroutine waits on several descriptors at once (worker): wait then
+	// returns errWouldBlock instead of blocking.
+	polled bool
 	pfds   [2]unix.PollFd // used by the one reading goroutine
 	wpfds  [2]unix.PollFd // used by the one writing goroutine
 	// mu is held shared around every use of fd and exclusively by close,
@@ -41,8 +46,18 @@ func newFDWaiter(fd int) (*fdWaiter, error) {
 	return &fdWaiter{fd: fd, efd: efd}, nil
 }
 
-// wait blocks until fd is readable or the waiter is closed.
-func (w *fdWaiter) wait() error { return w.poll(&w.pfds, unix.POLLIN) }
+// errWouldBlock is returned by the reads of a polled device or socket
+// when nothing is queued.
+var errWouldBlock = errors.New("overlay: nothing to read")
+
+// wait blocks until fd is readable or the waiter is closed; when polled,
+// it returns errWouldBlock at once.
+func (w *fdWaiter) wait() error {
+	if w.polled {
+		return errWouldBlock
+	}
+	return w.poll(&w.pfds, unix.POLLIN)
+}
 
 // waitWrite blocks until fd is writable or the waiter is closed.
 func (w *fdWaiter) waitWrite() error { return w.poll(&w.wpfds, unix.POLLOUT) }
@@ -81,4 +96,66 @@ func (w *fdWaiter) close() error {
 	err := unix.Close(w.fd)
 	unix.Close(w.efd)
 	return err
+}
+
+// multiWaiter waits for any of several descriptors to become readable, in
+// the calling thread: it lets one thread serve both directions of a queue.
+type multiWaiter struct {
+	ws   []*fdWaiter
+	pfds []unix.PollFd // fd, then efd, of each waiter
+}
+
+func newMultiWaiter(ws ...*fdWaiter) *multiWaiter {
+	m := &multiWaiter{ws: ws, pfds: make([]unix.PollFd, 2*len(ws))}
+	for _, w := range ws {
+		w.polled = true
+	}
+	return m
+}
+
+// wait blocks until one of the descriptors is readable, and returns a
+// bit set of which (bit i for waiter i); it returns ErrClosed when any
+// waiter is closed.
+func (m *multiWaiter) wait() (uint, error) {
+	for _, w := range m.ws {
+		w.mu.RLock()
+	}
+	ready, err := m.poll()
+	for _, w := range m.ws {
+		w.mu.RUnlock()
+	}
+	return ready, err
+}
+
+func (m *multiWaiter) poll() (uint, error) {
+	for i, w := range m.ws {
+		m.pfds[2*i] = unix.PollFd{Fd: int32(w.fd), Events: unix.POLLIN}
+		m.pfds[2*i+1] = unix.PollFd{Fd: int32(w.efd), Events: unix.POLLIN}
+	}
+	for {
+		for _, w := range m.ws {
+			if w.closed.Load() {
+				return 0, ErrClosed
+			}
+		}
+		_, err := unix.Poll(m.pfds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, os.NewSyscallError("poll", err)
+		}
+		var ready uint
+		for i, w := range m.ws {
+			if m.pfds[2*i+1].Revents != 0 || w.closed.Load() {
+				return 0, ErrClosed
+			}
+			if m.pfds[2*i].Revents != 0 {
+				ready |= 1 << i
+			}
+		}
+		if ready != 0 {
+			return ready, nil
+		}
+	}
 }

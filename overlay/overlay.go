@@ -51,14 +51,30 @@ type Config struct {
 // Overlay is one VNI's data plane.
 type Overlay struct {
 	cfg      Config
-	dev      FrameDevice
-	conn     PacketConn
+	queues   []Queue
 	fdb      *FDB
 	counters Counters
 }
 
+// Queue is one queue of the data plane: a queue of the device and a socket
+// of the underlay, served together. A multi-queue TAP with one SO_REUSEPORT
+// socket per queue gives one queue per core; the kernel keeps each flow on
+// one queue in both directions.
+type Queue struct {
+	Device FrameDevice
+	Conn   PacketConn
+}
+
 // New returns a data plane between dev and conn that forwards by fdb.
 func New(cfg Config, dev FrameDevice, conn PacketConn, fdb *FDB) (*Overlay, error) {
+	return NewQueues(cfg, []Queue{{Device: dev, Conn: conn}}, fdb)
+}
+
+// NewQueues returns a data plane over several queues that forwards by fdb.
+func NewQueues(cfg Config, queues []Queue, fdb *FDB) (*Overlay, error) {
+	if len(queues) == 0 {
+		return nil, errors.New("overlay: no queue")
+	}
 	if cfg.VNI > encap.MaxVNI {
 		return nil, fmt.Errorf("overlay: VNI %d does not fit in 24 bits", cfg.VNI)
 	}
@@ -68,7 +84,10 @@ func New(cfg Config, dev FrameDevice, conn PacketConn, fdb *FDB) (*Overlay, erro
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Overlay{cfg: cfg, dev: dev, conn: conn, fdb: fdb}, nil
+	o := &Overlay{cfg: cfg, queues: queues, fdb: fdb}
+	// Allocated here, before any reader of the counters can run.
+	o.counters.queue(len(queues) - 1)
+	return o, nil
 }
 
 // FDB returns the forwarding database the overlay uses.
@@ -77,9 +96,14 @@ func (o *Overlay) FDB() *FDB { return o.fdb }
 // Counters returns the overlay's live counters.
 func (o *Overlay) Counters() *Counters { return &o.counters }
 
-// Run forwards in both directions until ctx is done or the device or the
-// socket fails. Run owns dev and conn: it closes both before it returns,
-// and it returns only when every goroutine it started has ended.
+// Run forwards in both directions until ctx is done or a device or a
+// socket fails. Run owns the queues' devices and sockets: it closes them
+// before it returns, and it returns only when every goroutine it started
+// has ended.
+//
+// A queue whose device and socket can be waited on together is served by
+// one goroutine in both directions (worker); otherwise each direction has
+// a goroutine of its own.
 func (o *Overlay) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
@@ -88,29 +112,36 @@ func (o *Overlay) Run(ctx context.Context) error {
 			cancel(err)
 		}
 	}
-	wg.Go(func() {
-		e := o.newEncapsulator()
-		for {
-			if err := e.step(); err != nil {
-				fail(fmt.Errorf("reading from device: %w", err))
-				return
-			}
+	for i := range o.queues {
+		if o.startWorker(&wg, i, fail) {
+			continue
 		}
-	})
-	wg.Go(func() {
-		d := o.newDecapsulator()
-		for {
-			if err := d.step(); err != nil {
-				fail(fmt.Errorf("reading from underlay: %w", err))
-				return
+		wg.Go(func() {
+			e := o.newEncapsulator(i)
+			for {
+				if err := e.step(); err != nil {
+					fail(fmt.Errorf("reading from device: %w", err))
+					return
+				}
 			}
-		}
-	})
+		})
+		wg.Go(func() {
+			d := o.newDecapsulator(i)
+			for {
+				if err := d.step(); err != nil {
+					fail(fmt.Errorf("reading from underlay: %w", err))
+					return
+				}
+			}
+		})
+	}
 	wg.Go(func() { o.ageLoop(ctx) })
 
 	<-ctx.Done()
-	o.dev.Close()
-	o.conn.Close()
+	for _, q := range o.queues {
+		q.Device.Close()
+		q.Conn.Close()
+	}
 	wg.Wait()
 	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
 		return err
@@ -142,6 +173,9 @@ func (o *Overlay) ageLoop(ctx context.Context) {
 // buffers; one runs per device reader.
 type encapsulator struct {
 	o     *Overlay
+	dev   FrameDevice
+	conn  PacketConn
+	qc    *queueCounters
 	bufs  [][]byte
 	sizes []int
 	one   [][]byte
@@ -166,10 +200,11 @@ type encapMemo struct {
 	known    bool
 }
 
-func (o *Overlay) newEncapsulator() *encapsulator {
-	n := o.dev.BatchSize()
-	e := &encapsulator{o: o, bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n)}
-	e.flows, _ = o.conn.(FlowSender)
+func (o *Overlay) newEncapsulator(i int) *encapsulator {
+	q := o.queues[i]
+	n := q.Device.BatchSize()
+	e := &encapsulator{o: o, dev: q.Device, conn: q.Conn, qc: o.counters.queue(i), bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n)}
+	e.flows, _ = q.Conn.(FlowSender)
 	for i := range e.bufs {
 		e.bufs[i] = make([]byte, deviceHeadroom+MaxFrameSize)
 	}
@@ -183,7 +218,7 @@ func (e *encapsulator) step() error {
 	// Frames are read deviceHeadroom bytes in: the VXLAN header goes in
 	// the last HeaderLen bytes before the frame, and a frame written back
 	// to the device (an ARP answer) has room for the device's header.
-	n, err := e.o.dev.Read(e.bufs, e.sizes, deviceHeadroom)
+	n, err := e.dev.Read(e.bufs, e.sizes, deviceHeadroom)
 	if err != nil {
 		return err
 	}
@@ -293,13 +328,14 @@ func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort, flow uint32) {
 	}
 	o.counters.TxPackets.Add(uint64(len(pkts)))
 	o.counters.TxBytes.Add(uint64(bytes))
+	e.qc.tx.Add(uint64(len(pkts)))
 }
 
 func (e *encapsulator) sendOnce(pkts [][]byte, vtep netip.AddrPort, flow uint32) error {
 	if e.flows != nil {
 		return e.flows.SendFlow(pkts, vtep, flow)
 	}
-	return e.o.conn.Send(pkts, vtep)
+	return e.conn.Send(pkts, vtep)
 }
 
 // answerARP answers the ARP request in buf[deviceHeadroom:] from the
@@ -310,7 +346,7 @@ func (e *encapsulator) answerARP(buf []byte, mac MAC) {
 	// Keep the batch's order: what was queued before goes first.
 	e.flush()
 	e.one[0] = buf
-	if _, err := e.o.dev.Write(e.one, deviceHeadroom); err != nil {
+	if _, err := e.dev.Write(e.one, deviceHeadroom); err != nil {
 		e.o.counters.Drop(DropTapWrite)
 		return
 	}
@@ -319,7 +355,10 @@ func (e *encapsulator) answerARP(buf []byte, mac MAC) {
 
 // decapsulator moves datagrams from the underlay to the device.
 type decapsulator struct {
-	o *Overlay
+	o    *Overlay
+	dev  FrameDevice
+	conn PacketConn
+	qc   *queueCounters
 	// Datagram i is read into bufs[i][readHeadroom:]: its frame then
 	// starts writeOffset bytes in, leaving room for the device's own
 	// header (the TAP's virtio header) in front of it. The socket may
@@ -353,10 +392,14 @@ const (
 	writeOffset    = deviceHeadroom
 )
 
-func (o *Overlay) newDecapsulator() *decapsulator {
-	n := o.conn.BatchSize()
+func (o *Overlay) newDecapsulator(i int) *decapsulator {
+	q := o.queues[i]
+	n := q.Conn.BatchSize()
 	d := &decapsulator{
 		o:     o,
+		dev:   q.Device,
+		conn:  q.Conn,
+		qc:    o.counters.queue(i),
 		bufs:  make([][]byte, n),
 		sizes: make([]int, n),
 		srcs:  make([]netip.AddrPort, n),
@@ -381,7 +424,7 @@ func (o *Overlay) newDecapsulator() *decapsulator {
 // step reads one batch of datagrams and delivers each that passes the
 // checks, in one device write. Only a failing socket read is an error.
 func (d *decapsulator) step() error {
-	n, err := d.o.conn.Read(d.bufs, d.sizes, d.srcs, readHeadroom)
+	n, err := d.conn.Read(d.bufs, d.sizes, d.srcs, readHeadroom)
 	if err != nil {
 		return err
 	}
@@ -409,13 +452,14 @@ func (d *decapsulator) flush() {
 		return
 	}
 	o := d.o
-	written, err := o.dev.Write(d.out, writeOffset)
+	written, err := d.dev.Write(d.out, writeOffset)
 	var bytes int
 	for _, b := range d.out[:written] {
 		bytes += len(b) - writeOffset
 	}
 	o.counters.RxPackets.Add(uint64(written))
 	o.counters.RxBytes.Add(uint64(bytes))
+	d.qc.rx.Add(uint64(written))
 	if err != nil {
 		o.counters.Drops(DropTapWrite, len(d.out)-written)
 	}
@@ -496,11 +540,12 @@ func (d *decapsulator) writeSegmented(frame []byte) {
 	for i := range n {
 		d.segOut[i] = d.segs[i][:deviceHeadroom+d.segSizes[i]]
 	}
-	written, err := o.dev.Write(d.segOut[:n], deviceHeadroom)
+	written, err := d.dev.Write(d.segOut[:n], deviceHeadroom)
 	for i := range written {
 		o.counters.RxBytes.Add(uint64(d.segSizes[i]))
 	}
 	o.counters.RxPackets.Add(uint64(written))
+	d.qc.rx.Add(uint64(written))
 	o.counters.RxSegmented.Add(1)
 	if err != nil {
 		o.counters.Drops(DropTapWrite, n-written)

@@ -28,6 +28,35 @@ func OpenTAP(name string) (*TAP, error) {
 	return &TAP{ifce: ifce}, nil
 }
 
+// OpenTAPQueues is OpenTAP for a multi-queue TAP (IFF_MULTI_QUEUE) with n
+// queues, each a device of its own. The device goes away when every queue
+// is closed.
+func OpenTAPQueues(name string, n int) ([]*TAP, error) {
+	if n <= 1 {
+		t, err := OpenTAP(name)
+		if err != nil {
+			return nil, err
+		}
+		return []*TAP{t}, nil
+	}
+	qs := make([]*TAP, 0, n)
+	for range n {
+		ifce, err := water.New(water.Config{
+			DeviceType:             water.TAP,
+			PlatformSpecificParams: water.PlatformSpecificParams{Name: name, MultiQueue: true},
+		})
+		if err != nil {
+			for _, q := range qs {
+				q.Close()
+			}
+			return nil, fmt.Errorf("creating TAP device %q queue %d: %w", name, len(qs), err)
+		}
+		name = ifce.Name()
+		qs = append(qs, &TAP{ifce: ifce})
+	}
+	return qs, nil
+}
+
 // Name returns the device's interface name.
 func (t *TAP) Name() string { return t.ifce.Name() }
 

@@ -14,3 +14,9 @@ func OpenTAP(name string) (*TAP, error) {
 
 // Name returns "".
 func (t *TAP) Name() string { return "" }
+
+// OpenTAPQueues is not supported on this OS.
+func OpenTAPQueues(name string, n int) ([]*TAP, error) {
+	_, err := OpenTAP(name)
+	return nil, err
+}

@@ -41,6 +41,39 @@ const tapHeadroom = offload.VirtioNetHdrLen
 // it returns an error wrapping ErrNoOffload and the caller falls back to a
 // plain TAP.
 func OpenOffloadTAP(name string, mtu int) (*OffloadTAP, error) {
+	return openOffloadTAP(name, mtu, false)
+}
+
+// OpenOffloadTAPQueues is OpenOffloadTAP for a multi-queue TAP
+// (IFF_MULTI_QUEUE) with n queues, each a device of its own to read and
+// write. The kernel spreads the flows it sends over the queues by their
+// hash and keeps each flow on the queue its frames are written to. The
+// device goes away when every queue is closed.
+func OpenOffloadTAPQueues(name string, mtu, n int) ([]*OffloadTAP, error) {
+	if n <= 1 {
+		t, err := OpenOffloadTAP(name, mtu)
+		if err != nil {
+			return nil, err
+		}
+		return []*OffloadTAP{t}, nil
+	}
+	qs := make([]*OffloadTAP, 0, n)
+	for range n {
+		t, err := openOffloadTAP(name, mtu, true)
+		if err != nil {
+			for _, q := range qs {
+				q.Close()
+			}
+			return nil, err
+		}
+		// Every queue attaches to the device the first one created.
+		name = t.name
+		qs = append(qs, t)
+	}
+	return qs, nil
+}
+
+func openOffloadTAP(name string, mtu int, multiQueue bool) (*OffloadTAP, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening /dev/net/tun: %w", err)
@@ -53,7 +86,11 @@ func OpenOffloadTAP(name string, mtu int) (*OffloadTAP, error) {
 	if err != nil {
 		return fail("name", err)
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if multiQueue {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		return fail("TUNSETIFF", err)
 	}

@@ -69,73 +69,137 @@ var cmsgSpace = unix.CmsgSpace(4)
 // ListenBatchUDP opens the underlay socket on local with the offloads in
 // opt that the kernel accepts. It returns which were refused, so that the
 // caller can say so once.
-func ListenBatchUDP(local netip.AddrPort, opt BatchOptions) (c *BatchUDPConn, refused []string, err error) {
+func ListenBatchUDP(local netip.AddrPort, opt BatchOptions) (*BatchUDPConn, []string, error) {
+	cs, refused, err := ListenBatchUDPQueues(local, opt, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cs[0], refused, nil
+}
+
+// ListenBatchUDPQueues opens n underlay sockets on local, bound together
+// with SO_REUSEPORT: the kernel spreads the sending VTEPs' flows (their
+// source ports) over them. They share the sending sockets of SendFlow, so
+// that a flow keeps its source port whichever queue sends it. n = 1 is
+// ListenBatchUDP.
+func ListenBatchUDPQueues(local netip.AddrPort, opt BatchOptions, n int) (cs []*BatchUDPConn, refused []string, err error) {
+	n = max(n, 1)
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	var family int
-	var sa unix.Sockaddr
-	if local.Addr().Is4() {
-		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(local.Port()), Addr: local.Addr().As4()}
-	} else {
-		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(local.Port()), Addr: local.Addr().As16()}
-	}
-	fd, err := udpSocket(family, sa)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
-	}
-	fail := func(err error) (*BatchUDPConn, []string, error) {
+	family, sa := sockaddrOf(local)
+	if n > 1 && local.Port() != 0 {
+		// SO_REUSEPORT would let us join another socket on the port
+		// (a second vxland, say): make sure it is free first.
+		fd, err := udpSocket(family, sa, false)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+		}
 		unix.Close(fd)
-		return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
 	}
-	bound, err := unix.Getsockname(fd)
-	if err != nil {
-		return fail(err)
+	var fds []int
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
 	}
-	switch b := bound.(type) {
-	case *unix.SockaddrInet4:
-		local = netip.AddrPortFrom(netip.AddrFrom4(b.Addr), uint16(b.Port))
-	case *unix.SockaddrInet6:
-		local = netip.AddrPortFrom(netip.AddrFrom16(b.Addr), uint16(b.Port))
+	for i := range n {
+		fd, err := udpSocket(family, sa, n > 1)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+		}
+		fds = append(fds, fd)
+		if i > 0 {
+			continue
+		}
+		// The first socket tells the port (when local asked for any)
+		// that the others bind to.
+		bound, err := unix.Getsockname(fd)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+		}
+		switch b := bound.(type) {
+		case *unix.SockaddrInet4:
+			local = netip.AddrPortFrom(netip.AddrFrom4(b.Addr), uint16(b.Port))
+		case *unix.SockaddrInet6:
+			local = netip.AddrPortFrom(netip.AddrFrom16(b.Addr), uint16(b.Port))
+		}
+		family, sa = sockaddrOf(local)
 	}
 	opt.Batch = max(opt.Batch, 1)
 	if opt.GRO {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1); err != nil {
-			opt.GRO = false
-			refused = append(refused, fmt.Sprintf("UDP_GRO: %v", err))
+		for _, fd := range fds {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1); err != nil {
+				opt.GRO = false
+				refused = append(refused, fmt.Sprintf("UDP_GRO: %v", err))
+				break
+			}
 		}
 	}
 	if opt.GSO {
-		if _, err := unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT); err != nil {
+		if _, err := unix.GetsockoptInt(fds[0], unix.IPPROTO_UDP, unix.UDP_SEGMENT); err != nil {
 			opt.GSO = false
 			refused = append(refused, fmt.Sprintf("UDP_SEGMENT: %v", err))
 		}
 	}
-	w, err := newFDWaiter(fd)
-	if err != nil {
-		return fail(err)
+	var src []*fdWaiter
+	closeSrc := func() {
+		for _, w := range src {
+			w.close()
+		}
 	}
-	c = &BatchUDPConn{w: w, local: local, v6: family == unix.AF_INET6, opt: opt}
 	for range opt.SourcePorts {
 		sw, err := openSourceSocket(family, local.Addr())
 		if err != nil {
-			c.Close()
+			closeSrc()
+			closeAll()
 			return nil, nil, err
 		}
-		c.src = append(c.src, sw)
+		src = append(src, sw)
 	}
-	c.snameV4 = (*unix.RawSockaddrInet4)(unsafe.Pointer(&c.sname))
-	c.initRecv()
-	c.initSend()
-	return c, refused, nil
+	for i, fd := range fds {
+		w, err := newFDWaiter(fd)
+		if err != nil {
+			for _, c := range cs {
+				c.Close()
+			}
+			closeSrc()
+			for _, fd := range fds[i:] {
+				unix.Close(fd)
+			}
+			return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+		}
+		c := &BatchUDPConn{w: w, src: src, local: local, v6: family == unix.AF_INET6, opt: opt}
+		c.snameV4 = (*unix.RawSockaddrInet4)(unsafe.Pointer(&c.sname))
+		c.initRecv()
+		c.initSend()
+		cs = append(cs, c)
+	}
+	return cs, refused, nil
 }
 
-// udpSocket opens a non-blocking UDP socket bound to sa.
-func udpSocket(family int, sa unix.Sockaddr) (int, error) {
+func sockaddrOf(a netip.AddrPort) (family int, sa unix.Sockaddr) {
+	if a.Addr().Is4() {
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
+	}
+	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
+}
+
+// udpSocket opens a non-blocking UDP socket bound to sa, with SO_REUSEPORT
+// when reuse is set.
+func udpSocket(family int, sa unix.Sockaddr, reuse bool) (int, error) {
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
 	if family == unix.AF_INET6 {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+	}
+	if reuse {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			unix.Close(fd)
+			return -1, os.NewSyscallError("setsockopt SO_REUSEPORT", err)
+		}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
@@ -160,7 +224,7 @@ func openSourceSocket(family int, addr netip.Addr) (*fdWaiter, error) {
 		} else {
 			sa = &unix.SockaddrInet4{Port: port, Addr: addr.Unmap().As4()}
 		}
-		fd, err := udpSocket(family, sa)
+		fd, err := udpSocket(family, sa, false)
 		if errors.Is(err, unix.EADDRINUSE) {
 			continue
 		}
@@ -231,7 +295,9 @@ func (c *BatchUDPConn) BatchSize() int {
 }
 
 // Close implements PacketConn: it wakes a blocked Read, waits until no
-// call uses the sockets and closes them.
+// call uses the sockets and closes them. The sending sockets shared with
+// the other queues are closed too: the queues of a data plane close
+// together.
 func (c *BatchUDPConn) Close() error {
 	for _, w := range c.src {
 		w.close()

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,10 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
+// maxQueues bounds --queues: the kernel's limit is 256 queues per TAP
+// (MAX_TAP_QUEUES), more than any host here has cores for.
+const maxQueues = 64
+
 // maxIfNameLen is IFNAMSIZ less the terminating NUL.
 const maxIfNameLen = 15
 
@@ -46,6 +51,7 @@ type config struct {
 	FDBAgeing     time.Duration
 	ControlSocket string
 	Offload       offloads
+	Queues        int // queues of the TAP and sockets on the port, ≥ 1
 
 	EtcdEndpoints      []string
 	EtcdPrefix         string
@@ -97,6 +103,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&r.fdbAgeing, "fdb-ageing", 300*time.Second, "how long a learned MAC stays in the FDB without traffic (0 disables ageing)")
 	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
+	fs.IntVar(&r.queues, "queues", 0, "queues of the TAP (IFF_MULTI_QUEUE) and sockets on --port (SO_REUSEPORT), one forwarding thread each (default 0: one per CPU)")
 	fs.StringVar(&r.controlSocket, "control-socket", "", "Unix socket serving stats and the FDB (default \"/run/vxland/<tap>.sock\")")
 	fs.StringSliceVar(&r.etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints, comma-separated (e.g. https://10.0.0.1:2379); enables discovery through etcd")
 	fs.StringVar(&r.etcdPrefix, "etcd-prefix", discovery.DefaultPrefix, "etcd key prefix (see docs/etcd-schema.md; default /coreos.com/network with --mode=flannel)")
@@ -126,6 +133,7 @@ type rawFlags struct {
 	fdbAgeing     time.Duration
 	controlSocket string
 	offload       []string
+	queues        int
 
 	etcdEndpoints      []string
 	etcdPrefix         string
@@ -253,6 +261,14 @@ func (r *rawFlags) validate() (*config, error) {
 		return nil, err
 	}
 	c.Offload = off
+	switch {
+	case r.queues < 0 || r.queues > maxQueues:
+		return nil, usagef("--queues %d: must be 1 to %d, or 0 for one per CPU", r.queues, maxQueues)
+	case r.queues == 0:
+		c.Queues = min(runtime.NumCPU(), maxQueues)
+	default:
+		c.Queues = r.queues
+	}
 	if err := r.validateEtcd(c); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,9 +25,15 @@ func TestParseConfigDefaults(t *testing.T) {
 		c.FDBAgeing != 300*time.Second || c.ControlSocket != "/run/vxland/vxtap1.sock" || c.LocalIP.IsValid() {
 		t.Fatalf("defaults: %+v", c)
 	}
+	if want := min(runtime.NumCPU(), maxQueues); c.Queues != want {
+		t.Fatalf("default queues %d, want one per CPU (%d)", c.Queues, want)
+	}
 	c, err = parse([]string{"--vni=42"}, nil)
 	if err != nil || c.Bridge != "vxbr42" || c.TAP != "vxtap42" {
 		t.Fatalf("names follow the VNI: %+v, %v", c, err)
+	}
+	if c, err = parse([]string{"--queues=3"}, nil); err != nil || c.Queues != 3 {
+		t.Fatalf("--queues=3: %+v, %v", c, err)
 	}
 }
 
@@ -71,6 +78,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{args: []string{"--bridge", "br/0"}, want: "--bridge"},
 		{args: []string{"--log-level", "loud"}, want: "--log-level"},
 		{args: []string{"--fdb-ageing", "-5s"}, want: "--fdb-ageing"},
+		{args: []string{"--queues", "-1"}, want: "--queues"},
+		{args: []string{"--queues", "65"}, want: "--queues"},
 		{args: []string{"--no-such-flag"}, want: "--no-such-flag"},
 		{args: []string{"stray"}, want: "stray"},
 		{env: map[string]string{"VXLAND_PORT": "99999"}, want: "--port"},

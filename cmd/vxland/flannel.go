@@ -93,17 +93,17 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	// The same data plane as in L2 mode, fast path (--offload) included.
 	devCfg := *cfg
 	devCfg.TAP = tapName
-	conn, err := openUnderlay(&devCfg, netip.AddrPortFrom(u.Addr, be.Port), log)
+	conns, err := openUnderlay(&devCfg, netip.AddrPortFrom(u.Addr, be.Port), log)
 	if err != nil {
 		return err
 	}
 	tap, err := openTAP(&devCfg, mtu, log)
 	if err != nil {
-		conn.Close()
+		closeConns(conns)
 		return err
 	}
 	fdb := overlay.NewFDB(be.Port, cfg.FDBAgeing)
-	ov, err := overlay.New(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log}, tap, conn, fdb)
+	ov, err := overlay.NewQueues(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log}, queues(tap, conns), fdb)
 	if err == nil {
 		err = overlay.SetupRoutedTAP(tap.Name(), mac, mtu)
 	}
@@ -113,7 +113,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	if err != nil {
 		tap.Close()
-		conn.Close()
+		closeConns(conns)
 		return err
 	}
 	node := flannel.NewNode(flannel.NodeConfig{

@@ -119,22 +119,22 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 	}()
 
-	conn, err := openUnderlay(cfg, netip.AddrPortFrom(u.Addr, cfg.Port), log)
+	conns, err := openUnderlay(cfg, netip.AddrPortFrom(u.Addr, cfg.Port), log)
 	if err != nil {
 		return err
 	}
 	tap, err := openTAP(cfg, mtu, log)
 	if err != nil {
-		conn.Close()
+		closeConns(conns)
 		return err
 	}
-	// From here the overlay owns conn and tap once Run starts; until then
+	// From here the overlay owns conns and tap once Run starts; until then
 	// they are ours to close.
 	running := false
 	closers = append(closers, func() {
 		if !running {
 			tap.Close()
-			conn.Close()
+			closeConns(conns)
 		}
 	})
 	mac, err := overlay.AttachTAP(tap.Name(), cfg.Bridge, mtu)
@@ -154,7 +154,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cfg.UseEtcd() {
 		ovCfg.Local, ovCfg.Neighbors = overlay.NewLocalTable(), overlay.NewNeighbors()
 	}
-	ov, err := overlay.New(ovCfg, tap, conn, fdb)
+	ov, err := overlay.NewQueues(ovCfg, queues(tap, conns), fdb)
 	if err != nil {
 		return err
 	}

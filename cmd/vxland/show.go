@@ -62,6 +62,11 @@ func printStats(w io.Writer, s overlay.Stats) {
 	fmt.Fprintf(tw, "tx\t%d packets\t%d bytes\t%d flooded\n", s.TxPackets, s.TxBytes, s.TxFlooded)
 	fmt.Fprintf(tw, "rx checksums completed\t%d\n", s.RxChecksumCompleted)
 	fmt.Fprintf(tw, "rx frames segmented\t%d\n", s.RxSegmented)
+	if len(s.Queues) > 1 {
+		for i, q := range s.Queues {
+			fmt.Fprintf(tw, "queue %d\t%d rx packets\t%d tx packets\n", i, q.RxPackets, q.TxPackets)
+		}
+	}
 	reasons := make([]string, 0, len(s.Drops))
 	for r := range s.Drops {
 		reasons = append(reasons, r)

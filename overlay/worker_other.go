@@ -1,0 +1,8 @@
+//go:build !linux
+
+package overlay
+
+import "sync"
+
+// startWorker reports false: off Linux each direction has a goroutine.
+func (o *Overlay) startWorker(*sync.WaitGroup, int, func(error)) bool { return false }
