@@ -9,6 +9,7 @@ import (
 // count drops by reason without allocating per packet.
 var (
 	ErrNotTCP          = errors.New("offload: not a TCP segment directly over IPv4 or IPv6")
+	ErrNotUDP          = errors.New("offload: not a UDP datagram directly over IPv4 or IPv6")
 	ErrFragment        = errors.New("offload: IPv4 fragment")
 	ErrMalformed       = errors.New("offload: malformed or truncated headers")
 	ErrMTUTooSmall     = errors.New("offload: MTU leaves no room for TCP payload")

@@ -6,7 +6,8 @@ import (
 )
 
 // GRO merges consecutive TCP segments of the same flow, given as Ethernet
-// frames, into super-frames for a TAP opened with IFF_VNET_HDR.
+// frames, into super-frames for a TAP opened with IFF_VNET_HDR; with UDP set,
+// it merges consecutive UDP datagrams of a flow too.
 //
 // # Why
 //
@@ -32,6 +33,13 @@ import (
 //     whose payload length is the super-frame's gso_size;
 //   - at most groMaxSegments segments and 65535 bytes of IP packet.
 //
+// UDP datagrams (when UDP is set) follow the IP rules above and those of
+// Linux's UDP GRO (udp_gro_receive_segment): same ports, a UDP length that
+// matches the IP length, a payload of at most the first datagram's length
+// (gso_size), and a shorter one ends the super-frame. The super-frame is a
+// GSO_UDP_L4 (USO) frame that the kernel cuts back into the datagrams, and
+// a receiving socket without UDP_GRO receives them one by one, unchanged.
+//
 // # Ordering
 //
 // Frames returns the super-frames in the order they were started, so the
@@ -53,6 +61,11 @@ import (
 //
 // A GRO is not safe for concurrent use. All memory is allocated by NewGRO.
 type GRO struct {
+	// UDP enables merging UDP datagrams into GSO_UDP_L4 super-frames,
+	// which a TAP accepts on Linux 6.2 and later (the kernels whose
+	// TUNSETOFFLOAD takes TUN_F_USO4).
+	UDP bool
+
 	entries []groEntry
 	n       int // entries in use, in the order they were started
 	frames  [][]byte
@@ -78,11 +91,13 @@ const (
 	ipv4FlagDF = 0x40 // in byte 6 of the IPv4 header
 )
 
-// groFlow identifies a flow: the IP version, the addresses and the ports.
+// groFlow identifies a flow: the IP version, the transport protocol, the
+// addresses and the ports.
 type groFlow struct {
 	addrs [32]byte // source then destination; IPv4 uses the first 8 bytes
 	ports [4]byte  // source then destination port
 	v6    bool
+	udp   bool
 }
 
 // groEntry is one pending frame or super-frame. buf holds its virtio-net
@@ -92,12 +107,13 @@ type groEntry struct {
 	flow groFlow
 
 	frameLen     int    // bytes of the frame in buf[VirtioNetHdrLen:]
-	l4           int    // offset of the TCP header in the frame
-	tcpHeaderLen int    // bytes
+	l4           int    // offset of the TCP or UDP header in the frame
+	tcpHeaderLen int    // bytes of the TCP header, or the UDP header's 8
 	gsoSize      int    // payload bytes of the first segment
 	segments     int    // segments merged, at least 1
 	nextSeq      uint32 // sequence number the next segment must carry
 	v6           bool
+	udp          bool
 	partial      bool // first segment's checksum field held the partial sum
 	closed       bool // nothing may be appended
 }
@@ -106,8 +122,8 @@ type groEntry struct {
 type groSegment struct {
 	p            ipPacket
 	flow         groFlow
-	tcpHeaderLen int
-	payload      int // TCP payload bytes
+	tcpHeaderLen int // or the UDP header's 8 bytes
+	payload      int // TCP or UDP payload bytes
 	seq          uint32
 	flags        uint8
 	coalescible  bool
@@ -157,7 +173,7 @@ func (g *GRO) Len() int { return g.n }
 // cut with SegmentTCP first and its segments offered one by one.
 func (g *GRO) Add(frame []byte, partial bool) bool {
 	var s groSegment
-	if !parseGROSegment(frame, &s) {
+	if !parseGROSegment(frame, &s) || s.flow.udp && !g.UDP {
 		return false
 	}
 	latest := -1
@@ -204,11 +220,18 @@ func (g *GRO) Reset() {
 	g.n = 0
 }
 
-// parseGROSegment reads the flow of a TCP frame and whether it may be
-// coalesced. It returns false for frames without a flow.
+// parseGROSegment reads the flow of a TCP or UDP frame and whether it may
+// be coalesced. It returns false for frames without a flow.
 func parseGROSegment(frame []byte, s *groSegment) bool {
 	p, err := parseIP(frame)
-	if err != nil || p.protocol != protocolTCP || p.ip != ethHeaderLen {
+	if err != nil || p.ip != ethHeaderLen {
+		return false
+	}
+	switch p.protocol {
+	case protocolTCP:
+	case protocolUDP:
+		return parseGRODatagram(frame, p, s)
+	default:
 		return false
 	}
 	tcp := frame[p.l4:p.end]
@@ -230,13 +253,38 @@ func parseGROSegment(frame []byte, s *groSegment) bool {
 	s.coalescible = s.payload > 0 &&
 		s.flags&^(tcpFlagPSH|tcpFlagECE|tcpFlagCWR) == tcpFlagACK &&
 		p.end-p.ip <= groMaxIPLen
-	if !p.v6 {
-		ip := frame[p.ip:p.l4]
-		// No options; of the flags only DF (parseIP refused MF and
-		// offsets; this refuses the reserved bit).
-		s.coalescible = s.coalescible && p.l4-p.ip == ipv4MinHeaderLen && ip[6]&^ipv4FlagDF == 0
-	}
+	s.coalescible = s.coalescible && ipCoalescible(frame, p)
 	return true
+}
+
+// parseGRODatagram is parseGROSegment for a UDP datagram.
+func parseGRODatagram(frame []byte, p ipPacket, s *groSegment) bool {
+	udp := frame[p.l4:p.end]
+	if len(udp) < udpHeaderLen {
+		return false
+	}
+	s.p = p
+	copy(s.flow.addrs[:], frame[p.addrs:p.addrs+2*p.addrLen])
+	copy(s.flow.ports[:], udp[0:4])
+	s.flow.v6 = p.v6
+	s.flow.udp = true
+	s.tcpHeaderLen = udpHeaderLen
+	s.payload = len(udp) - udpHeaderLen
+	s.coalescible = s.payload > 0 &&
+		int(binary.BigEndian.Uint16(udp[4:6])) == len(udp) &&
+		p.end-p.ip <= groMaxIPLen &&
+		ipCoalescible(frame, p)
+	return true
+}
+
+// ipCoalescible reports whether the IP header allows coalescing: IPv4
+// without options and, of the flags, only DF (parseIP refused MF and
+// offsets; this refuses the reserved bit).
+func ipCoalescible(frame []byte, p ipPacket) bool {
+	if p.v6 {
+		return true
+	}
+	return p.l4-p.ip == ipv4MinHeaderLen && frame[p.ip+6]&^ipv4FlagDF == 0
 }
 
 // canAppend reports whether segment s of frame continues e.
@@ -247,7 +295,7 @@ func (e *groEntry) canAppend(frame []byte, s *groSegment) bool {
 	}
 	first := e.buf[VirtioNetHdrLen : VirtioNetHdrLen+e.frameLen]
 	p := &s.p
-	if s.seq != e.nextSeq || s.tcpHeaderLen != e.tcpHeaderLen || p.l4 != e.l4 {
+	if s.tcpHeaderLen != e.tcpHeaderLen || p.l4 != e.l4 || !e.udp && s.seq != e.nextSeq {
 		return false
 	}
 	// Ethernet header.
@@ -273,6 +321,9 @@ func (e *groEntry) canAppend(frame []byte, s *groSegment) bool {
 			return false
 		}
 	}
+	if e.udp {
+		return true // the ports are the flow's
+	}
 	tcp, firstTCP := frame[p.l4:], first[p.l4:]
 	// Acknowledgment number; ECE (PSH and CWR are judged above and in
 	// parseGROSegment); option bytes.
@@ -291,8 +342,9 @@ func (e *groEntry) start(frame []byte, s *groSegment, partial bool) {
 	e.segments = 1
 	e.nextSeq = s.seq + uint32(s.payload)
 	e.v6 = s.p.v6
+	e.udp = s.flow.udp
 	e.partial = partial
-	e.closed = !s.coalescible || s.flags&tcpFlagPSH != 0
+	e.closed = !s.coalescible || !e.udp && s.flags&tcpFlagPSH != 0
 }
 
 // append adds the payload of segment s of frame to e.
@@ -302,7 +354,7 @@ func (e *groEntry) append(frame []byte, s *groSegment) {
 	e.frameLen += len(payload)
 	e.segments++
 	e.nextSeq += uint32(len(payload))
-	if s.flags&tcpFlagPSH != 0 {
+	if !e.udp && s.flags&tcpFlagPSH != 0 {
 		e.buf[VirtioNetHdrLen+e.l4+13] |= tcpFlagPSH
 		e.closed = true
 	}
@@ -317,11 +369,15 @@ func (e *groEntry) finish() []byte {
 	b := e.buf[:VirtioNetHdrLen+e.frameLen]
 	frame := b[VirtioNetHdrLen:]
 	var h VirtioNetHdr
+	csumOffset := uint16(tcpChecksumOffset)
+	if e.udp {
+		csumOffset = udpChecksumOffset
+	}
 	if e.segments == 1 {
 		if e.partial {
 			h.Flags = VirtioNetHdrFNeedsCsum
 			h.CsumStart = uint16(e.l4)
-			h.CsumOffset = tcpChecksumOffset
+			h.CsumOffset = csumOffset
 		}
 		_ = h.Encode(b)
 		return b
@@ -335,10 +391,15 @@ func (e *groEntry) finish() []byte {
 		HdrLen:     uint16(e.l4 + e.tcpHeaderLen),
 		GSOSize:    uint16(e.gsoSize),
 		CsumStart:  uint16(e.l4),
-		CsumOffset: tcpChecksumOffset,
+		CsumOffset: csumOffset,
+	}
+	if e.udp {
+		h.GSOType = VirtioNetHdrGSOUDPL4
 	}
 	if e.v6 {
-		h.GSOType = VirtioNetHdrGSOTCPv6
+		if !e.udp {
+			h.GSOType = VirtioNetHdrGSOTCPv6
+		}
 		binary.BigEndian.PutUint16(ip[4:6], uint16(tcpLen))
 	} else {
 		binary.BigEndian.PutUint16(ip[2:4], uint16(len(ip)+tcpLen))
@@ -346,7 +407,14 @@ func (e *groEntry) finish() []byte {
 		binary.BigEndian.PutUint16(ip[10:12], ^Checksum(ip, 0))
 	}
 	tcp := frame[e.l4:]
-	if tcp[13]&tcpFlagCWR != 0 {
+	protocol := uint8(protocolTCP)
+	if e.udp {
+		// The UDP length covers the whole super-frame, as a sender's
+		// UDP_SEGMENT leaves it; __udp_gso_segment corrects length and
+		// checksum for each datagram.
+		protocol = protocolUDP
+		binary.BigEndian.PutUint16(tcp[4:6], uint16(tcpLen))
+	} else if tcp[13]&tcpFlagCWR != 0 {
 		h.GSOType |= VirtioNetHdrGSOECN
 	}
 	// What a sender using checksum offload leaves for the NIC: the folded
@@ -359,7 +427,7 @@ func (e *groEntry) finish() []byte {
 	} else {
 		src, dst = ip[12:16], ip[16:20]
 	}
-	binary.BigEndian.PutUint16(tcp[tcpChecksumOffset:], PseudoHeaderSum(protocolTCP, src, dst, uint32(tcpLen)))
+	binary.BigEndian.PutUint16(tcp[csumOffset:], PseudoHeaderSum(protocol, src, dst, uint32(tcpLen)))
 	_ = h.Encode(b)
 	return b
 }

@@ -295,6 +295,45 @@ func TestGROKernelAcceptsSuperFrames(t *testing.T) {
 	}
 }
 
+// TestGROKernelAcceptsUDPSuperFrames is TestGROKernelAcceptsSuperFrames for
+// UDP: the kernel cuts a USO super-frame from GRO back into exactly the
+// datagrams GRO was given, checksums included.
+func TestGROKernelAcceptsUDPSuperFrames(t *testing.T) {
+	b := newTAPBench(t)
+	for _, tc := range []struct {
+		name string
+		ds   [][]byte
+	}{
+		{"ipv4-64B", datagrams(t, frameSpec{}, repeat(64, 64))},
+		{"ipv4-1400B-short-last", datagrams(t, frameSpec{}, append(repeat(40, 1400), 7))},
+		{"ipv6", datagrams(t, frameSpec{ipv6: true}, repeat(10, 1000))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewGRO(4)
+			g.UDP = true
+			for _, d := range tc.ds {
+				if !g.Add(d, false) {
+					t.Fatal("Add refused a datagram")
+				}
+			}
+			frames := g.Frames()
+			if len(frames) != 1 {
+				t.Fatalf("%d frames, want 1", len(frames))
+			}
+			if err := b.write(frames[0]); err != nil {
+				t.Fatalf("writing a %d-byte USO frame to the TAP: %v", len(frames[0]), err)
+			}
+			for i, d := range b.receive(t, len(tc.ds)) {
+				if !bytes.Equal(d, tc.ds[i]) {
+					l := readLayout(t, d)
+					t.Fatalf("datagram %d on the wire differs from the one given to GRO (checksum verifies: %v):\n got % x\nwant % x",
+						i, refL4Valid(d, l), d[:min(len(d), 80)], tc.ds[i][:min(len(tc.ds[i]), 80)])
+				}
+			}
+		})
+	}
+}
+
 // TestSegmentGSOKernelFrames reads what the kernel's TCP sends into a TAP
 // with checksum and segmentation offload on, and checks that Decode,
 // Complete and SegmentGSO turn it into frames a wire would carry. The peer
@@ -471,4 +510,115 @@ func TestSegmentGSOKernelFrames(t *testing.T) {
 		t.Fatal("the kernel sent no GSO frame; nothing was tested")
 	}
 	t.Logf("%d bytes in %d GSO frame(s)", len(got), gsoFrames)
+}
+
+// TestSegmentGSOKernelUDPFrames has a UDP socket send one UDP_SEGMENT burst
+// into a TAP with USO on: the TAP hands over the whole burst as one
+// GSO_UDP_L4 frame, and SegmentGSO cuts it into the datagrams a wire would
+// carry, each with a full checksum.
+func TestSegmentGSOKernelUDPFrames(t *testing.T) {
+	lab := netlab.NewForTest(t)
+	x, err := lab.Namespace("udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tapName, local, peer, port = "vxuso0", "10.99.1.1", "10.99.1.2", 5202
+	fd := -1
+	err = x.Do(func() error {
+		var err error
+		if fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0); err != nil {
+			return err
+		}
+		ifr, err := unix.NewIfreq(tapName)
+		if err != nil {
+			return err
+		}
+		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			return err
+		}
+		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VirtioNetHdrLen); err != nil {
+			return err
+		}
+		return unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_USO4|unix.TUN_F_USO6)
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		if errors.Is(err, unix.EINVAL) {
+			t.Skipf("this kernel has no TAP USO: %v", err)
+		}
+		t.Fatalf("opening the TAP: %v", err)
+	}
+	tap := os.NewFile(uintptr(fd), tapName)
+	t.Cleanup(func() { tap.Close() })
+	if err := x.Addr(tapName, local+"/24"); err != nil {
+		t.Fatal(err)
+	}
+	x.MustRun(t, "ip", "neigh", "add", peer, "lladdr", "02:00:00:00:00:02", "dev", tapName)
+
+	const gsoSize, total = 100, 1000 - 1 // nine full datagrams and a short one
+	sent := randomPayload(500, total)
+	err = x.Do(func() error {
+		s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(s)
+		if err := unix.SetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_SEGMENT, gsoSize); err != nil {
+			return err
+		}
+		return unix.Sendto(s, sent, 0, &unix.SockaddrInet4{Port: port, Addr: [4]byte{10, 99, 1, 2}})
+	})
+	if err != nil {
+		t.Fatalf("sending a UDP_SEGMENT burst: %v", err)
+	}
+
+	buf := make([]byte, VirtioNetHdrLen+1<<16)
+	for {
+		if err := tap.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := tap.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h VirtioNetHdr
+		if err := h.Decode(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		frame := buf[VirtioNetHdrLen:n]
+		var s groSegment
+		if !parseGROSegment(frame, &s) || !s.flow.udp || binary.BigEndian.Uint16(s.flow.ports[2:]) != port {
+			continue // IPv6 neighbour discovery and the like
+		}
+		if h.GSOType != VirtioNetHdrGSOUDPL4 || h.GSOSize != gsoSize {
+			t.Fatalf("the TAP handed over header %+v, want a GSO_UDP_L4 burst of gso_size %d", h, gsoSize)
+		}
+		out, sizes := makeOut(16, 1500)
+		cnt, err := SegmentGSO(h, frame, out, sizes, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cnt != 10 {
+			t.Fatalf("%d datagrams, want 10", cnt)
+		}
+		var joined []byte
+		for i := range cnt {
+			d := out[i][:sizes[i]]
+			l := readLayout(t, d)
+			if !refL4Valid(d, l) {
+				t.Fatalf("datagram %d: bad UDP checksum", i)
+			}
+			if refSum(d[l.ip:l.l4], 0) != 0xffff {
+				t.Fatalf("datagram %d: bad IPv4 header checksum", i)
+			}
+			joined = append(joined, d[l.hdrLen:l.end]...)
+		}
+		if !bytes.Equal(joined, sent) {
+			t.Fatal("the datagrams do not give back what was sent")
+		}
+		return
+	}
 }

@@ -137,7 +137,7 @@ type layout struct {
 	protocol    uint8
 	field       int // offset of the transport checksum field in the frame
 	l4Len       int // bytes covered by the transport checksum
-	hdrLen      int // Ethernet+IP+TCP header bytes (TCP only)
+	hdrLen      int // Ethernet, IP and TCP or UDP header bytes
 }
 
 func readLayout(tb testing.TB, frame []byte) layout {
@@ -170,6 +170,7 @@ func readLayout(tb testing.TB, frame []byte) layout {
 	case 17:
 		l.field = l.l4 + 6
 		l.l4Len = int(binary.BigEndian.Uint16(frame[l.l4+4:]))
+		l.hdrLen = l.l4 + 8
 	}
 	return l
 }

@@ -117,3 +117,82 @@ func SegmentTCP(frame []byte, mtu int, out [][]byte, sizes []int, offset int) (i
 	}
 	return n, nil
 }
+
+// SegmentUDP cuts an Ethernet frame carrying one UDP datagram over IPv4 or
+// IPv6 into datagrams of at most gsoSize payload bytes each, as the kernel's
+// UDP segmentation offload (USO, UDP_SEGMENT) does: datagram i is written to
+// out[i][offset:] and its frame length stored in sizes[i]; SegmentUDP returns
+// the number of datagrams. out must not overlap frame.
+//
+// Every datagram carries a copy of the Ethernet, IP and UDP headers with its
+// own IP and UDP lengths, the IPv4 identification of the frame plus i and a
+// recomputed IPv4 header checksum, and a full UDP checksum (0xffff where the
+// sum is 0, since 0 means none). As with SegmentTCP, the frame's own UDP
+// checksum is not read, and nothing is written on error. It returns
+// ErrNotUDP, ErrFragment or ErrMalformed for frames it cannot segment,
+// ErrGSOSizeZero for a gsoSize below 1, and ErrTooManySegments or
+// ErrBufferTooSmall as SegmentTCP does.
+func SegmentUDP(frame []byte, gsoSize int, out [][]byte, sizes []int, offset int) (int, error) {
+	p, err := parseIP(frame)
+	if err != nil {
+		if err == ErrNotTCP {
+			err = ErrNotUDP
+		}
+		return 0, err
+	}
+	if p.protocol != protocolUDP {
+		return 0, ErrNotUDP
+	}
+	if p.end-p.l4 < udpHeaderLen {
+		return 0, ErrMalformed
+	}
+	if gsoSize < 1 {
+		return 0, ErrGSOSizeZero
+	}
+	headerLen := p.l4 + udpHeaderLen // Ethernet, IP and UDP
+	payload := frame[headerLen:p.end]
+	n := max((len(payload)+gsoSize-1)/gsoSize, 1)
+	if n > len(out) || n > len(sizes) {
+		return 0, ErrTooManySegments
+	}
+	if offset < 0 {
+		return 0, ErrBufferTooSmall
+	}
+	for i := range n {
+		if len(out[i])-offset < headerLen+min(gsoSize, len(payload)-i*gsoSize) {
+			return 0, ErrBufferTooSmall
+		}
+	}
+	ipHeaderLen := p.l4 - p.ip
+	var id uint16
+	if !p.v6 {
+		id = binary.BigEndian.Uint16(frame[p.ip+4 : p.ip+6])
+	}
+	for i := range n {
+		chunk := payload[min(i*gsoSize, len(payload)):min((i+1)*gsoSize, len(payload))]
+		seg := out[i][offset : offset+headerLen+len(chunk)]
+		copy(seg, frame[:headerLen])
+		copy(seg[headerLen:], chunk)
+
+		udpLen := udpHeaderLen + len(chunk)
+		ip := seg[p.ip:p.l4]
+		if p.v6 {
+			binary.BigEndian.PutUint16(ip[4:6], uint16(udpLen))
+		} else {
+			binary.BigEndian.PutUint16(ip[2:4], uint16(ipHeaderLen+udpLen))
+			binary.BigEndian.PutUint16(ip[4:6], id+uint16(i))
+			ip[10], ip[11] = 0, 0
+			binary.BigEndian.PutUint16(ip[10:12], ^Checksum(ip, 0))
+		}
+		uh := seg[p.l4:]
+		binary.BigEndian.PutUint16(uh[4:6], uint16(udpLen))
+		uh[6], uh[7] = 0, 0
+		csum := ^Checksum(uh, uint32(p.pseudoHeaderSum(seg, udpLen)))
+		if csum == 0 {
+			csum = 0xffff
+		}
+		binary.BigEndian.PutUint16(uh[6:8], csum)
+		sizes[i] = len(seg)
+	}
+	return n, nil
+}

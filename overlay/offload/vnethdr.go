@@ -134,8 +134,10 @@ func (h VirtioNetHdr) Complete(frame []byte) error {
 //     lengths, so IP and TCP options are accounted for; h.HdrLen,
 //     h.CsumStart and h.CsumOffset are hints that the kernel computed from
 //     the same headers, and are not needed.
-//   - UDP (UFO) and UDP_L4 (USO), and unknown types: ErrGSOUnsupported. A
-//     TAP only produces them if TUNSETOFFLOAD enabled them.
+//   - UDP_L4 (USO): SegmentUDP cuts the datagram into datagrams of
+//     h.GSOSize payload bytes each. A TAP produces them only if
+//     TUNSETOFFLOAD enabled TUN_F_USO4 or TUN_F_USO6.
+//   - UDP (UFO, IP fragmentation) and unknown types: ErrGSOUnsupported.
 //
 // As for SegmentTCP, nothing is written on error, and out must not overlap
 // frame. It returns ErrGSOMismatch if the frame is not TCP over the IP
@@ -164,6 +166,18 @@ func SegmentGSO(h VirtioNetHdr, frame []byte, out [][]byte, sizes []int, offset 
 		sizes[0] = len(seg)
 		return 1, nil
 	case VirtioNetHdrGSOTCPv4, VirtioNetHdrGSOTCPv6:
+	case VirtioNetHdrGSOUDPL4:
+		if h.GSOType != VirtioNetHdrGSOUDPL4 {
+			return 0, ErrGSOUnsupported // ECN bit on UDP
+		}
+		if h.GSOSize == 0 {
+			return 0, ErrGSOSizeZero
+		}
+		n, err := SegmentUDP(frame, int(h.GSOSize), out, sizes, offset)
+		if err == ErrNotUDP {
+			err = ErrGSOMismatch
+		}
+		return n, err
 	default:
 		return 0, ErrGSOUnsupported
 	}

@@ -220,7 +220,9 @@ func TestSegmentGSOErrors(t *testing.T) {
 		wantErr error
 	}{
 		{"udp-ufo", with(gso4, func(h *VirtioNetHdr) { h.GSOType = VirtioNetHdrGSOUDP }), udp4, 64, 0, ErrGSOUnsupported},
-		{"udp-l4", with(gso4, func(h *VirtioNetHdr) { h.GSOType = VirtioNetHdrGSOUDPL4 }), udp4, 64, 0, ErrGSOUnsupported},
+		{"udp-l4-ecn", with(gso4, func(h *VirtioNetHdr) { h.GSOType = VirtioNetHdrGSOUDPL4 | VirtioNetHdrGSOECN }), udp4, 64, 0, ErrGSOUnsupported},
+		{"udp-l4-on-tcp", with(gso4, func(h *VirtioNetHdr) { h.GSOType = VirtioNetHdrGSOUDPL4 }), tcp4, 64, 0, ErrGSOMismatch},
+		{"udp-l4-size-zero", with(gso4, func(h *VirtioNetHdr) { h.GSOType, h.GSOSize = VirtioNetHdrGSOUDPL4, 0 }), udp4, 64, 0, ErrGSOSizeZero},
 		{"unknown-type", with(gso4, func(h *VirtioNetHdr) { h.GSOType = 2 }), tcp4, 64, 0, ErrGSOUnsupported},
 		{"ecn-without-type", with(gso4, func(h *VirtioNetHdr) { h.GSOType = VirtioNetHdrGSOECN }), tcp4, 64, 0, ErrGSOUnsupported},
 		{"tcpv4-on-ipv6", gso4, tcp6, 64, 0, ErrGSOMismatch},
