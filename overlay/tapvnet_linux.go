@@ -12,11 +12,12 @@ import (
 	"github.com/vxland/vxland/overlay/offload"
 )
 
-// OffloadTAP is a TAP device opened with IFF_VNET_HDR and TCP segmentation
-// offload: the kernel hands it TCP super-frames of up to 64 KB, which Read
-// cuts into MTU-sized frames in one batch, and Write coalesces the TCP
-// segments of a batch back into super-frames, so that a whole burst costs
-// one system call and one pass through the receiving stack.
+// OffloadTAP is a TAP device opened with IFF_VNET_HDR and TCP (and, where
+// the kernel has it, UDP) segmentation offload: the kernel hands it
+// super-frames of up to 64 KB, which Read cuts into MTU-sized frames in one
+// batch, and Write coalesces the TCP segments and UDP datagrams of a batch
+// back into super-frames, so that a whole burst costs one system call and
+// one pass through the receiving stack.
 //
 // songgao/water cannot set IFF_VNET_HDR, hence this opener of our own.
 type OffloadTAP struct {
@@ -97,8 +98,17 @@ func openOffloadTAP(name string, mtu int, multiQueue bool) (*OffloadTAP, error) 
 	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, offload.VirtioNetHdrLen); err != nil {
 		return fail("TUNSETVNETHDRSZ", fmt.Errorf("%w: %w", ErrNoOffload, err))
 	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6|unix.TUN_F_TSO_ECN); err != nil {
-		return fail("TUNSETOFFLOAD", fmt.Errorf("%w: %w", ErrNoOffload, err))
+	// UDP segmentation offload (Linux 6.2+) first: the kernel then hands
+	// over UDP_SEGMENT bursts whole and takes USO super-frames, which
+	// Write builds from runs of small datagrams. Older kernels refuse the
+	// flags with EINVAL and get TCP offloads only.
+	tcpOffloads := unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN
+	uso := true
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcpOffloads|unix.TUN_F_USO4|unix.TUN_F_USO6); err != nil {
+		uso = false
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcpOffloads); err != nil {
+			return fail("TUNSETOFFLOAD", fmt.Errorf("%w: %w", ErrNoOffload, err))
+		}
 	}
 	w, err := newFDWaiter(fd)
 	if err != nil {
@@ -111,8 +121,13 @@ func openOffloadTAP(name string, mtu int, multiQueue bool) (*OffloadTAP, error) 
 		readBuf: make([]byte, offload.VirtioNetHdrLen+MaxFrameSize),
 		gro:     offload.NewGRO(maxGSOSegments),
 	}
+	t.gro.UDP = uso
 	return t, nil
 }
+
+// USO reports whether the kernel took UDP segmentation offload: Read then
+// cuts UDP super-frames too, and Write merges runs of UDP datagrams.
+func (t *OffloadTAP) USO() bool { return t.gro.UDP }
 
 // Name returns the interface name.
 func (t *OffloadTAP) Name() string { return t.name }
@@ -175,8 +190,8 @@ func (t *OffloadTAP) segment(n int, bufs [][]byte, sizes []int, offset int) int 
 // the MTU (malformed, or needing more segments than a batch holds).
 func (t *OffloadTAP) Dropped() uint64 { return t.dropped.Load() }
 
-// Write writes the frames bufs[i][offset:], coalescing the TCP segments of
-// one flow into super-frames. offset must leave room for the virtio header
+// Write writes the frames bufs[i][offset:], coalescing the TCP segments
+// (and, with USO, the UDP datagrams) of one flow into super-frames. offset must leave room for the virtio header
 // (tapHeadroom). Order within a flow is kept; frames of different flows
 // may be reordered. The frames' checksums must be valid: a super-frame's
 // checksum is recomputed by the kernel, which would hide a corrupt one.
