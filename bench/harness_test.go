@@ -49,8 +49,12 @@ func TestHarnessSmoke(t *testing.T) {
 	if want := len(AllConfigs) * len(AllTests); len(res.Runs) != want {
 		t.Errorf("%d runs, want %d", len(res.Runs), want)
 	}
-	if want := len(AllConfigs)*len(AllTests) + len(AllConfigs); len(progress) != want {
-		t.Errorf("%d progress lines, want %d (one per build and per test)", len(progress), want)
+	// One per build, the kernel's rate for the paced runs, one per test.
+	if want := len(AllConfigs)*len(AllTests) + len(AllConfigs) + 1; len(progress) != want {
+		t.Errorf("%d progress lines, want %d (one per build, the paced rate and per test)", len(progress), want)
+	}
+	if res.UDP64PacedKPPS <= 0 {
+		t.Error("no rate for the paced UDP runs")
 	}
 	// Every vxland TCP run reports both daemons' heap growth.
 	for _, r := range res.Runs {

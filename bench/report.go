@@ -38,6 +38,10 @@ func Markdown(res *Results) string {
 		fmt.Fprintf(&b, "**%d run(s) failed**; their errors are in %s.\n\n", n, JSONFile)
 	}
 
+	if res.UDP64PacedKPPS > 0 {
+		fmt.Fprintf(&b, "UDP 64 B paced: %s kpps offered by one sender, the rate kernel VXLAN delivered "+
+			"of unlimited 64 B datagrams in a run before the rounds.\n\n", FormatValue(res.UDP64PacedKPPS))
+	}
 	b.WriteString("Median over rounds, (min–max) when there were several.\n\n")
 	b.WriteString("## Throughput and latency\n\n")
 	table(&b, res.Summary, []column{
@@ -45,6 +49,8 @@ func Markdown(res *Results) string {
 		{"TCP ×4 (Gbit/s)", metricCell(MetricTCP4)},
 		{"UDP 64 B (kpps)", metricCell(MetricUDP64Rate)},
 		{"loss %", metricCell(MetricUDP64Loss)},
+		{"UDP 64 B paced (kpps)", metricCell(MetricUDP64PacedRate)},
+		{"loss %", metricCell(MetricUDP64PacedLoss)},
 		{"UDP 1400 B (kpps)", metricCell(MetricUDP1400Rate)},
 		{"loss %", metricCell(MetricUDP1400Loss)},
 		{"RTT p50 (µs)", metricCell(MetricRTTP50)},
@@ -56,7 +62,7 @@ func Markdown(res *Results) string {
 		head string
 	}{
 		{MetricTCP1, "TCP ×1"}, {MetricTCP4, "TCP ×4"},
-		{MetricUDP64Rate, "UDP 64 B"}, {MetricUDP1400Rate, "UDP 1400 B"},
+		{MetricUDP64Rate, "UDP 64 B"}, {MetricUDP64PacedRate, "UDP 64 B paced"}, {MetricUDP1400Rate, "UDP 1400 B"},
 		{MetricRTTP50, "RTT p50"}, {MetricCPUMachine, "CPU/Gbit"},
 	}
 	for _, ref := range []struct {

@@ -41,6 +41,7 @@ func fakeResults(rounds int) *Results {
 				{Test: TestTCP1, TCP: &TCPRun{Streams: 1, Seconds: 1, Bytes: int64(v * 1e9 / 8), BitsPerSecond: v * 1e9}, CPU: cpu},
 				{Test: TestTCP4, TCP: &TCPRun{Streams: 4, Seconds: 1, Bytes: int64(v * 1.1e9 / 8), BitsPerSecond: v * 1.1e9}, CPU: cpu},
 				{Test: TestUDP64, UDP: &UDPRun{PayloadBytes: 64, Seconds: 1, Packets: 1000, Lost: 100, DeliveredPPS: v * 1e4, LossPercent: 10}},
+				{Test: TestUDP64Paced, UDP: &UDPRun{PayloadBytes: 64, Seconds: 1, Packets: 1000, Lost: 1, DeliveredPPS: v * 9e3, LossPercent: 0.1}},
 				{Test: TestUDP1400, UDP: &UDPRun{PayloadBytes: 1400, Seconds: 1, Packets: 1000, Lost: 0, DeliveredPPS: v * 9e3}},
 				{Test: TestRTT, RTT: &RTTRun{Micros: []float64{100 / v, 200 / v}, P50: 100 / v, P99: 200 / v}},
 			} {
@@ -51,6 +52,7 @@ func fakeResults(rounds int) *Results {
 	}
 	res.Summary = Aggregate(AllConfigs, Samples(res.Runs))
 	res.Overhead = overheads(AllConfigs)
+	res.UDP64PacedKPPS = 100
 	res.Finished = res.Started.Add(time.Minute)
 	return res
 }
@@ -68,6 +70,7 @@ func TestMarkdownHasEveryConfiguration(t *testing.T) {
 		"| vxland | 0.100× |",                 // per-round ratio to kernel VXLAN
 		"96.5 %", "99.4 %",                    // efficiency at 1500 and 9000
 		"Command: `vxbench --quick`",
+		"UDP 64 B paced: 100 kpps offered",
 		"Test CPU <&>",
 	} {
 		if !strings.Contains(md, want) {

@@ -19,6 +19,10 @@ type Results struct {
 	Runs     []Measurement   `json:"runs"`
 	Summary  []ConfigSummary `json:"summary"`
 	Overhead []Overhead      `json:"overhead"`
+	// UDP64PacedKPPS is the rate the paced UDP runs offer: what kernel
+	// VXLAN delivered of unlimited 64 B datagrams before the rounds; 0
+	// when kernel VXLAN was not measured (no paced runs then).
+	UDP64PacedKPPS float64 `json:"udp64_paced_offered_kpps"`
 }
 
 // OptionsRecord is Options as recorded in the results.
@@ -143,8 +147,11 @@ func Samples(runs []Measurement) []Sample {
 			}
 		case r.UDP != nil:
 			rate, loss := MetricUDP64Rate, MetricUDP64Loss
-			if r.Test == TestUDP1400 {
+			switch r.Test {
+			case TestUDP1400:
 				rate, loss = MetricUDP1400Rate, MetricUDP1400Loss
+			case TestUDP64Paced:
+				rate, loss = MetricUDP64PacedRate, MetricUDP64PacedLoss
 			}
 			add(r, rate, r.UDP.DeliveredPPS/1e3)
 			add(r, loss, r.UDP.LossPercent)

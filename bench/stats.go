@@ -10,22 +10,26 @@ type Metric string
 
 // The reported metrics.
 const (
-	MetricTCP1        Metric = "tcp1_gbit_s"
-	MetricTCP4        Metric = "tcp4_gbit_s"
-	MetricUDP64Rate   Metric = "udp64_kpps"
-	MetricUDP64Loss   Metric = "udp64_loss_pct"
-	MetricUDP1400Rate Metric = "udp1400_kpps"
-	MetricUDP1400Loss Metric = "udp1400_loss_pct"
-	MetricRTTP50      Metric = "rtt_p50_us"
-	MetricRTTP99      Metric = "rtt_p99_us"
-	MetricCPUMachine  Metric = "cpu_machine_s_per_gbit"
-	MetricCPUVxland   Metric = "cpu_vxland_s_per_gbit"
+	MetricTCP1      Metric = "tcp1_gbit_s"
+	MetricTCP4      Metric = "tcp4_gbit_s"
+	MetricUDP64Rate Metric = "udp64_kpps"
+	MetricUDP64Loss Metric = "udp64_loss_pct"
+	// At the kernel's rate (TestUDP64Paced).
+	MetricUDP64PacedRate Metric = "udp64_paced_kpps"
+	MetricUDP64PacedLoss Metric = "udp64_paced_loss_pct"
+	MetricUDP1400Rate    Metric = "udp1400_kpps"
+	MetricUDP1400Loss    Metric = "udp1400_loss_pct"
+	MetricRTTP50         Metric = "rtt_p50_us"
+	MetricRTTP99         Metric = "rtt_p99_us"
+	MetricCPUMachine     Metric = "cpu_machine_s_per_gbit"
+	MetricCPUVxland      Metric = "cpu_vxland_s_per_gbit"
 )
 
 // AllMetrics lists the metrics in table order.
 var AllMetrics = []Metric{
 	MetricTCP1, MetricTCP4,
-	MetricUDP64Rate, MetricUDP64Loss, MetricUDP1400Rate, MetricUDP1400Loss,
+	MetricUDP64Rate, MetricUDP64Loss, MetricUDP64PacedRate, MetricUDP64PacedLoss,
+	MetricUDP1400Rate, MetricUDP1400Loss,
 	MetricRTTP50, MetricRTTP99,
 	MetricCPUMachine, MetricCPUVxland,
 }
@@ -48,6 +52,10 @@ func (m Metric) Info() MetricInfo {
 		return MetricInfo{"UDP 64 B delivered", "kpps", true}
 	case MetricUDP64Loss:
 		return MetricInfo{"UDP 64 B loss", "%", false}
+	case MetricUDP64PacedRate:
+		return MetricInfo{"UDP 64 B at kernel VXLAN's rate, delivered", "kpps", true}
+	case MetricUDP64PacedLoss:
+		return MetricInfo{"UDP 64 B at kernel VXLAN's rate, loss", "%", false}
 	case MetricUDP1400Rate:
 		return MetricInfo{"UDP 1400 B delivered", "kpps", true}
 	case MetricUDP1400Loss:
