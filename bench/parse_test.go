@@ -179,3 +179,19 @@ func TestOptionsDefaultsAndChecks(t *testing.T) {
 		t.Errorf("ParseUnderlayMode(wire-like) = %v, %v", m, err)
 	}
 }
+
+func TestParseRcvbufErrors(t *testing.T) {
+	snmp := `Ip: Forwarding DefaultTTL
+Ip: 1 64
+Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+Udp: 2134573 11 3366465 2 3366465 0 0 0 0
+UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+UdpLite: 0 0 0 0 7 0 0 0 0
+`
+	if n, err := parseRcvbufErrors(snmp); err != nil || n != 3366465 {
+		t.Fatalf("parseRcvbufErrors = %d, %v; want 3366465", n, err)
+	}
+	if _, err := parseRcvbufErrors("Ip: a\nIp: 1\n"); err == nil {
+		t.Fatal("no error without a Udp line")
+	}
+}

@@ -90,6 +90,16 @@ func Markdown(res *Results) string {
 		table(&b, res.Summary, cols)
 	}
 
+	b.WriteString("## Where UDP datagrams were lost\n\n")
+	b.WriteString("Of the datagrams sent, the share that crossed the path but was dropped by the receiving " +
+		"iperf3's full socket buffer (UDP RcvbufErrors in its namespace): the receiving application " +
+		"lacked CPU. The rest of the loss in the tables above happened on the way.\n\n")
+	table(&b, res.Summary, []column{
+		{"UDP 64 B (%)", metricCell(MetricUDP64SocketLoss)},
+		{"UDP 64 B paced (%)", metricCell(MetricUDP64PacedSocketLoss)},
+		{"UDP 1400 B (%)", metricCell(MetricUDP1400SocketLoss)},
+	})
+
 	b.WriteString("## CPU cost and encapsulation overhead\n\n")
 	b.WriteString("CPU time during the TCP tests per gigabit delivered. The whole-machine figure includes " +
 		"iperf3 at both ends. Overhead and goodput efficiency are computed: TCP payload per full-size " +

@@ -40,7 +40,7 @@ func fakeResults(rounds int) *Results {
 			for _, m := range []Measurement{
 				{Test: TestTCP1, TCP: &TCPRun{Streams: 1, Seconds: 1, Bytes: int64(v * 1e9 / 8), BitsPerSecond: v * 1e9}, CPU: cpu},
 				{Test: TestTCP4, TCP: &TCPRun{Streams: 4, Seconds: 1, Bytes: int64(v * 1.1e9 / 8), BitsPerSecond: v * 1.1e9}, CPU: cpu},
-				{Test: TestUDP64, UDP: &UDPRun{PayloadBytes: 64, Seconds: 1, Packets: 1000, Lost: 100, DeliveredPPS: v * 1e4, LossPercent: 10}},
+				{Test: TestUDP64, UDP: &UDPRun{PayloadBytes: 64, Seconds: 1, Packets: 1000, Lost: 100, DeliveredPPS: v * 1e4, LossPercent: 10, SocketDrops: 80}},
 				{Test: TestUDP64Paced, UDP: &UDPRun{PayloadBytes: 64, Seconds: 1, Packets: 1000, Lost: 1, DeliveredPPS: v * 9e3, LossPercent: 0.1}},
 				{Test: TestUDP1400, UDP: &UDPRun{PayloadBytes: 1400, Seconds: 1, Packets: 1000, Lost: 0, DeliveredPPS: v * 9e3}},
 				{Test: TestRTT, RTT: &RTTRun{Micros: []float64{100 / v, 200 / v}, P50: 100 / v, P99: 200 / v}},
@@ -60,9 +60,9 @@ func fakeResults(rounds int) *Results {
 func TestMarkdownHasEveryConfiguration(t *testing.T) {
 	md := Markdown(fakeResults(3))
 	for _, c := range AllConfigs {
-		// One row in each of the four tables.
-		if n := strings.Count(md, "| "+c.Label()+" |"); n != 4 {
-			t.Errorf("%d rows for %s, want 4:\n%s", n, c.Label(), md)
+		// One row in each of the five tables.
+		if n := strings.Count(md, "| "+c.Label()+" |"); n != 5 {
+			t.Errorf("%d rows for %s, want 5:\n%s", n, c.Label(), md)
 		}
 	}
 	for _, want := range []string{
@@ -71,6 +71,7 @@ func TestMarkdownHasEveryConfiguration(t *testing.T) {
 		"96.5 %", "99.4 %",                    // efficiency at 1500 and 9000
 		"Command: `vxbench --quick`",
 		"UDP 64 B paced: 100 kpps offered",
+		"| vxland | 8.00 | 0 | 0 |", // socket drops: 80 of 1000 sent, the same every round
 		"Test CPU <&>",
 	} {
 		if !strings.Contains(md, want) {

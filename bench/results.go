@@ -90,6 +90,11 @@ type UDPRun struct {
 	Lost         int64   `json:"packets_lost"`
 	DeliveredPPS float64 `json:"delivered_pps"`
 	LossPercent  float64 `json:"loss_percent"`
+	// SocketDrops is how many datagrams the receiving host's kernel
+	// dropped because iperf3's socket buffer was full (UDP
+	// RcvbufErrors in its namespace): lost after crossing the path,
+	// for want of CPU for the receiving application; -1 if unknown.
+	SocketDrops int64 `json:"socket_drops"`
 }
 
 // RTTRun is a series of ICMP echo round trips.
@@ -155,6 +160,9 @@ func Samples(runs []Measurement) []Sample {
 			}
 			add(r, rate, r.UDP.DeliveredPPS/1e3)
 			add(r, loss, r.UDP.LossPercent)
+			if r.UDP.SocketDrops >= 0 && r.UDP.Packets > 0 {
+				add(r, socketLossMetric[r.Test], 100*float64(r.UDP.SocketDrops)/float64(r.UDP.Packets))
+			}
 		case r.RTT != nil && len(r.RTT.Micros) > 0:
 			add(r, MetricRTTP50, r.RTT.P50)
 			add(r, MetricRTTP99, r.RTT.P99)

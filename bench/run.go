@@ -196,10 +196,17 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 			bitrate = fmt.Sprint(int64(pacedKPPS * 1e3 * float64(payload) * 8))
 		}
 		var out []byte
+		before, berr := rcvbufErrors(t.dst)
 		out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration,
 			[]string{"--udp", "--length", fmt.Sprint(payload), "--bitrate", bitrate}, t.vxlandPIDs())
 		if err == nil {
 			r.UDP, err = parseUDP(out, payload)
+		}
+		if r.UDP != nil {
+			r.UDP.SocketDrops = -1
+			if after, aerr := rcvbufErrors(t.dst); berr == nil && aerr == nil {
+				r.UDP.SocketDrops = after - before
+			}
 		}
 	case TestRTT:
 		r.RTT, err = measureRTT(ctx, t.src, t.dstIP, o.RTTSamples, o.RTTInterval)
@@ -217,6 +224,37 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 		}
 	}
 	return r
+}
+
+// rcvbufErrors reads the UDP RcvbufErrors counter of ns: datagrams its
+// sockets dropped because their receive buffer was full.
+func rcvbufErrors(ns *netlab.NS) (int64, error) {
+	out, err := ns.Run("cat", "/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	return parseRcvbufErrors(out)
+}
+
+// parseRcvbufErrors finds RcvbufErrors in the Udp lines of /proc/net/snmp.
+func parseRcvbufErrors(snmp string) (int64, error) {
+	var names []string
+	for line := range strings.Lines(snmp) {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				return strconv.ParseInt(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
 }
 
 // heapAlloc reads each vxland's cumulative heap allocation; nil when one

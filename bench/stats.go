@@ -19,10 +19,14 @@ const (
 	MetricUDP64PacedLoss Metric = "udp64_paced_loss_pct"
 	MetricUDP1400Rate    Metric = "udp1400_kpps"
 	MetricUDP1400Loss    Metric = "udp1400_loss_pct"
-	MetricRTTP50         Metric = "rtt_p50_us"
-	MetricRTTP99         Metric = "rtt_p99_us"
-	MetricCPUMachine     Metric = "cpu_machine_s_per_gbit"
-	MetricCPUVxland      Metric = "cpu_vxland_s_per_gbit"
+	// Of the datagrams sent, the share the receiving socket dropped.
+	MetricUDP64SocketLoss      Metric = "udp64_socket_loss_pct"
+	MetricUDP64PacedSocketLoss Metric = "udp64_paced_socket_loss_pct"
+	MetricUDP1400SocketLoss    Metric = "udp1400_socket_loss_pct"
+	MetricRTTP50               Metric = "rtt_p50_us"
+	MetricRTTP99               Metric = "rtt_p99_us"
+	MetricCPUMachine           Metric = "cpu_machine_s_per_gbit"
+	MetricCPUVxland            Metric = "cpu_vxland_s_per_gbit"
 )
 
 // AllMetrics lists the metrics in table order.
@@ -30,8 +34,16 @@ var AllMetrics = []Metric{
 	MetricTCP1, MetricTCP4,
 	MetricUDP64Rate, MetricUDP64Loss, MetricUDP64PacedRate, MetricUDP64PacedLoss,
 	MetricUDP1400Rate, MetricUDP1400Loss,
+	MetricUDP64SocketLoss, MetricUDP64PacedSocketLoss, MetricUDP1400SocketLoss,
 	MetricRTTP50, MetricRTTP99,
 	MetricCPUMachine, MetricCPUVxland,
+}
+
+// socketLossMetric is the socket-drop metric of each UDP test.
+var socketLossMetric = map[Test]Metric{
+	TestUDP64:      MetricUDP64SocketLoss,
+	TestUDP64Paced: MetricUDP64PacedSocketLoss,
+	TestUDP1400:    MetricUDP1400SocketLoss,
 }
 
 // MetricInfo describes a metric for tables and charts.
@@ -60,6 +72,12 @@ func (m Metric) Info() MetricInfo {
 		return MetricInfo{"UDP 1400 B delivered", "kpps", true}
 	case MetricUDP1400Loss:
 		return MetricInfo{"UDP 1400 B loss", "%", false}
+	case MetricUDP64SocketLoss:
+		return MetricInfo{"UDP 64 B dropped by the receiving socket", "%", false}
+	case MetricUDP64PacedSocketLoss:
+		return MetricInfo{"UDP 64 B at kernel VXLAN's rate, dropped by the receiving socket", "%", false}
+	case MetricUDP1400SocketLoss:
+		return MetricInfo{"UDP 1400 B dropped by the receiving socket", "%", false}
 	case MetricRTTP50:
 		return MetricInfo{"RTT p50", "µs", false}
 	case MetricRTTP99:
