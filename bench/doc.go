@@ -34,6 +34,12 @@
 // one core lets it, and the metric is what the receiver got, in packets per
 // second, with the loss. That is the most the data path delivers when a
 // sender saturates it, the number that matters for small-packet workloads.
+// When kernel VXLAN is measured, a run before the rounds records what it
+// delivers of unlimited 64 B datagrams, and every configuration also runs
+// "udp64-paced" at that rate: delivered rate and loss at the kernel's rate.
+// Each UDP run also reads the receiving namespace's UDP RcvbufErrors, the
+// datagrams that crossed the path but found the receiving iperf3's socket
+// full, so that loss on the way and loss at the application are told apart.
 //
 // CPU cost is measured during the TCP tests: the busy time of the whole
 // machine (/proc/stat) and of the vxland processes (/proc/PID/stat, all

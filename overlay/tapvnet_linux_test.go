@@ -126,4 +126,3 @@ func tapRxPackets(t *testing.T, ns *netlab.NS, dev string) uint64 {
 	}
 	return links[0].Stats64.Rx.Packets
 }
-
