@@ -5,6 +5,7 @@ package overlay
 import (
 	"errors"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -214,4 +215,40 @@ func TestMultiWaiterReportsReadyAndClose(t *testing.T) {
 	if err := <-done; err != ErrClosed {
 		t.Fatalf("wait after close = %v, want ErrClosed", err)
 	}
+}
+
+// A worker sleeps in poll holding its P (multiWaiter.wait). With a single
+// P, the rest of the program must still run: the runtime's preemption
+// signal interrupts the poll, and the waiter yields.
+func TestMultiWaiterYieldsItsP(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[1])
+	w, err := newFDWaiter(p[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw := newMultiWaiter(w)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	waited := make(chan error, 1)
+	go func() {
+		_, err := mw.wait()
+		waited <- err
+	}()
+	runtime.Gosched() // let the waiter take the P and block
+	for range 3 {
+		runtime.GC() // stops the world: needs the waiter's P
+	}
+	unix.Write(p[1], []byte{1})
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("wait = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiter never saw its descriptor become readable")
+	}
+	w.close()
 }

@@ -5,6 +5,7 @@ package overlay
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 )
 
@@ -35,7 +36,11 @@ func (o *Overlay) startWorker(wg *sync.WaitGroup, i int, fail func(error)) bool 
 		return false
 	}
 	mw := newMultiWaiter(dev.readWaiter(), conn.readWaiter())
+	// The worker keeps a P while it sleeps (multiWaiter.wait): one more
+	// for as long as it runs, so that the other goroutines keep theirs.
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	wg.Go(func() {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) - 1)
 		if err := o.work(i, mw); err != nil {
 			fail(err)
 		}
