@@ -183,17 +183,8 @@ func TestMultiWaiterReportsReadyAndClose(t *testing.T) {
 	var ws []*fdWaiter
 	var writers []int
 	for range 2 {
-		var p [2]int
-		if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { unix.Close(p[1]) })
-		w, err := newFDWaiter(p[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { w.close() })
-		ws, writers = append(ws, w), append(writers, p[1])
+		w, wr := pipeWaiter(t)
+		ws, writers = append(ws, w), append(writers, wr)
 	}
 	mw := newMultiWaiter(ws...)
 	if err := ws[0].wait(); err != errWouldBlock {
@@ -221,15 +212,7 @@ func TestMultiWaiterReportsReadyAndClose(t *testing.T) {
 // P, the rest of the program must still run: the runtime's preemption
 // signal interrupts the poll, and the waiter yields.
 func TestMultiWaiterYieldsItsP(t *testing.T) {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(p[1])
-	w, err := newFDWaiter(p[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, wr := pipeWaiter(t)
 	mw := newMultiWaiter(w)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	waited := make(chan error, 1)
@@ -241,7 +224,7 @@ func TestMultiWaiterYieldsItsP(t *testing.T) {
 	for range 3 {
 		runtime.GC() // stops the world: needs the waiter's P
 	}
-	unix.Write(p[1], []byte{1})
+	unix.Write(wr, []byte{1})
 	select {
 	case err := <-waited:
 		if err != nil {
@@ -250,5 +233,22 @@ func TestMultiWaiterYieldsItsP(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the waiter never saw its descriptor become readable")
 	}
-	w.close()
+}
+
+// pipeWaiter returns a waiter on the read end of a new pipe, and the write
+// end; both are closed when the test ends.
+func pipeWaiter(t *testing.T) (*fdWaiter, int) {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[1]) })
+	w, err := newFDWaiter(p[0])
+	if err != nil {
+		unix.Close(p[0])
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.close() })
+	return w, p[1]
 }

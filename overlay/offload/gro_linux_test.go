@@ -346,36 +346,9 @@ func TestSegmentGSOKernelFrames(t *testing.T) {
 	}
 	const tapName, local, peer, port = "vxgro1", "10.99.0.1", "10.99.0.2", 5201
 	peerMAC := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}
-	fd := -1
-	err = x.Do(func() error {
-		var err error
-		if fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0); err != nil {
-			return err
-		}
-		ifr, err := unix.NewIfreq(tapName)
-		if err != nil {
-			return err
-		}
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			return err
-		}
-		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VirtioNetHdrLen); err != nil {
-			return err
-		}
-		return unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6)
-	})
+	tap, err := openAddressedTAP(t, x, tapName, local, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6)
 	if err != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
 		t.Fatalf("opening the TAP: %v", err)
-	}
-	// The os.File owns fd and reads through the poller, with deadlines.
-	tap := os.NewFile(uintptr(fd), tapName)
-	t.Cleanup(func() { tap.Close() })
-	if err := x.Addr(tapName, local+"/24"); err != nil {
-		t.Fatal(err)
 	}
 	x.MustRun(t, "ip", "neigh", "add", peer, "lladdr", peerMAC.String(), "dev", tapName)
 
@@ -523,38 +496,12 @@ func TestSegmentGSOKernelUDPFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	const tapName, local, peer, port = "vxuso0", "10.99.1.1", "10.99.1.2", 5202
-	fd := -1
-	err = x.Do(func() error {
-		var err error
-		if fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0); err != nil {
-			return err
-		}
-		ifr, err := unix.NewIfreq(tapName)
-		if err != nil {
-			return err
-		}
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			return err
-		}
-		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VirtioNetHdrLen); err != nil {
-			return err
-		}
-		return unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_USO4|unix.TUN_F_USO6)
-	})
-	if err != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		if errors.Is(err, unix.EINVAL) {
-			t.Skipf("this kernel has no TAP USO: %v", err)
-		}
-		t.Fatalf("opening the TAP: %v", err)
+	tap, err := openAddressedTAP(t, x, tapName, local, unix.TUN_F_CSUM|unix.TUN_F_USO4|unix.TUN_F_USO6)
+	if errors.Is(err, unix.EINVAL) {
+		t.Skipf("this kernel has no TAP USO: %v", err)
 	}
-	tap := os.NewFile(uintptr(fd), tapName)
-	t.Cleanup(func() { tap.Close() })
-	if err := x.Addr(tapName, local+"/24"); err != nil {
-		t.Fatal(err)
+	if err != nil {
+		t.Fatalf("opening the TAP: %v", err)
 	}
 	x.MustRun(t, "ip", "neigh", "add", peer, "lladdr", "02:00:00:00:00:02", "dev", tapName)
 
@@ -621,4 +568,43 @@ func TestSegmentGSOKernelUDPFrames(t *testing.T) {
 		}
 		return
 	}
+}
+
+// openAddressedTAP opens, in ns, a non-blocking TAP with the virtio-net
+// header and the given TUNSETOFFLOAD flags, gives it local/24, and returns
+// it as an os.File, which reads through the poller with deadlines and is
+// closed when the test ends.
+func openAddressedTAP(t *testing.T, ns *netlab.NS, name, local string, offloads int) (*os.File, error) {
+	t.Helper()
+	fd := -1
+	err := ns.Do(func() error {
+		var err error
+		if fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0); err != nil {
+			return err
+		}
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			return err
+		}
+		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			return err
+		}
+		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VirtioNetHdrLen); err != nil {
+			return err
+		}
+		return unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloads)
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, err
+	}
+	tap := os.NewFile(uintptr(fd), name)
+	t.Cleanup(func() { tap.Close() })
+	if err := ns.Addr(name, local+"/24"); err != nil {
+		t.Fatal(err)
+	}
+	return tap, nil
 }

@@ -89,15 +89,7 @@ func SegmentTCP(frame []byte, mtu int, out [][]byte, sizes []int, offset int) (i
 		copy(seg[headerLen:], chunk)
 
 		tcpLen := tcpHeaderLen + len(chunk)
-		ip := seg[p.ip:p.l4]
-		if p.v6 {
-			binary.BigEndian.PutUint16(ip[4:6], uint16(tcpLen))
-		} else {
-			binary.BigEndian.PutUint16(ip[2:4], uint16(ipHeaderLen+tcpLen))
-			binary.BigEndian.PutUint16(ip[4:6], id+uint16(i))
-			ip[10], ip[11] = 0, 0
-			binary.BigEndian.PutUint16(ip[10:12], ^Checksum(ip, 0))
-		}
+		setSegmentIP(seg[p.ip:p.l4], p.v6, tcpLen, id+uint16(i))
 
 		th := seg[p.l4:]
 		binary.BigEndian.PutUint32(th[4:8], seq+uint32(i*mss))
@@ -163,7 +155,6 @@ func SegmentUDP(frame []byte, gsoSize int, out [][]byte, sizes []int, offset int
 			return 0, ErrBufferTooSmall
 		}
 	}
-	ipHeaderLen := p.l4 - p.ip
 	var id uint16
 	if !p.v6 {
 		id = binary.BigEndian.Uint16(frame[p.ip+4 : p.ip+6])
@@ -175,15 +166,7 @@ func SegmentUDP(frame []byte, gsoSize int, out [][]byte, sizes []int, offset int
 		copy(seg[headerLen:], chunk)
 
 		udpLen := udpHeaderLen + len(chunk)
-		ip := seg[p.ip:p.l4]
-		if p.v6 {
-			binary.BigEndian.PutUint16(ip[4:6], uint16(udpLen))
-		} else {
-			binary.BigEndian.PutUint16(ip[2:4], uint16(ipHeaderLen+udpLen))
-			binary.BigEndian.PutUint16(ip[4:6], id+uint16(i))
-			ip[10], ip[11] = 0, 0
-			binary.BigEndian.PutUint16(ip[10:12], ^Checksum(ip, 0))
-		}
+		setSegmentIP(seg[p.ip:p.l4], p.v6, udpLen, id+uint16(i))
 		uh := seg[p.l4:]
 		binary.BigEndian.PutUint16(uh[4:6], uint16(udpLen))
 		uh[6], uh[7] = 0, 0
@@ -195,4 +178,18 @@ func SegmentUDP(frame []byte, gsoSize int, out [][]byte, sizes []int, offset int
 		sizes[i] = len(seg)
 	}
 	return n, nil
+}
+
+// setSegmentIP sets the IP header ip of a segment carrying l4Len bytes of
+// transport header and payload: the IPv6 payload length, or the IPv4 total
+// length, identification and header checksum.
+func setSegmentIP(ip []byte, v6 bool, l4Len int, id uint16) {
+	if v6 {
+		binary.BigEndian.PutUint16(ip[4:6], uint16(l4Len))
+		return
+	}
+	binary.BigEndian.PutUint16(ip[2:4], uint16(len(ip)+l4Len))
+	binary.BigEndian.PutUint16(ip[4:6], id)
+	ip[10], ip[11] = 0, 0
+	binary.BigEndian.PutUint16(ip[10:12], ^Checksum(ip, 0))
 }
