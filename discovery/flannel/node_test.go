@@ -260,6 +260,12 @@ func TestNodesJoin(t *testing.T) {
 		if want := string(SubnetEnv{Network: pfx("10.244.0.0/16"), Subnet: s, MTU: 1450}.Marshal()); string(b) != want {
 			t.Errorf("subnet.env of %s: %q, want %q", n.ip, b, want)
 		}
+		// A node ready before the others registered learns of them
+		// through its watch, a moment later.
+		waitFor(t, fmt.Sprintf("node %s to install both others", n.ip), func() bool {
+			_, peers := n.dp.snapshot()
+			return len(peers) >= 2
+		})
 		local, peers := n.dp.snapshot()
 		if local != s || len(peers) != 2 {
 			t.Errorf("node %s: local %s, %d peers; want %s and 2", n.ip, local, len(peers), s)
