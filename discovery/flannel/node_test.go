@@ -350,9 +350,10 @@ func TestNodeLeaseLoss(t *testing.T) {
 		ready, _ := b.Ready()
 		return ready && peers[sa] == intruder && peers[moved].PublicIP == a.ip && len(peers) == 2
 	})
-	if _, peers := a.dp.snapshot(); peers[sa] != intruder || peers[sb].PublicIP != b.ip {
-		t.Fatalf("a's peers %v: want the intruder at %s and b at %s", peers, sa, sb)
-	}
+	waitFor(t, "a routes its old subnet to the intruder", func() bool {
+		_, peers := a.dp.snapshot()
+		return peers[sa] == intruder && peers[sb].PublicIP == b.ip
+	})
 }
 
 func readSubnet(t *testing.T, path string) netip.Prefix {
