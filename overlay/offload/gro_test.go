@@ -414,8 +414,10 @@ func TestGROFull(t *testing.T) {
 func TestGRONoAllocs(t *testing.T) {
 	a := stream(t, frameSpec{tcpOptions: true}, repeat(44, 1448-32))
 	b := stream(t, frameSpec{ipv6: true, tcpOptions: true}, repeat(20, testMSS-20))
+	u := datagrams(t, frameSpec{}, repeat(64, 64))
 	arp := arpFrame(t)
 	g := NewGRO(8)
+	g.UDP = true
 	if n := testing.AllocsPerRun(20, func() {
 		for i, f := range a {
 			g.Add(f, false)
@@ -423,9 +425,12 @@ func TestGRONoAllocs(t *testing.T) {
 				g.Add(b[i], true)
 			}
 		}
+		for _, f := range u {
+			g.Add(f, false)
+		}
 		g.Add(arp, false)
-		if len(g.Frames()) != 2 {
-			panic("not two frames")
+		if len(g.Frames()) != 3 {
+			panic("not three frames")
 		}
 		g.Reset()
 	}); n != 0 {
