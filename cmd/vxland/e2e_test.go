@@ -243,10 +243,19 @@ func TestTwoHostsUDPBursts(t *testing.T) {
 	if err := netlab.Reach(ctx, c1.ns, c2.ns, c2.ip); err != nil {
 		t.Fatal(err)
 	}
+	udpBursts(t, c1, c2)
+	udpBursts(t, c2, c1)
+}
+
+// udpBursts sends bursts of UDP datagrams from one container to another,
+// in runs of equal sizes up to the largest that fits the MTU (1450 - 28),
+// and checks that every one arrives whole and in order.
+func udpBursts(t *testing.T, from, to *testContainer) {
+	t.Helper()
 	var rx *net.UDPConn
-	if err := c2.ns.Do(func() error {
+	if err := to.ns.Do(func() error {
 		var err error
-		rx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(c2.ip), Port: 6000})
+		rx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(to.ip), Port: 6000})
 		if err == nil {
 			err = rx.SetReadBuffer(8 << 20)
 		}
@@ -256,17 +265,15 @@ func TestTwoHostsUDPBursts(t *testing.T) {
 	}
 	defer rx.Close()
 	var tx *net.UDPConn
-	if err := c1.ns.Do(func() error {
+	if err := from.ns.Do(func() error {
 		var err error
-		tx, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(c2.ip), Port: 6000})
+		tx, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(to.ip), Port: 6000})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Close()
 
-	// Runs of equal sizes, the largest that fits the MTU (1450 - 28)
-	// among them; datagram i holds i and a pattern.
 	sizes := []int{8, 64, 512, 1422, 1000}
 	const bursts, perBurst = 20, 50
 	datagram := func(i int) []byte {
@@ -292,11 +299,11 @@ func TestTwoHostsUDPBursts(t *testing.T) {
 		rx.SetReadDeadline(time.Now().Add(5 * time.Second))
 		n, err := rx.Read(buf)
 		if err != nil {
-			t.Fatalf("after %d of %d datagrams: %v", i, bursts*perBurst, err)
+			t.Fatalf("%s -> %s: after %d of %d datagrams: %v", from.ip, to.ip, i, bursts*perBurst, err)
 		}
 		if want := datagram(i); !bytes.Equal(buf[:n], want) {
-			t.Fatalf("datagram %d: got %d bytes starting % x, want %d starting % x",
-				i, n, buf[:min(n, 8)], len(want), want[:min(len(want), 8)])
+			t.Fatalf("%s -> %s: datagram %d: got %d bytes starting % x, want %d starting % x",
+				from.ip, to.ip, i, n, buf[:min(n, 8)], len(want), want[:min(len(want), 8)])
 		}
 	}
 }
@@ -487,6 +494,8 @@ func testKernelInterop(t *testing.T, underlay, offload string, port int) {
 	if err := netlab.TCPTransfer(ctx, vc.ns, kc.ns, kc.ip+":5002", size); err != nil {
 		t.Fatalf("vxland -> kernel: %v", err)
 	}
+	udpBursts(t, kc, vc)
+	udpBursts(t, vc, kc)
 	s := tp.stats(vh)
 	t.Logf("vxland: rx %d frames, checksums completed %d, frames segmented %d, drops %v",
 		s.RxPackets, s.RxChecksumCompleted, s.RxSegmented, nonZero(s.Drops))
