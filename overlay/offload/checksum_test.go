@@ -120,3 +120,21 @@ func BenchmarkChecksum(b *testing.B) {
 		})
 	}
 }
+
+func TestIPv4HeaderChecksumMatchesChecksum(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for range 1000 {
+		n := 20
+		if r.IntN(4) == 0 {
+			n = 24 + 4*r.IntN(10) // with options: the general path
+		}
+		ip := make([]byte, n)
+		for i := range ip {
+			ip[i] = byte(r.Uint32())
+		}
+		ip[10], ip[11] = 0, 0
+		if got, want := ipv4HeaderChecksum(ip), ^refSum(ip, 0); got != want {
+			t.Fatalf("% x: ipv4HeaderChecksum = %#04x, reference %#04x", ip, got, want)
+		}
+	}
+}

@@ -191,5 +191,5 @@ func setSegmentIP(ip []byte, v6 bool, l4Len int, id uint16) {
 	binary.BigEndian.PutUint16(ip[2:4], uint16(len(ip)+l4Len))
 	binary.BigEndian.PutUint16(ip[4:6], id)
 	ip[10], ip[11] = 0, 0
-	binary.BigEndian.PutUint16(ip[10:12], ^Checksum(ip, 0))
+	binary.BigEndian.PutUint16(ip[10:12], ipv4HeaderChecksum(ip))
 }
