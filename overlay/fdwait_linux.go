@@ -149,7 +149,9 @@ func (m *multiWaiter) poll() (uint, error) {
 		// runtime's preemption signal (GC, sysmon after 10 ms) ends the
 		// poll with EINTR, and Gosched lets it have the P; Run adds a P
 		// per worker so that the rest of the program keeps its own.
-		_, _, errno := unix.RawSyscall(unix.SYS_POLL, uintptr(unsafe.Pointer(&m.pfds[0])), uintptr(len(m.pfds)), ^uintptr(0))
+		// ppoll without timeout or signal mask is poll(2) with an
+		// infinite timeout, on every architecture (arm64 has no poll).
+		_, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&m.pfds[0])), uintptr(len(m.pfds)), 0, 0, 0, 0)
 		if errno == unix.EINTR {
 			runtime.Gosched()
 			continue
