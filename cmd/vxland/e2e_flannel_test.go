@@ -264,6 +264,22 @@ func checkProgrammed(t *testing.T, n *flannelNode, others map[netip.Prefix]etcdL
 	return nil
 }
 
+// waitProgrammed is checkProgrammed until it passes, for 5 s at most:
+// readiness covers the leases a node has seen, and the others' may still
+// be on their way through its watch.
+func waitProgrammed(t *testing.T, n *flannelNode, others map[netip.Prefix]etcdLease) error {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := checkProgrammed(t, n, others)
+		if err == nil || time.Now().After(deadline) {
+			if err != nil {
+				err = fmt.Errorf("not within 5s: %w", err)
+			}
+			return err
+		}
+	}
+}
+
 func without(m map[netip.Prefix]etcdLease, s netip.Prefix) map[netip.Prefix]etcdLease {
 	out := map[netip.Prefix]etcdLease{}
 	for k, v := range m {
@@ -335,17 +351,8 @@ func TestFlannelThreeNodes(t *testing.T) {
 		if !strings.Contains(link, "mtu 1450 ") || !strings.Contains(link, "inet "+s.Addr().String()+"/32 ") {
 			t.Errorf("%s: flannel.1 should hold %s/32 with MTU 1450:\n%s", n.ns, s.Addr(), link)
 		}
-		// Readiness covers the leases a node has seen; the others' may
-		// still be on their way through the watch.
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			err := checkProgrammed(t, n, without(leases, s))
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("not within 5s: %v", err)
-				break
-			}
+		if err := waitProgrammed(t, n, without(leases, s)); err != nil {
+			t.Error(err)
 		}
 	}
 	if t.Failed() {
@@ -439,7 +446,7 @@ func TestFlannelRestartAndLeaseLoss(t *testing.T) {
 	for _, n := range fl.nodes {
 		fl.waitReady(n)
 	}
-	if err := checkProgrammed(t, n1, map[netip.Prefix]etcdLease{s2: fl.leases()[s2]}); err != nil {
+	if err := waitProgrammed(t, n1, map[netip.Prefix]etcdLease{s2: fl.leases()[s2]}); err != nil {
 		t.Fatal(err)
 	}
 	if err := netlab.Reach(ctx, p1.ns, p2.ns, p2.ip); err != nil {
@@ -511,7 +518,7 @@ func TestFlannelKernelInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []*flannelNode{v1, v2} {
-		if err := checkProgrammed(t, n, without(leases, n.subnet(t))); err != nil {
+		if err := waitProgrammed(t, n, without(leases, n.subnet(t))); err != nil {
 			t.Fatal(err)
 		}
 		var found bool
