@@ -356,24 +356,9 @@ func TestSegmentGSOKernelFrames(t *testing.T) {
 	buf := make([]byte, VirtioNetHdrLen+1<<16)
 	next := func() (VirtioNetHdr, []byte) {
 		t.Helper()
-		for {
-			if err := tap.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			n, err := tap.Read(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var h VirtioNetHdr
-			if err := h.Decode(buf[:n]); err != nil {
-				t.Fatal(err)
-			}
-			frame := buf[VirtioNetHdrLen:n]
-			var s groSegment
-			if parseGROSegment(frame, &s) && binary.BigEndian.Uint16(s.flow.ports[2:]) == port {
-				return h, frame
-			}
-		}
+		return nextTAPFrame(t, tap, buf, func(s *groSegment) bool {
+			return !s.flow.udp && binary.BigEndian.Uint16(s.flow.ports[2:]) == port
+		})
 	}
 
 	type dialed struct {
@@ -522,51 +507,35 @@ func TestSegmentGSOKernelUDPFrames(t *testing.T) {
 		t.Fatalf("sending a UDP_SEGMENT burst: %v", err)
 	}
 
-	buf := make([]byte, VirtioNetHdrLen+1<<16)
-	for {
-		if err := tap.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
-			t.Fatal(err)
+	// Skip IPv6 neighbour discovery and the like.
+	h, frame := nextTAPFrame(t, tap, make([]byte, VirtioNetHdrLen+1<<16), func(s *groSegment) bool {
+		return s.flow.udp && binary.BigEndian.Uint16(s.flow.ports[2:]) == port
+	})
+	if h.GSOType != VirtioNetHdrGSOUDPL4 || h.GSOSize != gsoSize {
+		t.Fatalf("the TAP handed over header %+v, want a GSO_UDP_L4 burst of gso_size %d", h, gsoSize)
+	}
+	out, sizes := makeOut(16, 1500)
+	cnt, err := SegmentGSO(h, frame, out, sizes, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cnt != 10 {
+		t.Fatalf("%d datagrams, want 10", cnt)
+	}
+	var joined []byte
+	for i := range cnt {
+		d := out[i][:sizes[i]]
+		l := readLayout(t, d)
+		if !refL4Valid(d, l) {
+			t.Fatalf("datagram %d: bad UDP checksum", i)
 		}
-		n, err := tap.Read(buf)
-		if err != nil {
-			t.Fatal(err)
+		if refSum(d[l.ip:l.l4], 0) != 0xffff {
+			t.Fatalf("datagram %d: bad IPv4 header checksum", i)
 		}
-		var h VirtioNetHdr
-		if err := h.Decode(buf[:n]); err != nil {
-			t.Fatal(err)
-		}
-		frame := buf[VirtioNetHdrLen:n]
-		var s groSegment
-		if !parseGROSegment(frame, &s) || !s.flow.udp || binary.BigEndian.Uint16(s.flow.ports[2:]) != port {
-			continue // IPv6 neighbour discovery and the like
-		}
-		if h.GSOType != VirtioNetHdrGSOUDPL4 || h.GSOSize != gsoSize {
-			t.Fatalf("the TAP handed over header %+v, want a GSO_UDP_L4 burst of gso_size %d", h, gsoSize)
-		}
-		out, sizes := makeOut(16, 1500)
-		cnt, err := SegmentGSO(h, frame, out, sizes, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cnt != 10 {
-			t.Fatalf("%d datagrams, want 10", cnt)
-		}
-		var joined []byte
-		for i := range cnt {
-			d := out[i][:sizes[i]]
-			l := readLayout(t, d)
-			if !refL4Valid(d, l) {
-				t.Fatalf("datagram %d: bad UDP checksum", i)
-			}
-			if refSum(d[l.ip:l.l4], 0) != 0xffff {
-				t.Fatalf("datagram %d: bad IPv4 header checksum", i)
-			}
-			joined = append(joined, d[l.hdrLen:l.end]...)
-		}
-		if !bytes.Equal(joined, sent) {
-			t.Fatal("the datagrams do not give back what was sent")
-		}
-		return
+		joined = append(joined, d[l.hdrLen:l.end]...)
+	}
+	if !bytes.Equal(joined, sent) {
+		t.Fatal("the datagrams do not give back what was sent")
 	}
 }
 
@@ -607,4 +576,28 @@ func openAddressedTAP(t *testing.T, ns *netlab.NS, name, local string, offloads 
 		t.Fatal(err)
 	}
 	return tap, nil
+}
+
+// nextTAPFrame reads frames from tap into buf until one of a flow that match
+// accepts, and returns it with its virtio-net header.
+func nextTAPFrame(t *testing.T, tap *os.File, buf []byte, match func(*groSegment) bool) (VirtioNetHdr, []byte) {
+	t.Helper()
+	for {
+		if err := tap.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := tap.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h VirtioNetHdr
+		if err := h.Decode(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		frame := buf[VirtioNetHdrLen:n]
+		var s groSegment
+		if parseGROSegment(frame, &s) && match(&s) {
+			return h, frame
+		}
+	}
 }
