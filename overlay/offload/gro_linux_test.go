@@ -77,23 +77,9 @@ func newTAPBench(t *testing.T) *tapBench {
 		}
 	})
 	err = x.Do(func() error {
-		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		b.tap = fd
-		ifr, err := unix.NewIfreq(benchTAP)
-		if err != nil {
-			return err
-		}
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			return err
-		}
-		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VirtioNetHdrLen); err != nil {
-			return err
-		}
-		return unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6)
+		var err error
+		b.tap, err = openVnetTAP(benchTAP, 0, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6)
+		return err
 	})
 	if err != nil {
 		t.Fatalf("opening the TAP: %v", err)
@@ -548,26 +534,10 @@ func openAddressedTAP(t *testing.T, ns *netlab.NS, name, local string, offloads 
 	fd := -1
 	err := ns.Do(func() error {
 		var err error
-		if fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0); err != nil {
-			return err
-		}
-		ifr, err := unix.NewIfreq(name)
-		if err != nil {
-			return err
-		}
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			return err
-		}
-		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VirtioNetHdrLen); err != nil {
-			return err
-		}
-		return unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloads)
+		fd, err = openVnetTAP(name, unix.O_NONBLOCK, offloads)
+		return err
 	})
 	if err != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
 		return nil, err
 	}
 	tap := os.NewFile(uintptr(fd), name)
@@ -600,4 +570,30 @@ func nextTAPFrame(t *testing.T, tap *os.File, buf []byte, match func(*groSegment
 			return h, frame
 		}
 	}
+}
+
+// openVnetTAP opens the TAP name in the calling thread's namespace with the
+// virtio-net header and the given TUNSETOFFLOAD flags; flags are extra
+// open(2) flags. On error nothing stays open.
+func openVnetTAP(name string, flags, offloads int) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|flags, 0)
+	if err != nil {
+		return -1, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err == nil {
+		err = unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VirtioNetHdrLen)
+	}
+	if err == nil {
+		err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloads)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
