@@ -105,7 +105,15 @@ func (w *fdWaiter) close() error {
 type multiWaiter struct {
 	ws   []*fdWaiter
 	pfds []unix.PollFd // fd, then efd, of each waiter
+	// slowWaits counts the waits that went on in the runtime's own
+	// poll, after idleEINTRs preemptions without an event.
+	slowWaits atomic.Uint64
 }
+
+// idleEINTRs is how many preemptions of a raw wait (sysmon's come every
+// 10 ms) pass without an event before the wait goes on through the
+// runtime: about a second of silence.
+const idleEINTRs = 100
 
 func newMultiWaiter(ws ...*fdWaiter) *multiWaiter {
 	m := &multiWaiter{ws: ws, pfds: make([]unix.PollFd, 2*len(ws))}
@@ -134,11 +142,32 @@ func (m *multiWaiter) poll() (uint, error) {
 		m.pfds[2*i] = unix.PollFd{Fd: int32(w.fd), Events: unix.POLLIN}
 		m.pfds[2*i+1] = unix.PollFd{Fd: int32(w.efd), Events: unix.POLLIN}
 	}
+	idle := 0
 	for {
 		for _, w := range m.ws {
 			if w.closed.Load() {
 				return 0, ErrClosed
 			}
+		}
+		if idle >= idleEINTRs {
+			// A second without traffic: give the P back, so that an
+			// idle daemon is not woken every 10 ms. The first
+			// wake-up from here pays the runtime's price once.
+			if idle == idleEINTRs {
+				m.slowWaits.Add(1)
+				idle++
+			}
+			_, err := unix.Poll(m.pfds, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return 0, os.NewSyscallError("poll", err)
+			}
+			if ready, err := m.ready(); ready != 0 || err != nil {
+				return ready, err
+			}
+			continue
 		}
 		// A raw system call: the goroutine keeps its P while it sleeps.
 		// Through the runtime's syscall bookkeeping, sysmon hands the
@@ -148,30 +177,38 @@ func (m *multiWaiter) poll() (uint, error) {
 		// every round trip (make bench, RTT 290 -> 156 µs). The
 		// runtime's preemption signal (GC, sysmon after 10 ms) ends the
 		// poll with EINTR, and Gosched lets it have the P; Run adds a P
-		// per worker so that the rest of the program keeps its own. The
-		// price: sysmon preempts an idle worker every 10 ms, which costs
-		// an idle daemon about 0.6% of a CPU.
+		// per worker so that the rest of the program keeps its own.
+		// sysmon preempts a worker so asleep every 10 ms; after a second
+		// of that without traffic the wait goes on in the runtime's
+		// poll (above), so that an idle daemon costs nothing.
 		// ppoll without timeout or signal mask is poll(2) with an
 		// infinite timeout, on every architecture (arm64 has no poll).
 		_, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&m.pfds[0])), uintptr(len(m.pfds)), 0, 0, 0, 0)
 		if errno == unix.EINTR {
+			idle++
 			runtime.Gosched()
 			continue
 		}
 		if errno != 0 {
-			return 0, os.NewSyscallError("poll", errno)
+			return 0, os.NewSyscallError("ppoll", errno)
 		}
-		var ready uint
-		for i, w := range m.ws {
-			if m.pfds[2*i+1].Revents != 0 || w.closed.Load() {
-				return 0, ErrClosed
-			}
-			if m.pfds[2*i].Revents != 0 {
-				ready |= 1 << i
-			}
-		}
-		if ready != 0 {
-			return ready, nil
+		if ready, err := m.ready(); ready != 0 || err != nil {
+			return ready, err
 		}
 	}
+}
+
+// ready reads the result of a poll: the bit set of readable descriptors,
+// or ErrClosed.
+func (m *multiWaiter) ready() (uint, error) {
+	var ready uint
+	for i, w := range m.ws {
+		if m.pfds[2*i+1].Revents != 0 || w.closed.Load() {
+			return 0, ErrClosed
+		}
+		if m.pfds[2*i].Revents != 0 {
+			ready |= 1 << i
+		}
+	}
+	return ready, nil
 }

@@ -4,6 +4,7 @@ package overlay
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -251,4 +252,28 @@ func pipeWaiter(t *testing.T) (*fdWaiter, int) {
 	}
 	t.Cleanup(func() { w.close() })
 	return w, p[1]
+}
+
+// After a second without an event, a worker's wait goes on in the
+// runtime's poll and gives its P back; an event still ends it.
+func TestMultiWaiterIdlesInTheRuntime(t *testing.T) {
+	w, wr := pipeWaiter(t)
+	mw := newMultiWaiter(w)
+	waited := make(chan error, 1)
+	go func() {
+		ready, err := mw.wait()
+		if err == nil && ready != 1 {
+			err = fmt.Errorf("ready %b, want 1", ready)
+		}
+		waited <- err
+	}()
+	for deadline := time.Now().Add(20 * time.Second); mw.slowWaits.Load() == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the wait never went on in the runtime's poll")
+		}
+	}
+	unix.Write(wr, []byte{1})
+	if err := <-waited; err != nil {
+		t.Fatalf("wait = %v", err)
+	}
 }
