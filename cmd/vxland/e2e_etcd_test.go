@@ -343,12 +343,8 @@ func pacedTransfer(ctx context.Context, from, to *testContainer, port, n int, in
 		}
 		got <- err
 	}()
-	var conn net.Conn
-	if err := from.ns.Do(func() (err error) {
-		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp4", fmt.Sprintf("%s:%d", to.ip, port))
-		return err
-	}); err != nil {
+	conn, err := from.ns.Dial(ctx, "tcp4", fmt.Sprintf("%s:%d", to.ip, port))
+	if err != nil {
 		return err
 	}
 	tick := time.NewTicker(interval)
@@ -384,13 +380,7 @@ func etcdClient(t *testing.T, ns *netlab.NS, endpoint string) *clientv3.Client {
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := ns.Do(func() (err error) {
-				var d net.Dialer
-				c, err = d.DialContext(ctx, "tcp", addr)
-				return err
-			})
-			return c, err
+			return ns.Dial(ctx, "tcp", addr)
 		})},
 	})
 	if err != nil {

@@ -122,13 +122,7 @@ func getUnix(sock, path string) (int, string, error) {
 // getTCP fetches path from addr, dialled from inside ns.
 func getTCP(ns *netlab.NS, addr, path string) (int, string, error) {
 	return httpGet(func(ctx context.Context) (net.Conn, error) {
-		var c net.Conn
-		err := ns.Do(func() (err error) {
-			var d net.Dialer
-			c, err = d.DialContext(ctx, "tcp", addr)
-			return err
-		})
-		return c, err
+		return ns.Dial(ctx, "tcp", addr)
 	}, path)
 }
 

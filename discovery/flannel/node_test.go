@@ -1,7 +1,6 @@
 package flannel
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vxland/vxland/discovery"
+	"github.com/vxland/vxland/internal/netlab"
 )
 
 // The nodes of these tests have PublicIPs in 192.0.2.0/24 (TEST-NET-1):
@@ -121,30 +121,12 @@ func (f *fakeDataplane) snapshot() (netip.Prefix, map[netip.Prefix]Lease) {
 	return f.local, maps.Clone(f.peers)
 }
 
-// logBuffer collects a node's log.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type testNode struct {
 	*Node
 	dp   *fakeDataplane
 	ip   netip.Addr
 	env  string
-	log  *logBuffer
+	log  *netlab.LockedBuffer
 	stop func()
 }
 
@@ -156,7 +138,7 @@ func startNode(t *testing.T, cli *clientv3.Client, ip string, env string, opts .
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNode{dp: newFake(), ip: addr(ip), env: env, log: &logBuffer{}}
+	n := &testNode{dp: newFake(), ip: addr(ip), env: env, log: new(netlab.LockedBuffer)}
 	if n.env == "" {
 		n.env = filepath.Join(t.TempDir(), "subnet.env")
 	}

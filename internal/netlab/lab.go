@@ -2,6 +2,7 @@ package netlab
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -293,6 +294,17 @@ func (n *NS) HardwareAddr(ifname string) (net.HardwareAddr, error) {
 		return nil, fmt.Errorf("netlab: hardware address of %s in %s: %w", ifname, n.Name, err)
 	}
 	return mac, nil
+}
+
+// Dial connects to addr on network from inside n; ctx bounds the dial.
+func (n *NS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := n.Do(func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
 
 // Do runs fn on an OS thread that is inside n, and returns its error.

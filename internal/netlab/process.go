@@ -15,7 +15,7 @@ type Process struct {
 	NS  *NS
 	Cmd *exec.Cmd
 
-	out *lockedBuffer // nil when the caller chose Stdout and Stderr
+	out *LockedBuffer // nil when the caller chose Stdout and Stderr
 
 	mu     sync.Mutex
 	exited bool // the leader has exited and is about to be reaped
@@ -38,7 +38,7 @@ func (n *NS) StartCmd(cmd *exec.Cmd) (*Process, error) {
 	}
 	p := &Process{NS: n, Cmd: cmd, done: make(chan struct{})}
 	if cmd.Stdout == nil && cmd.Stderr == nil {
-		p.out = new(lockedBuffer)
+		p.out = new(LockedBuffer)
 		cmd.Stdout, cmd.Stderr = p.out, p.out
 	}
 	setProcAttr(cmd)
@@ -120,18 +120,22 @@ func (p *Process) signal(sig syscall.Signal) {
 	}
 }
 
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer that a process, or a logger, may write
+// while a test reads it.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+// String returns what was written so far.
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

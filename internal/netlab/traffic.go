@@ -114,13 +114,9 @@ func dialUntil(ctx context.Context, from *NS, target string) (net.Conn, error) {
 	const attemptTimeout = 2 * time.Second // covers one SYN retransmission (1s)
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		var c net.Conn
-		err := from.Do(func() error {
-			d := net.Dialer{Timeout: attemptTimeout}
-			var err error
-			c, err = d.DialContext(ctx, "tcp", target)
-			return err
-		})
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		c, err := from.Dial(actx, "tcp", target)
+		cancel()
 		if err == nil {
 			return c, nil
 		}
