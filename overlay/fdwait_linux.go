@@ -152,22 +152,9 @@ func (m *multiWaiter) poll() (uint, error) {
 		if idle >= idleEINTRs {
 			// A second without traffic: give the P back, so that an
 			// idle daemon is not woken every 10 ms. The first
-			// wake-up from here pays the runtime's price once.
-			if idle == idleEINTRs {
-				m.slowWaits.Add(1)
-				idle++
-			}
-			_, err := unix.Poll(m.pfds, -1)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return 0, os.NewSyscallError("poll", err)
-			}
-			if ready, err := m.ready(); ready != 0 || err != nil {
-				return ready, err
-			}
-			continue
+			// wake-up from there pays the runtime's price once.
+			m.slowWaits.Add(1)
+			return m.pollInRuntime()
 		}
 		// A raw system call: the goroutine keeps its P while it sleeps.
 		// Through the runtime's syscall bookkeeping, sysmon hands the
@@ -191,6 +178,23 @@ func (m *multiWaiter) poll() (uint, error) {
 		}
 		if errno != 0 {
 			return 0, os.NewSyscallError("ppoll", errno)
+		}
+		if ready, err := m.ready(); ready != 0 || err != nil {
+			return ready, err
+		}
+	}
+}
+
+// pollInRuntime is poll through the runtime's system call bookkeeping,
+// which gives the P back while it sleeps.
+func (m *multiWaiter) pollInRuntime() (uint, error) {
+	for {
+		_, err := unix.Poll(m.pfds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, os.NewSyscallError("poll", err)
 		}
 		if ready, err := m.ready(); ready != 0 || err != nil {
 			return ready, err
