@@ -46,6 +46,12 @@ type Config struct {
 	// Neighbors, when set, answers ARP requests for remote containers on
 	// this host instead of flooding them.
 	Neighbors *Neighbors
+	// BatchWhenIdle runs each forwarding thread (Linux, pollable
+	// devices) under SCHED_BATCH after a millisecond without traffic,
+	// and back under SCHED_OTHER once traffic is steady: a lone packet
+	// then does not preempt the thread that sent it, and the whole round
+	// trip stays on one CPU (wakePolicy).
+	BatchWhenIdle bool
 }
 
 // Overlay is one VNI's data plane.

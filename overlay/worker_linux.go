@@ -63,6 +63,13 @@ func (o *Overlay) work(i int, mw *multiWaiter) error {
 	e := o.newEncapsulator(i)
 	d := o.newDecapsulator(i)
 	ready := uint(readyDevice | readyConn)
+	if o.cfg.BatchWhenIdle {
+		// The policy belongs to the thread: keep to this one. Threads
+		// the runtime starts from here on come from its template thread,
+		// under the process's policy.
+		runtime.LockOSThread()
+		mw.policy = new(wakePolicy)
+	}
 	for {
 		if ready == 0 {
 			var err error

@@ -52,6 +52,8 @@ type config struct {
 	ControlSocket string
 	Offload       offloads
 	Queues        int // queues of the TAP and sockets on the port, ≥ 1
+	// BatchWhenIdle: --idle-sched=batch (overlay.Config.BatchWhenIdle).
+	BatchWhenIdle bool
 
 	EtcdEndpoints      []string
 	EtcdPrefix         string
@@ -103,6 +105,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&r.fdbAgeing, "fdb-ageing", 300*time.Second, "how long a learned MAC stays in the FDB without traffic (0 disables ageing)")
 	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
+	fs.StringVar(&r.idleSched, "idle-sched", "batch", "scheduling policy of a forwarding thread after 1 ms without traffic: batch (SCHED_BATCH, so that a lone packet does not preempt its sender and the round trip stays on one CPU; SCHED_OTHER again once traffic is steady) or normal (always SCHED_OTHER)")
 	fs.IntVar(&r.queues, "queues", 0, "queues of the TAP (IFF_MULTI_QUEUE) and sockets on --port (SO_REUSEPORT), one forwarding thread each (default 0: one per CPU)")
 	fs.StringVar(&r.controlSocket, "control-socket", "", "Unix socket serving stats and the FDB (default \"/run/vxland/<tap>.sock\")")
 	fs.StringSliceVar(&r.etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints, comma-separated (e.g. https://10.0.0.1:2379); enables discovery through etcd")
@@ -134,6 +137,7 @@ type rawFlags struct {
 	controlSocket string
 	offload       []string
 	queues        int
+	idleSched     string
 
 	etcdEndpoints      []string
 	etcdPrefix         string
@@ -268,6 +272,13 @@ func (r *rawFlags) validate() (*config, error) {
 		c.Queues = min(runtime.NumCPU(), maxQueues)
 	default:
 		c.Queues = r.queues
+	}
+	switch r.idleSched {
+	case "batch":
+		c.BatchWhenIdle = true
+	case "normal":
+	default:
+		return nil, usagef("--idle-sched %q: want batch or normal", r.idleSched)
 	}
 	if err := r.validateEtcd(c); err != nil {
 		return nil, err

@@ -32,6 +32,12 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil || c.Bridge != "vxbr42" || c.TAP != "vxtap42" {
 		t.Fatalf("names follow the VNI: %+v, %v", c, err)
 	}
+	if !c.BatchWhenIdle {
+		t.Fatal("default --idle-sched is not batch")
+	}
+	if c, err := parse([]string{"--idle-sched=normal"}, nil); err != nil || c.BatchWhenIdle {
+		t.Fatalf("--idle-sched=normal: %+v, %v", c, err)
+	}
 	if c, err = parse([]string{"--queues=3"}, nil); err != nil || c.Queues != 3 {
 		t.Fatalf("--queues=3: %+v, %v", c, err)
 	}
@@ -80,6 +86,7 @@ func TestParseConfigRejects(t *testing.T) {
 		{args: []string{"--fdb-ageing", "-5s"}, want: "--fdb-ageing"},
 		{args: []string{"--queues", "-1"}, want: "--queues"},
 		{args: []string{"--queues", "65"}, want: "--queues"},
+		{args: []string{"--idle-sched", "fifo"}, want: "--idle-sched"},
 		{args: []string{"--no-such-flag"}, want: "--no-such-flag"},
 		{args: []string{"stray"}, want: "stray"},
 		{env: map[string]string{"VXLAND_PORT": "99999"}, want: "--port"},

@@ -103,7 +103,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	fdb := overlay.NewFDB(be.Port, cfg.FDBAgeing)
-	ov, err := overlay.NewQueues(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log}, queues(tap, conns), fdb)
+	ov, err := overlay.NewQueues(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}, queues(tap, conns), fdb)
 	if err == nil {
 		err = overlay.SetupRoutedTAP(tap.Name(), mac, mtu)
 	}

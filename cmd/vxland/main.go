@@ -150,7 +150,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		fdb.AddFlood(cfg.VNI, p)
 	}
-	ovCfg := overlay.Config{VNI: cfg.VNI, LocalMAC: mac, MTU: mtu, Logger: log}
+	ovCfg := overlay.Config{VNI: cfg.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}
 	if cfg.UseEtcd() {
 		ovCfg.Local, ovCfg.Neighbors = overlay.NewLocalTable(), overlay.NewNeighbors()
 	}

@@ -1,0 +1,112 @@
+//go:build linux
+
+package overlay
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// threadPolicy returns the scheduling policy of thread tid (0: the
+// calling one), or fails the test (from any goroutine) and returns an
+// impossible one.
+func threadPolicy(t *testing.T, tid int) uint32 {
+	t.Helper()
+	a, err := unix.SchedGetAttr(tid, 0)
+	if err != nil {
+		t.Errorf("sched_getattr(%d): %v", tid, err)
+		return ^uint32(0)
+	}
+	return a.Policy
+}
+
+// The policy is the thread's own: an idle worker turns SCHED_BATCH, and a
+// run of busyWakes wakes-up within idleWait turns it back.
+func TestWakePolicySwitchesItsThread(t *testing.T) {
+	// The test's thread ends with it: the changed policy leaves with it.
+	runtime.LockOSThread()
+	if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
+		t.Skipf("test thread runs under policy %d, not SCHED_OTHER", got)
+	}
+	var p wakePolicy
+	p.idle()
+	if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
+		t.Fatalf("after an idle wait the policy is %d, want SCHED_BATCH (%d)", got, unix.SCHED_BATCH)
+	}
+	for i := 1; i < busyWakes; i++ {
+		p.woken()
+		if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
+			t.Fatalf("after %d busy wake-ups the policy is %d, want SCHED_BATCH still", i, got)
+		}
+	}
+	p.woken()
+	if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
+		t.Fatalf("after %d busy wake-ups the policy is %d, want SCHED_OTHER", busyWakes, got)
+	}
+	// An idle wait in the middle of a run starts the count again.
+	p.idle()
+	for range busyWakes - 1 {
+		p.woken()
+	}
+	p.idle()
+	p.woken()
+	if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
+		t.Fatalf("an idle wait did not restart the count: policy %d", got)
+	}
+	if got := p.switches.Load(); got != 3 {
+		t.Errorf("%d switches, want 3 (batch, other, batch)", got)
+	}
+}
+
+// A wait tells the policy whether it found the descriptors idle: one that
+// outlasts idleWait makes the thread SCHED_BATCH, events that are already
+// there when it starts count as busy.
+func TestMultiWaiterTellsIdleFromBusy(t *testing.T) {
+	w, wr := pipeWaiter(t)
+	mw := newMultiWaiter(w)
+	mw.policy = new(wakePolicy)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // the thread ends with the goroutine
+		done <- func() error {
+			if _, err := mw.wait(); err != nil {
+				return err
+			}
+			if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
+				t.Errorf("after a wait with nothing to read for longer than %v the policy is %d, want SCHED_BATCH", idleWait, got)
+			}
+			var b [1]byte
+			unix.Read(w.fd, b[:])
+			for i := range busyWakes {
+				unix.Write(wr, b[:])
+				if _, err := mw.wait(); err != nil {
+					return err
+				}
+				unix.Read(w.fd, b[:])
+				if want := i < busyWakes-1; mw.policy.batch != want {
+					t.Errorf("after %d busy waits batch = %v, want %v", i+1, mw.policy.batch, want)
+				}
+			}
+			if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
+				t.Errorf("after %d busy waits the policy is %d, want SCHED_OTHER", busyWakes, got)
+			}
+			return nil
+		}()
+	}()
+	// Nothing to read until the wait has timed out once: the policy's
+	// first switch shows it did.
+	for deadline := time.Now().Add(20 * time.Second); mw.policy.switches.Load() == 0; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			unix.Write(wr, []byte{1}) // let the waiter end
+			<-done
+			t.Fatalf("a wait with nothing to read never made the thread SCHED_BATCH")
+		}
+	}
+	unix.Write(wr, []byte{1})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
