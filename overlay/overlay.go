@@ -60,6 +60,9 @@ type Overlay struct {
 	queues   []Queue
 	fdb      *FDB
 	counters Counters
+	// schedRefused logs, once, that the kernel refused a worker's change
+	// of scheduling policy (Config.BatchWhenIdle).
+	schedRefused sync.Once
 }
 
 // Queue is one queue of the data plane: a queue of the device and a socket

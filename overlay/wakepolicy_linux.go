@@ -32,8 +32,10 @@ type wakePolicy struct {
 	batch bool
 	busy  int
 	// off is set when the kernel refuses a change (a seccomp filter, a
-	// real-time parent): the thread stays as it is.
-	off bool
+	// real-time parent): the thread stays as it is, and refused, when
+	// set, is told why.
+	off     bool
+	refused func(error)
 	// switches counts the changes of policy, for tests.
 	switches atomic.Uint64
 }
@@ -70,10 +72,19 @@ func (p *wakePolicy) set(batch bool) {
 	if batch {
 		policy = unix.SCHED_BATCH
 	}
-	if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}, 0); err != nil {
+	if err := setThreadPolicy(policy); err != nil {
 		p.off = true
+		if p.refused != nil {
+			p.refused(err)
+		}
 		return
 	}
 	p.batch = batch
 	p.switches.Add(1)
+}
+
+// setThreadPolicy gives the calling thread policy, with no other
+// attribute (nice 0). A variable, so that a test can make it refuse.
+var setThreadPolicy = func(policy uint32) error {
+	return unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}, 0)
 }

@@ -68,7 +68,11 @@ func (o *Overlay) work(i int, mw *multiWaiter) error {
 		// the runtime starts from here on come from its template thread,
 		// under the process's policy.
 		runtime.LockOSThread()
-		mw.policy = new(wakePolicy)
+		mw.policy = &wakePolicy{refused: func(err error) {
+			o.schedRefused.Do(func() {
+				o.cfg.Logger.Warn("the kernel refused SCHED_BATCH for idle forwarding threads; they stay as they are", "err", err)
+			})
+		}}
 	}
 	for {
 		if ready == 0 {
