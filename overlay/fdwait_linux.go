@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -109,17 +108,7 @@ type multiWaiter struct {
 	// slowWaits counts the waits that went on in the runtime's own
 	// poll, after idleEINTRs preemptions without an event.
 	slowWaits atomic.Uint64
-	// policy, when set, is told of each wait whether it found the
-	// descriptors idle for idleWait; the waiting goroutine is locked to
-	// its thread.
-	policy *wakePolicy
-	// timeout is ppoll's, which the kernel overwrites with the rest.
-	timeout unix.Timespec
 }
-
-// idleWait is how long a wait must last without an event for the worker
-// to count as idle (wakePolicy).
-const idleWait = time.Millisecond
 
 // idleEINTRs is how many preemptions of a raw wait (sysmon's come every
 // 10 ms) pass without an event before the wait goes on through the
@@ -154,7 +143,6 @@ func (m *multiWaiter) poll() (uint, error) {
 		m.pfds[2*i+1] = unix.PollFd{Fd: int32(w.efd), Events: unix.POLLIN}
 	}
 	idle := 0
-	timed := m.policy != nil
 	for {
 		for _, w := range m.ws {
 			if w.closed.Load() {
@@ -182,14 +170,7 @@ func (m *multiWaiter) poll() (uint, error) {
 		// poll (above), so that an idle daemon costs nothing.
 		// ppoll without timeout or signal mask is poll(2) with an
 		// infinite timeout, on every architecture (arm64 has no poll).
-		// With a policy, the first ppoll of a wait ends after
-		// idleWait, to tell it whether the worker is idle.
-		var timeout uintptr
-		if timed {
-			m.timeout = unix.NsecToTimespec(int64(idleWait))
-			timeout = uintptr(unsafe.Pointer(&m.timeout))
-		}
-		n, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&m.pfds[0])), uintptr(len(m.pfds)), timeout, 0, 0, 0)
+		_, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&m.pfds[0])), uintptr(len(m.pfds)), 0, 0, 0, 0)
 		if errno == unix.EINTR {
 			idle++
 			runtime.Gosched()
@@ -198,15 +179,7 @@ func (m *multiWaiter) poll() (uint, error) {
 		if errno != 0 {
 			return 0, os.NewSyscallError("ppoll", errno)
 		}
-		if n == 0 && timed {
-			timed = false
-			m.policy.idle()
-			continue
-		}
 		if ready, err := m.ready(); ready != 0 || err != nil {
-			if timed && ready != 0 {
-				m.policy.woken()
-			}
 			return ready, err
 		}
 	}

@@ -47,10 +47,10 @@ type Config struct {
 	// this host instead of flooding them.
 	Neighbors *Neighbors
 	// BatchWhenIdle runs each forwarding thread (Linux, pollable
-	// devices) under SCHED_BATCH after a millisecond without traffic,
-	// and back under SCHED_OTHER once traffic is steady: a lone packet
-	// then does not preempt the thread that sent it, and the whole round
-	// trip stays on one CPU (wakePolicy).
+	// devices) under SCHED_BATCH while its traffic is sparse, and under
+	// SCHED_OTHER while it is steady: a lone packet then does not preempt
+	// the thread that sent it, and the whole round trip stays on one CPU
+	// (wakePolicy).
 	BatchWhenIdle bool
 }
 

@@ -31,8 +31,9 @@ func threadPolicy(t *testing.T, tid int) uint32 {
 	return a.Policy
 }
 
-// The policy is the thread's own: an idle worker turns SCHED_BATCH, and a
-// run of busyWakes wakes-up within idleWait turns it back.
+// The policy is the thread's own: a SCHED_OTHER worker turns SCHED_BATCH
+// after a wait of idleGap, and back after busyWakes waits in a row shorter
+// than busyGap; a longer wait starts the count again.
 func TestWakePolicySwitchesItsThread(t *testing.T) {
 	// The test's thread ends with it: the changed policy leaves with it.
 	runtime.LockOSThread()
@@ -40,82 +41,38 @@ func TestWakePolicySwitchesItsThread(t *testing.T) {
 		t.Skipf("test thread runs under policy %d, not SCHED_OTHER", got)
 	}
 	var p wakePolicy
-	p.idle()
-	if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
-		t.Fatalf("after an idle wait the policy is %d, want SCHED_BATCH (%d)", got, unix.SCHED_BATCH)
+	p.observe(idleGap / 2)
+	if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
+		t.Fatalf("after a wait of %v the policy is %d, want SCHED_OTHER still", idleGap/2, got)
 	}
+	p.observe(idleGap)
+	if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
+		t.Fatalf("after a wait of %v the policy is %d, want SCHED_BATCH (%d)", idleGap, got, unix.SCHED_BATCH)
+	}
+	// Waits longer than idleGap but shorter than busyGap count as busy
+	// once batch: a woken SCHED_BATCH thread may wait that long for a CPU.
 	for i := 1; i < busyWakes; i++ {
-		p.woken()
+		p.observe(2 * idleGap)
 		if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
-			t.Fatalf("after %d busy wake-ups the policy is %d, want SCHED_BATCH still", i, got)
+			t.Fatalf("after %d busy waits the policy is %d, want SCHED_BATCH still", i, got)
 		}
 	}
-	p.woken()
+	p.observe(2 * idleGap)
 	if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
-		t.Fatalf("after %d busy wake-ups the policy is %d, want SCHED_OTHER", busyWakes, got)
+		t.Fatalf("after %d busy waits the policy is %d, want SCHED_OTHER", busyWakes, got)
 	}
-	// An idle wait in the middle of a run starts the count again.
-	p.idle()
+	// A wait of busyGap in the middle of a run starts the count again.
+	p.observe(idleGap)
 	for range busyWakes - 1 {
-		p.woken()
+		p.observe(0)
 	}
-	p.idle()
-	p.woken()
+	p.observe(busyGap)
+	p.observe(0)
 	if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
-		t.Fatalf("an idle wait did not restart the count: policy %d", got)
+		t.Fatalf("a long wait did not restart the count: policy %d", got)
 	}
 	if got := p.switches.Load(); got != 3 {
 		t.Errorf("%d switches, want 3 (batch, other, batch)", got)
-	}
-}
-
-// A wait tells the policy whether it found the descriptors idle: one that
-// outlasts idleWait makes the thread SCHED_BATCH, events that are already
-// there when it starts count as busy.
-func TestMultiWaiterTellsIdleFromBusy(t *testing.T) {
-	w, wr := pipeWaiter(t)
-	mw := newMultiWaiter(w)
-	mw.policy = new(wakePolicy)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // the thread ends with the goroutine
-		done <- func() error {
-			if _, err := mw.wait(); err != nil {
-				return err
-			}
-			if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
-				t.Errorf("after a wait with nothing to read for longer than %v the policy is %d, want SCHED_BATCH", idleWait, got)
-			}
-			var b [1]byte
-			unix.Read(w.fd, b[:])
-			for i := range busyWakes {
-				unix.Write(wr, b[:])
-				if _, err := mw.wait(); err != nil {
-					return err
-				}
-				unix.Read(w.fd, b[:])
-				if want := i < busyWakes-1; mw.policy.batch != want {
-					t.Errorf("after %d busy waits batch = %v, want %v", i+1, mw.policy.batch, want)
-				}
-			}
-			if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
-				t.Errorf("after %d busy waits the policy is %d, want SCHED_OTHER", busyWakes, got)
-			}
-			return nil
-		}()
-	}()
-	// Nothing to read until the wait has timed out once: the policy's
-	// first switch shows it did.
-	for deadline := time.Now().Add(20 * time.Second); mw.policy.switches.Load() == 0; runtime.Gosched() {
-		if time.Now().After(deadline) {
-			unix.Write(wr, []byte{1}) // let the waiter end
-			<-done
-			t.Fatalf("a wait with nothing to read never made the thread SCHED_BATCH")
-		}
-	}
-	unix.Write(wr, []byte{1})
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -150,7 +107,7 @@ func TestRefusedPolicyIsLoggedOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- o.Run(ctx) }()
-	// Idle from the start, each worker tries once after a millisecond.
+	// Each worker starts idle, and tries once.
 	for deadline := time.Now().Add(20 * time.Second); tries.Load() < n; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d workers tried to change their policy", tries.Load(), n)

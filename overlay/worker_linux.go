@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // polledReader is a device or socket whose reads can be waited for
@@ -63,22 +64,28 @@ func (o *Overlay) work(i int, mw *multiWaiter) error {
 	e := o.newEncapsulator(i)
 	d := o.newDecapsulator(i)
 	ready := uint(readyDevice | readyConn)
+	var policy *wakePolicy
 	if o.cfg.BatchWhenIdle {
 		// The policy belongs to the thread: keep to this one. Threads
 		// the runtime starts from here on come from its template thread,
 		// under the process's policy.
 		runtime.LockOSThread()
-		mw.policy = &wakePolicy{refused: func(err error) {
+		policy = &wakePolicy{refused: func(err error) {
 			o.schedRefused.Do(func() {
 				o.cfg.Logger.Warn("the kernel refused SCHED_BATCH for idle forwarding threads; they stay as they are", "err", err)
 			})
 		}}
+		policy.set(true) // a worker starts idle
 	}
 	for {
 		if ready == 0 {
 			var err error
+			start := time.Now()
 			if ready, err = mw.wait(); err != nil {
 				return fmt.Errorf("waiting for device and underlay: %w", err)
+			}
+			if policy != nil {
+				policy.observe(time.Since(start))
 			}
 		}
 		if ready&readyDevice != 0 {
