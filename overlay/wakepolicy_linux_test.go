@@ -33,7 +33,7 @@ func threadPolicy(t *testing.T, tid int) uint32 {
 
 // The policy is the thread's own: a SCHED_OTHER worker turns SCHED_BATCH
 // after a wait of idleGap, and back after busyWakes waits in a row shorter
-// than busyGap; a longer wait starts the count again.
+// than that; a longer wait starts the count again.
 func TestWakePolicySwitchesItsThread(t *testing.T) {
 	// The test's thread ends with it: the changed policy leaves with it.
 	runtime.LockOSThread()
@@ -49,24 +49,22 @@ func TestWakePolicySwitchesItsThread(t *testing.T) {
 	if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
 		t.Fatalf("after a wait of %v the policy is %d, want SCHED_BATCH (%d)", idleGap, got, unix.SCHED_BATCH)
 	}
-	// Waits longer than idleGap but shorter than busyGap count as busy
-	// once batch: a woken SCHED_BATCH thread may wait that long for a CPU.
 	for i := 1; i < busyWakes; i++ {
-		p.observe(2 * idleGap)
+		p.observe(idleGap - time.Microsecond)
 		if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
 			t.Fatalf("after %d busy waits the policy is %d, want SCHED_BATCH still", i, got)
 		}
 	}
-	p.observe(2 * idleGap)
+	p.observe(idleGap - time.Microsecond)
 	if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
 		t.Fatalf("after %d busy waits the policy is %d, want SCHED_OTHER", busyWakes, got)
 	}
-	// A wait of busyGap in the middle of a run starts the count again.
+	// A wait of idleGap in the middle of a run starts the count again.
 	p.observe(idleGap)
 	for range busyWakes - 1 {
 		p.observe(0)
 	}
-	p.observe(busyGap)
+	p.observe(idleGap)
 	p.observe(0)
 	if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
 		t.Fatalf("a long wait did not restart the count: policy %d", got)
@@ -113,7 +111,7 @@ func TestRefusedPolicyIsLoggedOnce(t *testing.T) {
 			t.Fatalf("%d of %d workers tried to change their policy", tries.Load(), n)
 		}
 	}
-	// Wake a worker a few times, each after an idle millisecond: a
+	// Wake a worker a few times, each after an idle spell: a
 	// worker that had not given up would try again each time.
 	c, err := net.Dial("udp", conns[0].LocalAddr().String())
 	if err != nil {
@@ -122,7 +120,7 @@ func TestRefusedPolicyIsLoggedOnce(t *testing.T) {
 	defer c.Close()
 	for range 5 {
 		c.Write([]byte{1, 2, 3}) // shorter than a VXLAN header: dropped
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * idleGap)
 	}
 	dropped := func() (n uint64) {
 		for _, d := range o.counters.Snapshot().Drops {

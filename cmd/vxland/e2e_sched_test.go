@@ -94,7 +94,7 @@ func TestIdleWorkersRunBatch(t *testing.T) {
 					if ctx.Err() != nil {
 						t.Fatalf("host %s: %d threads under SCHED_BATCH after the transfer, want %d", h.ns.Name, batchThreads(t, h.proc.Pid()), idle)
 					}
-					time.Sleep(5 * time.Millisecond)
+					time.Sleep(20 * time.Millisecond) // more than the daemon's idle gap, 5 ms
 					if err := netlab.Reach(ctx, c1.ns, c2.ns, c2.ip); err != nil {
 						t.Fatal(err)
 					}
