@@ -165,9 +165,6 @@ func (m *multiWaiter) poll() (uint, error) {
 		// runtime's preemption signal (GC, sysmon after 10 ms) ends the
 		// poll with EINTR, and Gosched lets it have the P; Run adds a P
 		// per worker so that the rest of the program keeps its own.
-		// sysmon preempts a worker so asleep every 10 ms; after a second
-		// of that without traffic the wait goes on in the runtime's
-		// poll (above), so that an idle daemon costs nothing.
 		// ppoll without timeout or signal mask is poll(2) with an
 		// infinite timeout, on every architecture (arm64 has no poll).
 		_, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&m.pfds[0])), uintptr(len(m.pfds)), 0, 0, 0, 0)

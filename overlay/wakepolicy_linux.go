@@ -58,19 +58,16 @@ const (
 // calling thread's policy when that changes it. The caller is locked to
 // its thread.
 func (p *wakePolicy) observe(d time.Duration) {
-	if !p.batch {
-		if d >= idleGap {
-			p.busy = 0
+	switch {
+	case d >= idleGap:
+		p.busy = 0
+		if !p.batch {
 			p.set(true)
 		}
-		return
-	}
-	if d >= idleGap {
-		p.busy = 0
-		return
-	}
-	if p.busy++; p.busy >= busyWakes {
-		p.set(false)
+	case p.batch:
+		if p.busy++; p.busy >= busyWakes {
+			p.set(false)
+		}
 	}
 }
 

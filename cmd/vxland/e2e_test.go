@@ -691,22 +691,29 @@ func TestShutdownRemovesTAP(t *testing.T) {
 	if _, err := h.ns.Run("ip", "link", "show", "vxtap0"); err != nil {
 		t.Fatalf("TAP missing while running: %v", err)
 	}
+	terminate(t, h, "")
+	if _, err := os.Stat(h.sock); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("control socket left behind: %v", err)
+	}
+}
+
+// terminate sends h's vxland SIGTERM and fails the test unless it exits
+// cleanly within 10 s and removes its TAP; when says in what situation.
+func terminate(t *testing.T, h *testHost, when string) {
+	t.Helper()
 	if err := h.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-h.proc.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatal("vxland did not exit within 10s of SIGTERM")
+		t.Fatalf("vxland did not exit within 10s of SIGTERM%s", when)
 	}
 	if err := h.proc.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, h.proc.Output())
+		t.Fatalf("exit after SIGTERM%s: %v\n%s", when, err, h.proc.Output())
 	}
 	if out, err := h.ns.Run("ip", "link", "show", "vxtap0"); err == nil {
-		t.Fatalf("TAP still present after shutdown: %s", out)
-	}
-	if _, err := os.Stat(h.sock); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("control socket left behind: %v", err)
+		t.Fatalf("TAP still present after shutdown%s: %s", when, out)
 	}
 }
 
@@ -732,20 +739,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := h1.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-h1.proc.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("vxland did not exit within 10s of SIGTERM under load")
-	}
-	if err := h1.proc.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM under load: %v\n%s", err, h1.proc.Output())
-	}
-	if out, err := h1.ns.Run("ip", "link", "show", "vxtap0"); err == nil {
-		t.Fatalf("TAP still present after shutdown: %s", out)
-	}
+	terminate(t, h1, " under load")
 	cancel()
 	for range 4 {
 		<-transfer // cut off by the shutdown; only the daemon's exit matters
