@@ -1,9 +1,12 @@
 package overlay
 
 import (
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
+	"syscall"
 )
 
 // socketBuffer is the send and receive buffer size asked of the kernel:
@@ -14,9 +17,15 @@ const socketBuffer = 4 << 20
 // UDPConn is the underlay socket: one datagram per system call.
 type UDPConn struct {
 	c *net.UDPConn
+	// src are the sending sockets of SendFlow, shared by the queues of
+	// one data plane (OpenSourcePorts).
+	src []*net.UDPConn
 }
 
-var _ PacketConn = (*UDPConn)(nil)
+var (
+	_ PacketConn = (*UDPConn)(nil)
+	_ FlowSender = (*UDPConn)(nil)
+)
 
 // ListenUDP opens the underlay socket on local.
 func ListenUDP(local netip.AddrPort) (*UDPConn, error) {
@@ -55,8 +64,86 @@ func (u *UDPConn) Send(bufs [][]byte, dst netip.AddrPort) error {
 	return nil
 }
 
+// SendFlow is Send from the source port that flow hashes to, when
+// OpenSourcePorts gave the socket some, else from the listening port.
+func (u *UDPConn) SendFlow(bufs [][]byte, dst netip.AddrPort, flow uint32) error {
+	if len(u.src) == 0 {
+		return u.Send(bufs, dst)
+	}
+	c := u.src[flow%uint32(len(u.src))]
+	for _, b := range bufs {
+		if _, err := c.WriteToUDPAddrPort(b, dst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OpenSourcePorts opens n sending sockets on the address of cs, each on a
+// free port of 49152-65535, and gives them to every socket in cs: SendFlow
+// then sends each inner flow from a port of its own, as RFC 7348 §5 asks
+// and kernel VXLAN does, whichever queue carries it. Closing any socket of
+// cs closes them.
+func OpenSourcePorts(cs []*UDPConn, n int) error {
+	if len(cs) == 0 || n <= 0 {
+		return nil
+	}
+	addr := cs[0].LocalAddr().Addr()
+	var src []*net.UDPConn
+	for range n {
+		c, err := listenSourcePort(addr)
+		if err != nil {
+			for _, c := range src {
+				c.Close()
+			}
+			return err
+		}
+		src = append(src, c)
+	}
+	for _, c := range cs {
+		c.src = src
+	}
+	return nil
+}
+
+// listenSourcePort opens a UDP socket on addr and a free port of the
+// dynamic range, trying from a random one.
+func listenSourcePort(addr netip.Addr) (*net.UDPConn, error) {
+	span := srcPortMax - srcPortMin + 1
+	start := rand.IntN(span)
+	for i := range 64 {
+		port := uint16(srcPortMin + (start+i*7919)%span)
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
+		if errors.Is(err, syscall.EADDRINUSE) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("UDP source socket on %s: %w", addr, err)
+		}
+		_ = c.SetWriteBuffer(socketBuffer)
+		return c, nil
+	}
+	return nil, fmt.Errorf("no free UDP source port on %s in %d-%d", addr, srcPortMin, srcPortMax)
+}
+
+// SourcePorts returns the ports SendFlow sends from.
+func (u *UDPConn) SourcePorts() []uint16 {
+	var out []uint16
+	for _, c := range u.src {
+		out = append(out, c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+	}
+	return out
+}
+
 // BatchSize is 1.
 func (u *UDPConn) BatchSize() int { return 1 }
 
-// Close closes the socket, which unblocks a pending Read.
-func (u *UDPConn) Close() error { return u.c.Close() }
+// Close closes the socket, which unblocks a pending Read, and the sending
+// sockets it shares with the other queues: the queues of a data plane
+// close together.
+func (u *UDPConn) Close() error {
+	for _, c := range u.src {
+		c.Close() // a second Close of a shared one only fails
+	}
+	return u.c.Close()
+}

@@ -26,6 +26,12 @@ func openUnderlay(cfg *config, local netip.AddrPort, log *slog.Logger) ([]overla
 		if err != nil {
 			return nil, err
 		}
+		if err := overlay.OpenSourcePorts(cs, sourcePorts); err != nil {
+			for _, c := range cs {
+				c.Close()
+			}
+			return nil, err
+		}
 		return conns(cs), nil
 	}
 	opt := overlay.BatchOptions{Batch: 1, GSO: o.GSO, GRO: o.GRO, SourcePorts: sourcePorts}
