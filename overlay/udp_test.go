@@ -12,27 +12,33 @@ type flowPortSender interface {
 	SourcePorts() []uint16
 }
 
-// checkFlowSourcePorts sends one datagram for each of 64 flows, twice, and
-// checks, from the source each arrives from (read), that tx sends from
-// its n ports of the dynamic range, each flow always from the same one,
-// and the flows spread over them.
-func checkFlowSourcePorts(t *testing.T, tx flowPortSender, to netip.AddrPort, n int, read func() (netip.AddrPort, error)) {
+// checkFlowSourcePorts sends one datagram for each of 64 flows, twice, to
+// rx, and checks from the source each arrives from that tx sends from its
+// n ports of the dynamic range, each flow always from the same one, and
+// that the flows spread over them.
+func checkFlowSourcePorts(t *testing.T, tx flowPortSender, rx interface {
+	PacketConn
+	LocalAddr() netip.AddrPort
+}, n int) {
 	t.Helper()
 	if ports := tx.SourcePorts(); len(ports) != n {
 		t.Fatalf("%d source ports, want %d", len(ports), n)
 	}
+	bufs := [][]byte{make([]byte, 64)}
+	sizes, srcs := make([]int, 1), make([]netip.AddrPort, 1)
+	timeout := time.AfterFunc(5*time.Second, func() { rx.Close() })
+	defer timeout.Stop()
 	portOf := map[uint32]uint16{}
 	used := map[uint16]bool{}
 	for round := range 2 {
 		for flow := range uint32(64) {
-			if err := tx.SendFlow([][]byte{{byte(flow)}}, to, flow*2654435761); err != nil {
+			if err := tx.SendFlow([][]byte{{byte(flow)}}, rx.LocalAddr(), flow*2654435761); err != nil {
 				t.Fatal(err)
 			}
-			src, err := read()
-			if err != nil {
+			if _, err := rx.Read(bufs, sizes, srcs, 0); err != nil {
 				t.Fatal(err)
 			}
-			p := src.Port()
+			p := srcs[0].Port()
 			if p < srcPortMin {
 				t.Fatalf("source port %d outside %d-%d", p, srcPortMin, srcPortMax)
 			}
@@ -67,14 +73,7 @@ func TestPlainSendFlowSourcePorts(t *testing.T) {
 			if err := OpenSourcePorts([]*UDPConn{tx}, 8); err != nil {
 				t.Fatal(err)
 			}
-			bufs := [][]byte{make([]byte, 64)}
-			sizes, srcs := make([]int, 1), make([]netip.AddrPort, 1)
-			timeout := time.AfterFunc(5*time.Second, func() { rx.Close() })
-			defer timeout.Stop()
-			checkFlowSourcePorts(t, tx, rx.LocalAddr(), 8, func() (netip.AddrPort, error) {
-				_, err := rx.Read(bufs, sizes, srcs, 0)
-				return srcs[0], err
-			})
+			checkFlowSourcePorts(t, tx, rx, 8)
 		})
 	}
 }
