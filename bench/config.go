@@ -122,6 +122,12 @@ type Options struct {
 	LabPrefix string
 	// WorkDir holds control sockets; empty means a fresh temporary directory.
 	WorkDir string
+	// AppCPUs, when set, confines the applications (iperf3 at both ends
+	// and the echo requests) to these CPUs, and VxlandCPUs confines vxland.
+	// Disjoint sets give vxland cores of its own, as on a host with more
+	// cores than its workloads use; the kernel's VXLAN runs in the
+	// applications' context, on AppCPUs.
+	AppCPUs, VxlandCPUs []int
 }
 
 // Presets: Full for published numbers, Quick for a look in under two
@@ -167,6 +173,12 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("rtt samples must be at least 1, not %d", o.RTTSamples)
 	case o.MTU < 1280 || o.MTU > 65535:
 		return o, fmt.Errorf("underlay MTU %d out of range 1280..65535", o.MTU)
+	}
+	if err := CheckCPUs(o.AppCPUs); err != nil {
+		return o, fmt.Errorf("application CPUs: %w", err)
+	}
+	if err := CheckCPUs(o.VxlandCPUs); err != nil {
+		return o, fmt.Errorf("vxland CPUs: %w", err)
 	}
 	for _, c := range o.Configs {
 		if c == Vxland && o.VxlandPath == "" {

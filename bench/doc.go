@@ -47,6 +47,16 @@
 // whole-machine figure includes iperf3's own work at both ends, so it says
 // how much more the overlay costs than the underlay, not what it costs alone.
 //
+// # CPUs
+//
+// By default everything may run on every CPU, and on a machine with few
+// cores the applications and vxland compete for them. With
+// Options.AppCPUs and Options.VxlandCPUs (vxbench --app-cpus, --vxland-cpus)
+// the iperf3 processes and the echo sender run on one set of CPUs and
+// vxland on another (taskset), which models a host with cores to spare
+// for the data plane. The kernel's VXLAN does its work in the
+// applications' context, so it gets only their CPUs.
+//
 // The package's pure parts (statistics, ratios, round order, tables, JSON,
 // SVG) are separate from the parts that build namespaces and run programs,
 // and are tested on their own.

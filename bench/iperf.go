@@ -100,10 +100,10 @@ func parseUDP(data []byte, payload int) (*UDPRun, error) {
 	}, nil
 }
 
-// startIperfServer runs an iperf3 server on ip in ns and waits until it
-// listens.
-func startIperfServer(ctx context.Context, ns *netlab.NS, ip string) (*netlab.Process, error) {
-	p, err := ns.Start("iperf3", "--server", "--bind", ip, "--port", strconv.Itoa(iperfPort))
+// startIperfServer runs an iperf3 server on ip in ns, on cpus if any, and
+// waits until it listens.
+func startIperfServer(ctx context.Context, ns *netlab.NS, ip string, cpus []int) (*netlab.Process, error) {
+	p, err := ns.Start(pinned(cpus, "iperf3", "--server", "--bind", ip, "--port", strconv.Itoa(iperfPort))...)
 	if err != nil {
 		return nil, err
 	}
@@ -123,9 +123,9 @@ func startIperfServer(ctx context.Context, ns *netlab.NS, ip string) (*netlab.Pr
 }
 
 // iperfClient runs an iperf3 client in ns against the server at ip and
-// returns its JSON output. meter, if not nil, is started right before the
-// client and stopped when it exits.
-func iperfClient(ctx context.Context, ns *netlab.NS, ip string, d time.Duration, extra []string, pids []int) ([]byte, *CPUUsage, error) {
+// returns its JSON output; cpus, if any, confine it. The CPU time of pids
+// is measured from right before the client starts until it exits.
+func iperfClient(ctx context.Context, ns *netlab.NS, ip string, d time.Duration, cpus []int, extra []string, pids []int) ([]byte, *CPUUsage, error) {
 	args := append([]string{"iperf3", "--client", ip, "--port", strconv.Itoa(iperfPort),
 		"--time", strconv.Itoa(int(d / time.Second)), "--json"}, extra...)
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
@@ -141,7 +141,7 @@ func iperfClient(ctx context.Context, ns *netlab.NS, ip string, d time.Duration,
 			case <-time.After(500 * time.Millisecond):
 			}
 		}
-		cmd := ns.Command(args...)
+		cmd := ns.Command(pinned(cpus, args...)...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		meter, err := startCPUMeter(pids)

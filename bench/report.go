@@ -22,6 +22,10 @@ func Markdown(res *Results) string {
 	if m.Vxland != "" {
 		fmt.Fprintf(&b, "vxland build: %s.\n\n", m.Vxland)
 	}
+	if len(o.AppCPUs)+len(o.VxlandCPUs) > 0 {
+		fmt.Fprintf(&b, "CPUs: applications (iperf3, echo requests) on %s, vxland on %s; "+
+			"the kernel's VXLAN runs in the applications' context.\n\n", cpuListOrAll(o.AppCPUs), cpuListOrAll(o.VxlandCPUs))
+	}
 	if len(res.Command) > 0 {
 		fmt.Fprintf(&b, "Command: `%s`\n\n", strings.Join(res.Command, " "))
 	}

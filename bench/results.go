@@ -35,6 +35,8 @@ type OptionsRecord struct {
 	MTU           int          `json:"underlay_mtu"`
 	Mode          UnderlayMode `json:"underlay_mode"`
 	UDPOffered    string       `json:"udp_offered_load"`
+	AppCPUs       []int        `json:"app_cpus,omitempty"`
+	VxlandCPUs    []int        `json:"vxland_cpus,omitempty"`
 }
 
 func recordOptions(o Options) OptionsRecord {
@@ -47,6 +49,8 @@ func recordOptions(o Options) OptionsRecord {
 		MTU:           o.MTU,
 		Mode:          o.Mode,
 		UDPOffered:    "unlimited (iperf3 -b 0), one sender",
+		AppCPUs:       o.AppCPUs,
+		VxlandCPUs:    o.VxlandCPUs,
 	}
 }
 

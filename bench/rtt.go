@@ -33,12 +33,12 @@ var errNoEchoReply = errors.New("no echo request was answered")
 
 // measureRTT sends n ICMP echo requests from ns to dst, one every interval,
 // and summarises the round trips of those answered.
-func measureRTT(ctx context.Context, ns *netlab.NS, dst string, n int, interval time.Duration) (*RTTRun, error) {
+func measureRTT(ctx context.Context, ns *netlab.NS, dst string, n int, interval time.Duration, cpus []int) (*RTTRun, error) {
 	addr, err := netip.ParseAddr(dst)
 	if err != nil || !addr.Is4() {
 		return nil, fmt.Errorf("rtt: %q is not an IPv4 address", dst)
 	}
-	samples, lost, err := echoRTT(ctx, ns, addr, n, interval)
+	samples, lost, err := echoRTT(ctx, ns, addr, n, interval, cpus)
 	if err != nil {
 		return nil, fmt.Errorf("rtt %s -> %s: %w", ns, dst, err)
 	}

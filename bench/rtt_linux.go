@@ -5,6 +5,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"runtime"
@@ -17,8 +18,9 @@ import (
 
 // echoRTT sends echoWarmup+n echo requests to dst from a raw socket created
 // in ns and returns the round trips, in microseconds, of the n counted ones
-// that were answered, and how many of those were not.
-func echoRTT(ctx context.Context, ns *netlab.NS, dst netip.Addr, n int, interval time.Duration) ([]float64, int, error) {
+// that were answered, and how many of those were not. cpus, if any, confine
+// the sending thread.
+func echoRTT(ctx context.Context, ns *netlab.NS, dst netip.Addr, n int, interval time.Duration, cpus []int) ([]float64, int, error) {
 	var fd int
 	err := ns.Do(func() error {
 		var err error
@@ -36,6 +38,13 @@ func echoRTT(ctx context.Context, ns *netlab.NS, dst netip.Addr, n int, interval
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if len(cpus) > 0 {
+		restore, err := confineThread(cpus)
+		if err != nil {
+			return nil, 0, err
+		}
+		defer restore()
+	}
 
 	to := &unix.SockaddrInet4{Addr: dst.As4()}
 	id := uint16(os.Getpid())
@@ -80,4 +89,20 @@ func echoRTT(ctx context.Context, ns *netlab.NS, dst netip.Addr, n int, interval
 		}
 	}
 	return samples, lost, nil
+}
+
+// confineThread confines the calling thread, which must be locked, to cpus
+// and returns what gives it its former CPUs back.
+func confineThread(cpus []int) (restore func(), err error) {
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return nil, fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("confining the echo sender to CPUs %s: %w", formatCPUList(cpus), err)
+	}
+	return func() { _ = unix.SchedSetaffinity(0, &old) }, nil
 }

@@ -13,6 +13,6 @@ import (
 	"github.com/vxland/vxland/internal/netlab"
 )
 
-func echoRTT(context.Context, *netlab.NS, netip.Addr, int, time.Duration) ([]float64, int, error) {
+func echoRTT(context.Context, *netlab.NS, netip.Addr, int, time.Duration, []int) ([]float64, int, error) {
 	return nil, 0, fmt.Errorf("raw ICMP sockets in network namespaces need Linux, not %s: %w", runtime.GOOS, errors.ErrUnsupported)
 }

@@ -133,6 +133,11 @@ func Prerequisites(o Options) error {
 	if _, err := exec.LookPath("ss"); err != nil {
 		return fmt.Errorf("ss (iproute2) is needed: %w", err)
 	}
+	if len(o.AppCPUs)+len(o.VxlandCPUs) > 0 {
+		if _, err := exec.LookPath("taskset"); err != nil {
+			return fmt.Errorf("confining to CPUs needs taskset: install it with 'apt-get install util-linux': %w", err)
+		}
+	}
 	if o.Mode == WireLike {
 		if _, err := exec.LookPath("ethtool"); err != nil {
 			return fmt.Errorf("the %s underlay needs ethtool: install it with 'apt-get install ethtool': %w", WireLike, err)
@@ -176,7 +181,7 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 		}
 		var out []byte
 		before := t.heapAlloc(ctx)
-		out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration, []string{"--parallel", fmt.Sprint(streams)}, t.vxlandPIDs())
+		out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration, o.AppCPUs, []string{"--parallel", fmt.Sprint(streams)}, t.vxlandPIDs())
 		if err == nil {
 			r.TCP, err = parseTCP(out, streams)
 		}
@@ -197,7 +202,7 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 		}
 		var out []byte
 		before, berr := rcvbufErrors(t.dst)
-		out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration,
+		out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration, o.AppCPUs,
 			[]string{"--udp", "--length", fmt.Sprint(payload), "--bitrate", bitrate}, t.vxlandPIDs())
 		if err == nil {
 			r.UDP, err = parseUDP(out, payload)
@@ -209,7 +214,7 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 			}
 		}
 	case TestRTT:
-		r.RTT, err = measureRTT(ctx, t.src, t.dstIP, o.RTTSamples, o.RTTInterval)
+		r.RTT, err = measureRTT(ctx, t.src, t.dstIP, o.RTTSamples, o.RTTInterval, o.AppCPUs)
 	default:
 		err = fmt.Errorf("unknown test %q", test)
 	}

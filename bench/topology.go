@@ -111,7 +111,7 @@ func buildTopology(ctx context.Context, lab *netlab.Lab, o Options, c Config, wo
 	case KernelVXLAN:
 		err = t.kernelVXLAN(ctrMTU)
 	case Vxland:
-		err = t.startVxland(ctx, o.VxlandPath, o.VxlandFlags, workDir)
+		err = t.startVxland(ctx, o.VxlandPath, o.VxlandFlags, o.VxlandCPUs, workDir)
 	}
 	if err != nil {
 		return nil, err
@@ -151,7 +151,7 @@ func buildTopology(ctx context.Context, lab *netlab.Lab, o Options, c Config, wo
 	if err := netlab.Reach(reachCtx, t.src, t.dst, t.dstIP); err != nil {
 		return nil, err
 	}
-	if _, err := startIperfServer(ctx, t.dst, t.dstIP); err != nil {
+	if _, err := startIperfServer(ctx, t.dst, t.dstIP, o.AppCPUs); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -198,14 +198,14 @@ func (t *topology) kernelVXLAN(mtu int) error {
 
 // startVxland runs vxland on both hosts, each with the other as static
 // peer, its TAP on the host bridge, and waits until both answer on their
-// control sockets.
-func (t *topology) startVxland(ctx context.Context, exe string, flags []string, workDir string) error {
+// control sockets. cpus, if any, confine it.
+func (t *topology) startVxland(ctx context.Context, exe string, flags []string, cpus []int, workDir string) error {
 	for i, h := range t.hosts {
 		sock := filepath.Join(workDir, fmt.Sprintf("%s-h%d.sock", shortName(t.config), i+1))
 		args := []string{"--vni", strconv.Itoa(benchVNI), "--port", strconv.Itoa(benchPort),
 			"--local-ip", underlayIP(i + 1), "--peer", underlayIP(2 - i),
 			"--bridge", hostBridge, "--tap", "vxtap0", "--control-socket", sock, "--log-level", "warn"}
-		p, err := h.Start(append(append([]string{exe}, args...), flags...)...)
+		p, err := h.Start(pinned(cpus, append(append([]string{exe}, args...), flags...)...)...)
 		if err != nil {
 			return err
 		}

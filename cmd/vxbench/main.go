@@ -53,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	vxlandFlags := fs.StringArray("vxland-flag", nil, `flag passed to vxland, e.g. --vxland-flag=--queues=1; repeatable`)
 	out := fs.String("out", "", "results directory (default results/<timestamp>)")
 	noInstall := fs.Bool("no-install", false, "do not install a missing iperf3 with apt-get")
+	appCPUs := fs.String("app-cpus", "", `CPUs for the applications (iperf3, echo requests), e.g. "0"; with --vxland-cpus, gives vxland cores of its own (default: all)`)
+	vxlandCPUs := fs.String("vxland-cpus", "", `CPUs for vxland, e.g. "1" (default: all)`)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -95,6 +97,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		o.Configs = append(o.Configs, c)
+	}
+	for _, f := range []struct {
+		name string
+		val  string
+		dst  *[]int
+	}{{"app-cpus", *appCPUs, &o.AppCPUs}, {"vxland-cpus", *vxlandCPUs, &o.VxlandCPUs}} {
+		if f.val == "" {
+			continue
+		}
+		if *f.dst, err = bench.ParseCPUList(f.val); err == nil {
+			err = bench.CheckCPUs(*f.dst)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "vxbench: --%s: %v\n", f.name, err)
+			return 2
+		}
 	}
 	o.VxlandPath = *vxland
 	o.VxlandFlags = *vxlandFlags

@@ -20,6 +20,8 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"--underlay", "fibre"}, `--underlay: unknown underlay mode "fibre"`},
 		{[]string{"--configs", "underlay,flannel"}, `--configs: unknown configuration "flannel"`},
 		{[]string{"--vxland", exe}, "vxland executable"},
+		{[]string{"--app-cpus", "x"}, `--app-cpus: "x" is not a CPU list`},
+		{[]string{"--vxland-cpus", "4096"}, "--vxland-cpus: CPU 4096 does not exist"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(tc.args, &stdout, &stderr); code != 2 {
