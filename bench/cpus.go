@@ -10,7 +10,8 @@ import (
 
 // ParseCPUList parses a CPU list as taskset(1) and cpuset(7) write it:
 // numbers and ranges separated by commas, such as "0", "1,3" or "0-2,5".
-// It returns the CPUs sorted, without repeats.
+// It returns the CPUs sorted, without repeats. CPU numbers stop at
+// maxCPU, as the kernel's do (CONFIG_NR_CPUS).
 func ParseCPUList(s string) ([]int, error) {
 	var cpus []int
 	for part := range strings.SplitSeq(s, ",") {
@@ -25,6 +26,9 @@ func ParseCPUList(s string) ([]int, error) {
 				return nil, fmt.Errorf("%q is not a CPU list (e.g. 0, 1,3 or 0-2)", s)
 			}
 		}
+		if b > maxCPU {
+			return nil, fmt.Errorf("%q: CPU %d is above the kernel's %d", s, b, maxCPU)
+		}
 		for c := a; c <= b; c++ {
 			cpus = append(cpus, c)
 		}
@@ -32,6 +36,9 @@ func ParseCPUList(s string) ([]int, error) {
 	slices.Sort(cpus)
 	return slices.Compact(cpus), nil
 }
+
+// maxCPU is the highest CPU number Linux can have (CONFIG_NR_CPUS 8192).
+const maxCPU = 8191
 
 // formatCPUList writes cpus as a list ParseCPUList and taskset read.
 func formatCPUList(cpus []int) string {

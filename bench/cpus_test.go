@@ -22,7 +22,7 @@ func TestParseCPUList(t *testing.T) {
 			t.Errorf("%q does not survive formatCPUList: %v, %v", in, back, err)
 		}
 	}
-	for _, in := range []string{"", "x", "2-1", "-1", "1-", "0,,1"} {
+	for _, in := range []string{"", "x", "2-1", "-1", "1-", "0,,1", "0-999999999"} {
 		if got, err := ParseCPUList(in); err == nil {
 			t.Errorf("ParseCPUList(%q) = %v, want an error", in, got)
 		}
