@@ -56,8 +56,12 @@ func (u *UDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset
 
 // Send sends each buffer as one datagram to dst.
 func (u *UDPConn) Send(bufs [][]byte, dst netip.AddrPort) error {
+	return writeEach(u.c, bufs, dst)
+}
+
+func writeEach(c *net.UDPConn, bufs [][]byte, dst netip.AddrPort) error {
 	for _, b := range bufs {
-		if _, err := u.c.WriteToUDPAddrPort(b, dst); err != nil {
+		if _, err := c.WriteToUDPAddrPort(b, dst); err != nil {
 			return err
 		}
 	}
@@ -70,13 +74,7 @@ func (u *UDPConn) SendFlow(bufs [][]byte, dst netip.AddrPort, flow uint32) error
 	if len(u.src) == 0 {
 		return u.Send(bufs, dst)
 	}
-	c := u.src[flow%uint32(len(u.src))]
-	for _, b := range bufs {
-		if _, err := c.WriteToUDPAddrPort(b, dst); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeEach(u.src[flow%uint32(len(u.src))], bufs, dst)
 }
 
 // OpenSourcePorts opens n sending sockets on the address of cs, each on a
@@ -107,23 +105,37 @@ func OpenSourcePorts(cs []*UDPConn, n int) error {
 }
 
 // listenSourcePort opens a UDP socket on addr and a free port of the
-// dynamic range, trying from a random one.
+// dynamic range.
 func listenSourcePort(addr netip.Addr) (*net.UDPConn, error) {
+	var c *net.UDPConn
+	err := bindDynamicPort(addr, func(port uint16) (err error) {
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetWriteBuffer(socketBuffer)
+	return c, nil
+}
+
+// bindDynamicPort calls bind with ports of the dynamic range, starting
+// from a random one, until bind returns something other than EADDRINUSE;
+// it gives up after 64 ports in use.
+func bindDynamicPort(addr netip.Addr, bind func(port uint16) error) error {
 	span := srcPortMax - srcPortMin + 1
 	start := rand.IntN(span)
 	for i := range 64 {
-		port := uint16(srcPortMin + (start+i*7919)%span)
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
+		err := bind(uint16(srcPortMin + (start+i*7919)%span))
 		if errors.Is(err, syscall.EADDRINUSE) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("UDP source socket on %s: %w", addr, err)
+			return fmt.Errorf("UDP source socket on %s: %w", addr, err)
 		}
-		_ = c.SetWriteBuffer(socketBuffer)
-		return c, nil
+		return nil
 	}
-	return nil, fmt.Errorf("no free UDP source port on %s in %d-%d", addr, srcPortMin, srcPortMax)
+	return fmt.Errorf("no free UDP source port on %s in %d-%d", addr, srcPortMin, srcPortMax)
 }
 
 // SourcePorts returns the ports SendFlow sends from.

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"unsafe"
@@ -212,33 +211,28 @@ func udpSocket(family int, sa unix.Sockaddr, reuse bool) (int, error) {
 }
 
 // openSourceSocket opens a sending socket on addr and a free port of the
-// dynamic range, starting from a random one.
+// dynamic range.
 func openSourceSocket(family int, addr netip.Addr) (*fdWaiter, error) {
-	span := srcPortMax - srcPortMin + 1
-	start := rand.IntN(span)
-	for i := range 64 {
-		port := srcPortMin + (start+i*7919)%span
+	fd := -1
+	err := bindDynamicPort(addr, func(port uint16) (err error) {
 		var sa unix.Sockaddr
 		if family == unix.AF_INET6 {
-			sa = &unix.SockaddrInet6{Port: port, Addr: addr.As16()}
+			sa = &unix.SockaddrInet6{Port: int(port), Addr: addr.As16()}
 		} else {
-			sa = &unix.SockaddrInet4{Port: port, Addr: addr.Unmap().As4()}
+			sa = &unix.SockaddrInet4{Port: int(port), Addr: addr.Unmap().As4()}
 		}
-		fd, err := udpSocket(family, sa, false)
-		if errors.Is(err, unix.EADDRINUSE) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("UDP source socket on %s: %w", addr, err)
-		}
-		w, err := newFDWaiter(fd)
-		if err != nil {
-			unix.Close(fd)
-			return nil, err
-		}
-		return w, nil
+		fd, err = udpSocket(family, sa, false)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("no free UDP source port on %s in %d-%d", addr, srcPortMin, srcPortMax)
+	w, err := newFDWaiter(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return w, nil
 }
 
 // SourcePorts returns the ports SendFlow sends from.
