@@ -11,7 +11,7 @@
 //
 // Design notes:
 //   - The data plane never waits for etcd. Local MACs are collected by the
-//     data path in an overlay.LocalTable, which wakes the publisher through
+//     data path in an fdb.LocalTable, which wakes the publisher through
 //     a one-slot channel; the publisher writes whatever changed since its
 //     last successful write, so bursts coalesce and the work is bounded by
 //     the number of MACs, not packets. While etcd is away the publisher
@@ -44,7 +44,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vxland/vxland/internal/etcdwatch"
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // Config configures an Agent.
@@ -60,9 +60,9 @@ type Config struct {
 	// Ageing is how long a local MAC stays published without traffic.
 	Ageing time.Duration
 
-	FDB       *overlay.FDB
-	Local     *overlay.LocalTable
-	Neighbors *overlay.Neighbors
+	FDB       *fdb.Table
+	Local     *fdb.LocalTable
+	Neighbors *fdb.Neighbors
 	Logger    *slog.Logger
 }
 
@@ -82,7 +82,7 @@ type Agent struct {
 	// view is the last valid record of every key under the VNI prefix.
 	view map[string]record
 	// published is what this host has written for its own MACs, by MAC.
-	published map[overlay.MAC][]byte
+	published map[fdb.MAC][]byte
 	// badLogged remembers the malformed values already logged, by key and
 	// revision, so that each is logged once.
 	badLogged map[string]int64
@@ -108,7 +108,7 @@ func New(cfg Config) *Agent {
 		keys:      NewKeys(cfg.Prefix, cfg.VNI),
 		log:       cfg.Logger.With("component", "discovery"),
 		view:      make(map[string]record),
-		published: make(map[overlay.MAC][]byte),
+		published: make(map[fdb.MAC][]byte),
 		badLogged: make(map[string]int64),
 		synced:    make(chan struct{}),
 	}
@@ -237,7 +237,7 @@ func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
 	if a.cfg.Ageing > 0 {
 		a.cfg.Local.Expire(a.cfg.Ageing)
 	}
-	want := make(map[overlay.MAC][]byte)
+	want := make(map[fdb.MAC][]byte)
 	for _, e := range a.cfg.Local.Snapshot() {
 		ips := slices.Clone(e.IPs)
 		slices.SortFunc(ips, netip.Addr.Compare)
@@ -245,7 +245,7 @@ func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
 		want[e.MAC] = v
 	}
 	a.mu.Lock()
-	var puts, dels []overlay.MAC
+	var puts, dels []fdb.MAC
 	for mac, v := range want {
 		if old, ok := a.published[mac]; !ok || string(old) != string(v) {
 			puts = append(puts, mac)
@@ -256,7 +256,7 @@ func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
 			dels = append(dels, mac)
 		}
 	}
-	old := make(map[overlay.MAC][]byte, len(dels))
+	old := make(map[fdb.MAC][]byte, len(dels))
 	for _, mac := range dels {
 		old[mac] = a.published[mac]
 	}
@@ -429,7 +429,7 @@ func (a *Agent) applyLocked(r record) {
 		mac := r.macKey
 		if r.mac.VTEP == a.cfg.Self {
 			// Ours: never forward it to the underlay.
-			a.cfg.FDB.Delete(vni, mac, overlay.OriginRemote)
+			a.cfg.FDB.Delete(vni, mac, fdb.OriginRemote)
 			return
 		}
 		if _, mine := a.published[mac]; mine {
@@ -440,7 +440,7 @@ func (a *Agent) applyLocked(r record) {
 			}
 			a.log.Info("local MAC moved to another VTEP", "mac", mac, "vtep", r.mac.VTEP)
 		}
-		a.cfg.FDB.Set(vni, mac, r.mac.VTEP, overlay.OriginRemote)
+		a.cfg.FDB.Set(vni, mac, r.mac.VTEP, fdb.OriginRemote)
 		if a.cfg.Neighbors != nil {
 			for _, ip := range r.mac.IPs {
 				a.cfg.Neighbors.Set(ip, mac)
@@ -460,7 +460,7 @@ func (a *Agent) unapplyLocked(r record) {
 		if r.mac.VTEP == a.cfg.Self {
 			return
 		}
-		a.cfg.FDB.Delete(a.cfg.VNI, r.macKey, overlay.OriginRemote)
+		a.cfg.FDB.Delete(a.cfg.VNI, r.macKey, fdb.OriginRemote)
 		if a.cfg.Neighbors != nil {
 			for _, ip := range r.mac.IPs {
 				a.cfg.Neighbors.Delete(ip, r.macKey)

@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxland/vxland/overlay/fdb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/vxland/vxland/overlay"
 )
 
 // TestAgentsPublishAndWithdraw: two hosts find each other, and a MAC seen
@@ -110,8 +109,8 @@ func TestStoppedHostIsForgotten(t *testing.T) {
 		d := snapshot(t, b, []netip.Addr{ip})
 		return d.compare(dataPlane{
 			flood: addrPorts(a),
-			fdb:   map[overlay.MAC]netip.AddrPort{mac: a.vtep()},
-			neigh: map[netip.Addr]overlay.MAC{ip: mac},
+			fdb:   map[fdb.MAC]netip.AddrPort{mac: a.vtep()},
+			neigh: map[netip.Addr]fdb.MAC{ip: mac},
 		})
 	})
 	_, lease, ok := getKey(t, cli, testKeys.Member(a.addr))
@@ -210,8 +209,8 @@ func TestLeaseLost(t *testing.T) {
 	waitFor(t, "B knows A and its MAC again", func() error {
 		return snapshot(t, b, []netip.Addr{ip}).compare(dataPlane{
 			flood: addrPorts(a),
-			fdb:   map[overlay.MAC]netip.AddrPort{mac: a.vtep()},
-			neigh: map[netip.Addr]overlay.MAC{ip: mac},
+			fdb:   map[fdb.MAC]netip.AddrPort{mac: a.vtep()},
+			neigh: map[netip.Addr]fdb.MAC{ip: mac},
 		})
 	})
 }
@@ -232,7 +231,7 @@ func TestMalformedValuesAreSkipped(t *testing.T) {
 	waitFor(t, "B applies the valid records", func() error {
 		return snapshot(t, b, nil).compare(dataPlane{
 			flood: []netip.AddrPort{vtepOf(x)},
-			fdb:   map[overlay.MAC]netip.AddrPort{mustMAC("02:00:00:00:00:a2"): vtepOf(x), mustMAC("02:00:00:00:00:a4"): vtepOf(x)},
+			fdb:   map[fdb.MAC]netip.AddrPort{mustMAC("02:00:00:00:00:a2"): vtepOf(x), mustMAC("02:00:00:00:00:a4"): vtepOf(x)},
 		})
 	})
 
@@ -256,8 +255,8 @@ func TestMalformedValuesAreSkipped(t *testing.T) {
 	ips := []netip.Addr{netip.MustParseAddr("10.1.0.5")}
 	want := dataPlane{
 		flood: []netip.AddrPort{vtepOf(x), vtepOf(y)},
-		fdb:   map[overlay.MAC]netip.AddrPort{mustMAC("02:00:00:00:00:a4"): vtepOf(x), mustMAC("02:00:00:00:00:a5"): vtepOf(y)},
-		neigh: map[netip.Addr]overlay.MAC{ips[0]: mustMAC("02:00:00:00:00:a5")},
+		fdb:   map[fdb.MAC]netip.AddrPort{mustMAC("02:00:00:00:00:a4"): vtepOf(x), mustMAC("02:00:00:00:00:a5"): vtepOf(y)},
+		neigh: map[netip.Addr]fdb.MAC{ips[0]: mustMAC("02:00:00:00:00:a5")},
 	}
 	waitFor(t, "B skips the garbage and applies what follows it", func() error {
 		return snapshot(t, b, ips).compare(want)
@@ -318,8 +317,8 @@ func TestMACMove(t *testing.T) {
 		a.local.Observe(mac, ip)
 		return snapshot(t, b, []netip.Addr{ip}).compare(dataPlane{
 			flood: addrPorts(a),
-			fdb:   map[overlay.MAC]netip.AddrPort{mac: a.vtep()},
-			neigh: map[netip.Addr]overlay.MAC{ip: mac},
+			fdb:   map[fdb.MAC]netip.AddrPort{mac: a.vtep()},
+			neigh: map[netip.Addr]fdb.MAC{ip: mac},
 		})
 	})
 
@@ -343,12 +342,12 @@ func TestMACMove(t *testing.T) {
 		bValue, bLease = v, l
 		if err := snapshot(t, a, []netip.Addr{ip}).compare(dataPlane{
 			flood: addrPorts(b),
-			fdb:   map[overlay.MAC]netip.AddrPort{mac: b.vtep()},
-			neigh: map[netip.Addr]overlay.MAC{ip: mac},
+			fdb:   map[fdb.MAC]netip.AddrPort{mac: b.vtep()},
+			neigh: map[netip.Addr]fdb.MAC{ip: mac},
 		}); err != nil {
 			return fmt.Errorf("A: %w", err)
 		}
-		if slices.ContainsFunc(a.local.Snapshot(), func(e overlay.LocalMAC) bool { return e.MAC == mac }) {
+		if slices.ContainsFunc(a.local.Snapshot(), func(e fdb.LocalMAC) bool { return e.MAC == mac }) {
 			return errors.New("A's local table still holds the MAC")
 		}
 		return nil
@@ -371,8 +370,8 @@ func TestMACMove(t *testing.T) {
 	}
 	if err := snapshot(t, a, []netip.Addr{ip}).compare(dataPlane{
 		flood: addrPorts(b),
-		fdb:   map[overlay.MAC]netip.AddrPort{mac: b.vtep()},
-		neigh: map[netip.Addr]overlay.MAC{ip: mac},
+		fdb:   map[fdb.MAC]netip.AddrPort{mac: b.vtep()},
+		neigh: map[netip.Addr]fdb.MAC{ip: mac},
 	}); err != nil {
 		t.Errorf("A after its ageing: %v", err)
 	}
@@ -420,12 +419,12 @@ func (gapScenario) all() []netip.Addr {
 func (gapScenario) after() dataPlane {
 	return dataPlane{
 		flood: []netip.AddrPort{vtepOf("192.0.2.21"), vtepOf("192.0.2.22")},
-		fdb: map[overlay.MAC]netip.AddrPort{
+		fdb: map[fdb.MAC]netip.AddrPort{
 			mustMAC("02:00:00:00:00:c1"): vtepOf("192.0.2.22"),
 			mustMAC("02:00:00:00:00:c2"): vtepOf("192.0.2.21"),
 			mustMAC("02:00:00:00:00:c3"): vtepOf("192.0.2.22"),
 		},
-		neigh: map[netip.Addr]overlay.MAC{
+		neigh: map[netip.Addr]fdb.MAC{
 			netip.MustParseAddr("10.1.0.22"): mustMAC("02:00:00:00:00:c1"),
 			netip.MustParseAddr("10.1.0.23"): mustMAC("02:00:00:00:00:c3"),
 			netip.MustParseAddr("10.1.0.26"): mustMAC("02:00:00:00:00:c2"),
@@ -632,11 +631,11 @@ func TestRelistIsIdempotent(t *testing.T) {
 	}
 	want := dataPlane{
 		flood: []netip.AddrPort{vtepOf("192.0.2.30"), vtepOf("192.0.2.31")},
-		fdb: map[overlay.MAC]netip.AddrPort{
+		fdb: map[fdb.MAC]netip.AddrPort{
 			mustMAC("02:00:00:00:00:d0"): vtepOf("192.0.2.30"),
 			mustMAC("02:00:00:00:00:d1"): vtepOf("192.0.2.31"),
 		},
-		neigh: map[netip.Addr]overlay.MAC{
+		neigh: map[netip.Addr]fdb.MAC{
 			ips[0]: mustMAC("02:00:00:00:00:d0"),
 			ips[1]: mustMAC("02:00:00:00:00:d0"),
 			ips[2]: mustMAC("02:00:00:00:00:d1"),
@@ -705,7 +704,7 @@ func TestWithdrawalKeepsAnotherOwnersClaim(t *testing.T) {
 	a.local.Observe(mine, netip.Addr{})
 	a.local.Observe(theirs, netip.Addr{})
 	a.agent.syncLocal(ctx, g.ID)
-	for _, mac := range []overlay.MAC{mine, theirs} {
+	for _, mac := range []fdb.MAC{mine, theirs} {
 		if _, l, ok := getKey(t, cli, testKeys.MAC(mac)); !ok || l != g.ID {
 			t.Fatalf("%s not published on lease %x (present %t, lease %x)", mac, g.ID, ok, l)
 		}

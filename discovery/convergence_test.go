@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // TestConvergenceMeasured measures, without asserting on it, how long it
@@ -24,7 +24,7 @@ func TestConvergenceMeasured(t *testing.T) {
 	var flood, mac []time.Duration
 	for i := range joins {
 		h := newHost(t, cli, fmt.Sprintf("192.0.2.%d", 10+i))
-		m := overlay.MAC{0x02, 0, 0, 0, 0x10, byte(i)}
+		m := fdb.MAC{0x02, 0, 0, 0, 0x10, byte(i)}
 		h.local.Observe(m, netip.MustParseAddr(fmt.Sprintf("10.200.0.%d", 10+i)))
 		start := time.Now()
 		h.start()

@@ -15,7 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vxland/vxland/internal/netlab"
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // The tests run one VNI of hosts at 192.0.2.0/24 (TEST-NET-1): nothing is
@@ -119,9 +119,9 @@ func logged(t *testing.T, v any) string {
 type host struct {
 	t     *testing.T
 	addr  netip.Addr
-	fdb   *overlay.FDB
-	local *overlay.LocalTable
-	neigh *overlay.Neighbors
+	fdb   *fdb.Table
+	local *fdb.LocalTable
+	neigh *fdb.Neighbors
 	log   *logBuffer
 	agent *Agent
 
@@ -135,9 +135,9 @@ func newHost(t *testing.T, cli *clientv3.Client, addr string, adjust ...func(*Co
 	h := &host{
 		t:     t,
 		addr:  netip.MustParseAddr(addr),
-		fdb:   overlay.NewFDB(testPort, 0),
-		local: overlay.NewLocalTable(),
-		neigh: overlay.NewNeighbors(),
+		fdb:   fdb.New(testPort, 0),
+		local: fdb.NewLocalTable(),
+		neigh: fdb.NewNeighbors(),
 		log:   &logBuffer{},
 	}
 	cfg := Config{
@@ -221,9 +221,9 @@ func waitFor(t *testing.T, what string, cond func() error) {
 
 // dataPlane is what the agent drove into one host's tables for the VNI.
 type dataPlane struct {
-	flood []netip.AddrPort               // sorted
-	fdb   map[overlay.MAC]netip.AddrPort // remote entries
-	neigh map[netip.Addr]overlay.MAC     // for the addresses asked about
+	flood []netip.AddrPort           // sorted
+	fdb   map[fdb.MAC]netip.AddrPort // remote entries
+	neigh map[netip.Addr]fdb.MAC     // for the addresses asked about
 }
 
 // snapshot reads h's tables. Neighbours are looked up for ips, since the
@@ -232,11 +232,11 @@ func snapshot(t *testing.T, h *host, ips []netip.Addr) dataPlane {
 	t.Helper()
 	d := dataPlane{
 		flood: slices.SortedFunc(slices.Values(h.fdb.Flood(testVNI)), netip.AddrPort.Compare),
-		fdb:   make(map[overlay.MAC]netip.AddrPort),
-		neigh: make(map[netip.Addr]overlay.MAC),
+		fdb:   make(map[fdb.MAC]netip.AddrPort),
+		neigh: make(map[netip.Addr]fdb.MAC),
 	}
 	for _, e := range h.fdb.Entries() {
-		if e.VNI != testVNI || e.Origin != overlay.OriginRemote.String() {
+		if e.VNI != testVNI || e.Origin != fdb.OriginRemote.String() {
 			t.Fatalf("host %s: FDB entry %+v that the agent did not make", h.addr, e)
 		}
 		d.fdb[mustMAC(e.MAC)] = e.VTEP
@@ -286,7 +286,7 @@ func fromEtcd(t *testing.T, cli *clientv3.Client, self netip.Addr) dataPlane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := dataPlane{fdb: make(map[overlay.MAC]netip.AddrPort), neigh: make(map[netip.Addr]overlay.MAC)}
+	d := dataPlane{fdb: make(map[fdb.MAC]netip.AddrPort), neigh: make(map[netip.Addr]fdb.MAC)}
 	for _, kv := range resp.Kvs {
 		r, err := testKeys.parse(string(kv.Key), kv.Value)
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // SchemaVersion is the version of the records this code writes. Readers
@@ -61,7 +61,7 @@ func (k Keys) Prefix() string { return k.base }
 func (k Keys) Member(addr netip.Addr) string { return k.base + "vtep/" + addr.String() }
 
 // MAC is the key of mac.
-func (k Keys) MAC(mac overlay.MAC) string { return k.base + "mac/" + mac.String() }
+func (k Keys) MAC(mac fdb.MAC) string { return k.base + "mac/" + mac.String() }
 
 var errBadRecord = errors.New("malformed record")
 
@@ -69,7 +69,7 @@ var errBadRecord = errors.New("malformed record")
 type record struct {
 	member *Member
 	mac    *MACRecord
-	macKey overlay.MAC
+	macKey fdb.MAC
 }
 
 // parse validates key and value. The value must be JSON of a supported
@@ -115,7 +115,7 @@ func (k Keys) parse(key string, value []byte) (record, error) {
 		if err != nil || len(hw) != 6 {
 			return record{}, fmt.Errorf("%w: key names no Ethernet address", errBadRecord)
 		}
-		mac := overlay.MAC(hw)
+		mac := fdb.MAC(hw)
 		if mac.String() != name {
 			// One MAC, one key, one owner: another spelling would be a
 			// second record for the same MAC.
@@ -129,7 +129,7 @@ func (k Keys) parse(key string, value []byte) (record, error) {
 		switch {
 		case r.Version < SchemaVersion:
 			return record{}, fmt.Errorf("%w: version %d", errBadRecord, r.Version)
-		case err != nil || len(rhw) != 6 || overlay.MAC(rhw) != mac:
+		case err != nil || len(rhw) != 6 || fdb.MAC(rhw) != mac:
 			return record{}, fmt.Errorf("%w: mac %q does not match the key", errBadRecord, r.MAC)
 		case mac.IsMulticast() || mac.IsZero():
 			return record{}, fmt.Errorf("%w: %s is not a unicast MAC", errBadRecord, mac)

@@ -9,17 +9,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 var testKeys = NewKeys("/vxland", 42)
 
-func mustMAC(s string) overlay.MAC {
+func mustMAC(s string) fdb.MAC {
 	hw, err := net.ParseMAC(s)
 	if err != nil || len(hw) != 6 {
 		panic("bad MAC in test: " + s)
 	}
-	return overlay.MAC(hw)
+	return fdb.MAC(hw)
 }
 
 func TestKeys(t *testing.T) {
@@ -257,7 +257,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("MAC record %+v read from %q, but its key is %q", *rec, key, want)
 			}
 			hw, err := net.ParseMAC(rec.MAC)
-			if err != nil || len(hw) != 6 || overlay.MAC(hw) != r.macKey {
+			if err != nil || len(hw) != 6 || fdb.MAC(hw) != r.macKey {
 				t.Fatalf("MAC record %+v accepted under %s", *rec, r.macKey)
 			}
 			if r.macKey.IsMulticast() || r.macKey.IsZero() || rec.Version < 1 || !rec.VTEP.IsValid() {

@@ -3,6 +3,8 @@ package overlay
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // ARP over Ethernet for IPv4 (RFC 826), as it follows the 14-byte Ethernet
@@ -31,15 +33,15 @@ func arpIPv4(frame []byte) []byte {
 }
 
 func arpOp(a []byte) uint16             { return binary.BigEndian.Uint16(a[6:8]) }
-func arpSenderMAC(a []byte) MAC         { return MAC(a[8:14]) }
+func arpSenderMAC(a []byte) fdb.MAC     { return fdb.MAC(a[8:14]) }
 func arpSenderIP(a []byte) netip.Addr   { return netip.AddrFrom4([4]byte(a[14:18])) }
 func arpTargetIP(a []byte) netip.Addr   { return netip.AddrFrom4([4]byte(a[24:28])) }
-func setMAC(dst []byte, m MAC)          { copy(dst, m[:]) }
+func setMAC(dst []byte, m fdb.MAC)      { copy(dst, m[:]) }
 func setIPv4(dst []byte, ip netip.Addr) { a := ip.As4(); copy(dst, a[:]) }
 
 // answerARP turns the ARP request in frame, in place, into the reply that
 // the owner of the target address (mac) would send.
-func answerARP(frame []byte, mac MAC) {
+func answerARP(frame []byte, mac fdb.MAC) {
 	a := frame[ethHeaderLen : ethHeaderLen+arpLen]
 	requester, requesterIP, target := arpSenderMAC(a), arpSenderIP(a), arpTargetIP(a)
 	setMAC(frame[0:6], requester)

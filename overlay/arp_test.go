@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/overlaytest"
 )
 
 // arpFrame builds a broadcast ARP request from (sha, spa) for tpa.
-func arpFrame(sha overlay.MAC, spa, tpa netip.Addr) []byte {
+func arpFrame(sha fdb.MAC, spa, tpa netip.Addr) []byte {
 	f := make([]byte, 42)
 	copy(f[0:6], bytes.Repeat([]byte{0xff}, 6))
 	copy(f[6:12], sha[:])
@@ -29,11 +30,11 @@ func arpFrame(sha overlay.MAC, spa, tpa netip.Addr) []byte {
 	return f
 }
 
-func newARPRig(t *testing.T) (*rig, *overlay.Neighbors, *overlay.LocalTable) {
+func newARPRig(t *testing.T) (*rig, *fdb.Neighbors, *fdb.LocalTable) {
 	t.Helper()
-	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: overlay.NewFDB(4789, time.Minute)}
+	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: fdb.New(4789, time.Minute)}
 	r.fdb.AddFlood(testVNI, peer1)
-	n, l := overlay.NewNeighbors(), overlay.NewLocalTable()
+	n, l := fdb.NewNeighbors(), fdb.NewLocalTable()
 	var err error
 	r.ov, err = overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450, Neighbors: n, Local: l}, r.dev, r.conn, r.fdb)
 	if err != nil {
@@ -101,7 +102,7 @@ func TestLocalTableRecordsContainers(t *testing.T) {
 	r, _, l := newARPRig(t)
 	r.dev.Inject(arpFrame(macA, ipA, ipB))
 	r.dev.Inject(udpFrame(t, localMAC, macB, 10)) // from the host's own stack
-	r.dev.Inject(udpFrame(t, overlay.MAC{0x01, 0, 0x5e, 0, 0, 1}, macB, 10))
+	r.dev.Inject(udpFrame(t, fdb.MAC{0x01, 0, 0x5e, 0, 0, 1}, macB, 10))
 	select {
 	case <-l.Changed():
 		t.Fatal("changed before any frame")
@@ -119,7 +120,7 @@ func TestLocalTableRecordsContainers(t *testing.T) {
 	select {
 	case <-l.Changed():
 	default:
-		t.Fatal("no change signalled for a new MAC")
+		t.Fatal("no change signalled for a new fdb.MAC")
 	}
 	if gone := l.Expire(0); len(gone) != 1 {
 		t.Fatalf("Expire(0) removed %v", gone)
@@ -129,7 +130,7 @@ func TestLocalTableRecordsContainers(t *testing.T) {
 func TestEncapStepNoAllocsWithControlPlane(t *testing.T) {
 	r, n, _ := newARPRig(t)
 	n.Set(ipB, macB)
-	r.fdb.Set(testVNI, macB, peer1, overlay.OriginRemote)
+	r.fdb.Set(testVNI, macB, peer1, fdb.OriginRemote)
 	r.dev.Repeat(udpFrame(t, macA, macB, 1400))
 	r.conn.Discard()
 	if err := r.encap(); err != nil { // first sighting of macA allocates

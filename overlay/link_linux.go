@@ -8,6 +8,7 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vxland/vxland/overlay/fdb"
 	"golang.org/x/sys/unix"
 )
 
@@ -101,39 +102,39 @@ func isDefault(mask []byte) bool {
 
 // AttachTAP sets the TAP's MTU, attaches it to bridge (creating the bridge
 // if it does not exist) and brings both up. It returns the TAP's MAC.
-func AttachTAP(tap, bridge string, mtu int) (MAC, error) {
+func AttachTAP(tap, bridge string, mtu int) (fdb.MAC, error) {
 	link, err := netlink.LinkByName(tap)
 	if err != nil {
-		return MAC{}, fmt.Errorf("TAP %s: %w", tap, err)
+		return fdb.MAC{}, fmt.Errorf("TAP %s: %w", tap, err)
 	}
 	br, err := netlink.LinkByName(bridge)
 	if err != nil {
 		if !errors.As(err, new(netlink.LinkNotFoundError)) {
-			return MAC{}, fmt.Errorf("bridge %s: %w", bridge, err)
+			return fdb.MAC{}, fmt.Errorf("bridge %s: %w", bridge, err)
 		}
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridge}}); err != nil {
-			return MAC{}, fmt.Errorf("creating bridge %s: %w", bridge, err)
+			return fdb.MAC{}, fmt.Errorf("creating bridge %s: %w", bridge, err)
 		}
 		if br, err = netlink.LinkByName(bridge); err != nil {
-			return MAC{}, fmt.Errorf("bridge %s: %w", bridge, err)
+			return fdb.MAC{}, fmt.Errorf("bridge %s: %w", bridge, err)
 		}
 	} else if br.Type() != "bridge" {
-		return MAC{}, fmt.Errorf("%s exists and is a %s, not a bridge", bridge, br.Type())
+		return fdb.MAC{}, fmt.Errorf("%s exists and is a %s, not a bridge", bridge, br.Type())
 	}
 	if err := netlink.LinkSetMTU(link, mtu); err != nil {
-		return MAC{}, fmt.Errorf("setting MTU %d on %s: %w", mtu, tap, err)
+		return fdb.MAC{}, fmt.Errorf("setting MTU %d on %s: %w", mtu, tap, err)
 	}
 	if err := netlink.LinkSetMaster(link, br); err != nil {
-		return MAC{}, fmt.Errorf("attaching %s to bridge %s: %w", tap, bridge, err)
+		return fdb.MAC{}, fmt.Errorf("attaching %s to bridge %s: %w", tap, bridge, err)
 	}
 	for _, l := range []netlink.Link{link, br} {
 		if err := netlink.LinkSetUp(l); err != nil {
-			return MAC{}, fmt.Errorf("bringing %s up: %w", l.Attrs().Name, err)
+			return fdb.MAC{}, fmt.Errorf("bringing %s up: %w", l.Attrs().Name, err)
 		}
 	}
-	var mac MAC
+	var mac fdb.MAC
 	if copy(mac[:], link.Attrs().HardwareAddr) != len(mac) {
-		return MAC{}, fmt.Errorf("TAP %s has no Ethernet address", tap)
+		return fdb.MAC{}, fmt.Errorf("TAP %s has no Ethernet address", tap)
 	}
 	return mac, nil
 }

@@ -5,6 +5,8 @@ package overlay
 import (
 	"errors"
 	"net/netip"
+
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 var errNotLinux = errors.New("not supported on this OS: vxland needs Linux")
@@ -15,7 +17,7 @@ func ResolveUnderlay(iface string, local netip.Addr) (Underlay, error) {
 }
 
 // AttachTAP is not supported on this OS.
-func AttachTAP(tap, bridge string, mtu int) (MAC, error) { return MAC{}, errNotLinux }
+func AttachTAP(tap, bridge string, mtu int) (fdb.MAC, error) { return fdb.MAC{}, errNotLinux }
 
 // InterfaceExists is not supported on this OS.
 func InterfaceExists(name string) bool { return false }

@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // SetupRoutedTAP prepares a TAP that the kernel routes through instead of
@@ -16,7 +17,7 @@ import (
 // The address is set while the device is still down: the kernel would
 // refuse to change it on some drivers once it is up, and nothing should
 // leave it with a passing address.
-func SetupRoutedTAP(tap string, mac MAC, mtu int) error {
+func SetupRoutedTAP(tap string, mac fdb.MAC, mtu int) error {
 	link, err := netlink.LinkByName(tap)
 	if err != nil {
 		return fmt.Errorf("TAP %s: %w", tap, err)

@@ -19,9 +19,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/vxland/vxland/encap"
+	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/offload"
 )
 
@@ -33,7 +33,7 @@ type Config struct {
 	VNI uint32
 	// LocalMAC is the TAP device's own address. A received frame that
 	// claims it as its source is dropped: it is a loop or a spoof.
-	LocalMAC MAC
+	LocalMAC fdb.MAC
 	// MTU is the device's MTU. Received inner frames larger than MTU+14
 	// are cut into segments that fit when they are TCP, dropped otherwise.
 	MTU int
@@ -42,10 +42,10 @@ type Config struct {
 	// Local, when set, records the source MACs of frames read from the
 	// device and the IPv4 addresses they claim in ARP, for the control
 	// plane to publish.
-	Local *LocalTable
+	Local *fdb.LocalTable
 	// Neighbors, when set, answers ARP requests for remote containers on
 	// this host instead of flooding them.
-	Neighbors *Neighbors
+	Neighbors *fdb.Neighbors
 	// BatchWhenIdle runs each forwarding thread (Linux, pollable
 	// devices) under SCHED_BATCH while its traffic is sparse, and under
 	// SCHED_OTHER while it is steady: a lone packet then does not preempt
@@ -58,7 +58,7 @@ type Config struct {
 type Overlay struct {
 	cfg      Config
 	queues   []Queue
-	fdb      *FDB
+	fdb      *fdb.Table
 	counters Counters
 	// schedRefused logs, once, that the kernel refused a worker's change
 	// of scheduling policy (Config.BatchWhenIdle).
@@ -75,12 +75,12 @@ type Queue struct {
 }
 
 // New returns a data plane between dev and conn that forwards by fdb.
-func New(cfg Config, dev FrameDevice, conn PacketConn, fdb *FDB) (*Overlay, error) {
-	return NewQueues(cfg, []Queue{{Device: dev, Conn: conn}}, fdb)
+func New(cfg Config, dev FrameDevice, conn PacketConn, table *fdb.Table) (*Overlay, error) {
+	return NewQueues(cfg, []Queue{{Device: dev, Conn: conn}}, table)
 }
 
 // NewQueues returns a data plane over several queues that forwards by fdb.
-func NewQueues(cfg Config, queues []Queue, fdb *FDB) (*Overlay, error) {
+func NewQueues(cfg Config, queues []Queue, table *fdb.Table) (*Overlay, error) {
 	if len(queues) == 0 {
 		return nil, errors.New("overlay: no queue")
 	}
@@ -93,14 +93,14 @@ func NewQueues(cfg Config, queues []Queue, fdb *FDB) (*Overlay, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	o := &Overlay{cfg: cfg, queues: queues, fdb: fdb}
+	o := &Overlay{cfg: cfg, queues: queues, fdb: table}
 	// Allocated here, before any reader of the counters can run.
 	o.counters.queue(len(queues) - 1)
 	return o, nil
 }
 
 // FDB returns the forwarding database the overlay uses.
-func (o *Overlay) FDB() *FDB { return o.fdb }
+func (o *Overlay) FDB() *fdb.Table { return o.fdb }
 
 // Counters returns the overlay's live counters.
 func (o *Overlay) Counters() *Counters { return &o.counters }
@@ -144,7 +144,7 @@ func (o *Overlay) Run(ctx context.Context) error {
 			}
 		})
 	}
-	wg.Go(func() { o.ageLoop(ctx) })
+	wg.Go(func() { o.fdb.RunAgeing(ctx, o.cfg.Logger) })
 
 	<-ctx.Done()
 	for _, q := range o.queues {
@@ -156,26 +156,6 @@ func (o *Overlay) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
-}
-
-func (o *Overlay) ageLoop(ctx context.Context) {
-	period := o.fdb.ageing / 10
-	if period <= 0 {
-		return
-	}
-	period = max(period, 100*time.Millisecond)
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n := o.fdb.Expire(); n > 0 {
-				o.cfg.Logger.Debug("fdb entries aged out", "count", n)
-			}
-		}
-	}
 }
 
 // encapsulator moves frames from the device to the underlay. It owns its
@@ -204,7 +184,7 @@ type encapsulator struct {
 
 type encapMemo struct {
 	valid    bool
-	src, dst MAC
+	src, dst fdb.MAC
 	vtep     netip.AddrPort
 	known    bool
 }
@@ -249,7 +229,7 @@ func (e *encapsulator) forward(buf []byte) {
 		o.counters.Drop(DropTxShort)
 		return
 	}
-	dst, src := MAC(frame[0:6]), MAC(frame[6:12])
+	dst, src := fdb.MAC(frame[0:6]), fdb.MAC(frame[6:12])
 	arp := arpIPv4(frame)
 	// The TAP's own address is not a container: the host's stack sends
 	// through the TAP too (IPv6 neighbour discovery, for one).
@@ -350,7 +330,7 @@ func (e *encapsulator) sendOnce(pkts [][]byte, vtep netip.AddrPort, flow uint32)
 // answerARP answers the ARP request in buf[deviceHeadroom:] from the
 // neighbour table: the reply goes back out of the device, and nothing
 // crosses the underlay.
-func (e *encapsulator) answerARP(buf []byte, mac MAC) {
+func (e *encapsulator) answerARP(buf []byte, mac fdb.MAC) {
 	answerARP(buf[deviceHeadroom:], mac)
 	// Keep the batch's order: what was queued before goes first.
 	e.flush()
@@ -390,7 +370,7 @@ type decapsulator struct {
 type decapMemo struct {
 	known, learned bool
 	vtep           netip.Addr
-	mac            MAC
+	mac            fdb.MAC
 }
 
 const (
@@ -510,7 +490,7 @@ func (d *decapsulator) receive(pkt []byte, src netip.Addr) ([]byte, bool) {
 		o.counters.Drop(DropInnerShort)
 		return nil, false
 	}
-	srcMAC := MAC(frame[6:12])
+	srcMAC := fdb.MAC(frame[6:12])
 	switch {
 	case srcMAC == o.cfg.LocalMAC:
 		o.counters.Drop(DropOwnMAC)

@@ -15,15 +15,16 @@ import (
 
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/overlaytest"
 )
 
 const testVNI = 42
 
 var (
-	localMAC = overlay.MAC{0x02, 0xaa, 0, 0, 0, 1}
-	macA     = overlay.MAC{0x02, 0xaa, 0, 0, 0, 0xa}
-	macB     = overlay.MAC{0x02, 0xaa, 0, 0, 0, 0xb}
+	localMAC = fdb.MAC{0x02, 0xaa, 0, 0, 0, 1}
+	macA     = fdb.MAC{0x02, 0xaa, 0, 0, 0, 0xa}
+	macB     = fdb.MAC{0x02, 0xaa, 0, 0, 0, 0xb}
 	peer1    = netip.MustParseAddr("198.51.100.1")
 	peer2    = netip.MustParseAddr("198.51.100.2")
 	stranger = netip.MustParseAddr("198.51.100.66")
@@ -33,14 +34,14 @@ type rig struct {
 	ov    *overlay.Overlay
 	dev   *overlaytest.Device
 	conn  *overlaytest.Conn
-	fdb   *overlay.FDB
+	fdb   *fdb.Table
 	encap func() error
 	decap func() error
 }
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
-	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: overlay.NewFDB(4789, time.Minute)}
+	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: fdb.New(4789, time.Minute)}
 	r.fdb.AddFlood(testVNI, peer1)
 	r.fdb.AddFlood(testVNI, peer2)
 	var err error
@@ -53,7 +54,7 @@ func newRig(t testing.TB) *rig {
 }
 
 // udpFrame builds an Ethernet/IPv4/UDP frame with a correct checksum.
-func udpFrame(t testing.TB, src, dst overlay.MAC, payload int) []byte {
+func udpFrame(t testing.TB, src, dst fdb.MAC, payload int) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(dst[:]), EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
@@ -80,7 +81,7 @@ func vxlanPacket(vni uint32, frame []byte) []byte {
 
 func TestEncapKnownUnicastGoesToItsVTEP(t *testing.T) {
 	r := newRig(t)
-	r.fdb.Set(testVNI, macB, peer2, overlay.OriginStatic)
+	r.fdb.Set(testVNI, macB, peer2, fdb.OriginStatic)
 	frame := udpFrame(t, macA, macB, 100)
 	r.dev.Inject(frame)
 	if err := r.encap(); err != nil {
@@ -103,10 +104,10 @@ func TestEncapKnownUnicastGoesToItsVTEP(t *testing.T) {
 func TestEncapFloodsBroadcastAndUnknown(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		dst  overlay.MAC
+		dst  fdb.MAC
 	}{
-		{"broadcast", overlay.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
-		{"multicast", overlay.MAC{0x01, 0x00, 0x5e, 0, 0, 1}},
+		{"broadcast", fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
+		{"multicast", fdb.MAC{0x01, 0x00, 0x5e, 0, 0, 1}},
 		{"unknown unicast", macB},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,7 +170,7 @@ func TestDecapDropsByReason(t *testing.T) {
 	good := udpFrame(t, macB, macA, 20)
 	badSum := bytes.Clone(good)
 	badSum[len(badSum)-1] ^= 0xff
-	withSrc := func(src overlay.MAC) []byte {
+	withSrc := func(src fdb.MAC) []byte {
 		f := bytes.Clone(good)
 		copy(f[6:12], src[:])
 		return f
@@ -191,9 +192,9 @@ func TestDecapDropsByReason(t *testing.T) {
 		{"wrong VNI", vxlanPacket(testVNI+1, good), from1, overlay.DropVNI},
 		{"non-peer", vxlanPacket(testVNI, good), netip.AddrPortFrom(stranger, 4789), overlay.DropUnknownVTEP},
 		{"inner short", vxlanPacket(testVNI, good[:13]), from1, overlay.DropInnerShort},
-		{"own MAC", vxlanPacket(testVNI, withSrc(localMAC)), from1, overlay.DropOwnMAC},
-		{"multicast source", vxlanPacket(testVNI, withSrc(overlay.MAC{1, 0, 0x5e, 0, 0, 1})), from1, overlay.DropMulticastSource},
-		{"zero source", vxlanPacket(testVNI, withSrc(overlay.MAC{})), from1, overlay.DropZeroSource},
+		{"own fdb.MAC", vxlanPacket(testVNI, withSrc(localMAC)), from1, overlay.DropOwnMAC},
+		{"multicast source", vxlanPacket(testVNI, withSrc(fdb.MAC{1, 0, 0x5e, 0, 0, 1})), from1, overlay.DropMulticastSource},
+		{"zero source", vxlanPacket(testVNI, withSrc(fdb.MAC{})), from1, overlay.DropZeroSource},
 		{"bad inner checksum", vxlanPacket(testVNI, badSum), from1, overlay.DropInnerChecksum},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -223,7 +224,7 @@ func TestDecapDropsByReason(t *testing.T) {
 
 func TestForwardStepNoAllocs(t *testing.T) {
 	r := newRig(t)
-	r.fdb.Set(testVNI, macB, peer2, overlay.OriginStatic)
+	r.fdb.Set(testVNI, macB, peer2, fdb.OriginStatic)
 	r.dev.Repeat(udpFrame(t, macA, macB, 1400))
 	r.conn.Repeat(vxlanPacket(testVNI, udpFrame(t, macB, macA, 1400)), netip.AddrPortFrom(peer2, 50000))
 	for name, step := range map[string]func() error{"encap": r.encap, "decap": r.decap} {
@@ -239,7 +240,7 @@ func TestForwardStepNoAllocs(t *testing.T) {
 
 func BenchmarkEncapStep(b *testing.B) {
 	r := newRig(b)
-	r.fdb.Set(testVNI, macB, peer2, overlay.OriginStatic)
+	r.fdb.Set(testVNI, macB, peer2, fdb.OriginStatic)
 	frame := udpFrame(b, macA, macB, 1400)
 	r.dev.Repeat(frame)
 	r.conn.Discard()
@@ -273,7 +274,7 @@ func TestRunStopsEveryGoroutine(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.ov.Run(ctx) }()
 	// Let traffic flow through both directions before stopping.
-	r.fdb.Set(testVNI, macB, peer2, overlay.OriginStatic)
+	r.fdb.Set(testVNI, macB, peer2, fdb.OriginStatic)
 	r.dev.Inject(udpFrame(t, macA, macB, 10))
 	r.conn.Inject(vxlanPacket(testVNI, udpFrame(t, macB, macA, 10)), netip.AddrPortFrom(peer2, 1))
 	deadline := time.Now().Add(5 * time.Second)

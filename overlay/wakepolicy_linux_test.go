@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxland/vxland/internal/netlab"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // threadPolicy returns the scheduling policy of thread tid (0: the
@@ -98,7 +99,7 @@ func TestRefusedPolicyIsLoggedOnce(t *testing.T) {
 		qs = append(qs, Queue{Device: devs[i], Conn: conns[i]})
 	}
 	var log netlab.LockedBuffer
-	o, err := NewQueues(Config{VNI: 1, MTU: 1450, BatchWhenIdle: true, Logger: slog.New(slog.NewTextHandler(&log, nil))}, qs, NewFDB(4789, 0))
+	o, err := NewQueues(Config{VNI: 1, MTU: 1450, BatchWhenIdle: true, Logger: slog.New(slog.NewTextHandler(&log, nil))}, qs, fdb.New(4789, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // The demo's network.
@@ -631,7 +632,7 @@ func (d *demo) showFDB(ctx context.Context) error {
 			states[h] = st
 			for _, o := range d.hosts {
 				for _, c := range o.ctrs {
-					if o != h && d.talked[c] && !hasEntry(st, c.mac, o.ip, overlay.OriginRemote.String()) {
+					if o != h && d.talked[c] && !hasEntry(st, c.mac, o.ip, fdb.OriginRemote.String()) {
 						missing = append(missing, fmt.Sprintf("%s has no remote entry for %s (%s)", h.name, c.name, c.mac))
 					}
 				}

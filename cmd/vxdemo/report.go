@@ -14,6 +14,7 @@ import (
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // printFDB prints st as "vxland show fdb" does, naming the container
@@ -26,7 +27,7 @@ func (d *demo) printFDB(st control.FDBState) {
 			who = c.name
 		}
 		line := fmt.Sprintf("  %s dst %s vni %d %s", e.MAC, e.VTEP.Addr(), e.VNI, e.Origin)
-		if e.Origin == overlay.OriginLearned.String() {
+		if e.Origin == fdb.OriginLearned.String() {
 			line += fmt.Sprintf(" age %s", e.Age.Round(time.Second))
 		}
 		fmt.Fprintf(tw, "%s\t%s\n", line, who)

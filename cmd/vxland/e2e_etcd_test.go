@@ -23,7 +23,7 @@ import (
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/internal/netlab"
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // testLeaseTTL is short so that tests about dead hosts finish quickly.
@@ -184,7 +184,7 @@ func TestEtcdThreeHostsDiscover(t *testing.T) {
 		waitFor(t, 5*time.Second, h.ns.Name+" has every remote container's MAC from etcd", func() bool {
 			have := map[string]bool{}
 			for _, e := range tp.fdb(h).Entries {
-				if e.Origin == overlay.OriginRemote.String() {
+				if e.Origin == fdb.OriginRemote.String() {
 					have[e.MAC+"@"+e.VTEP.Addr().String()] = true
 				}
 			}
@@ -424,7 +424,7 @@ func checkFDBMatchesEtcd(tp *topo, cli *clientv3.Client, h *testHost) error {
 	}
 	var remote []string
 	for _, e := range tp.fdb(h).Entries {
-		if e.Origin == overlay.OriginRemote.String() {
+		if e.Origin == fdb.OriginRemote.String() {
 			remote = append(remote, e.MAC+"@"+e.VTEP.Addr().String())
 		}
 	}
@@ -535,7 +535,7 @@ func TestEtcdMACMove(t *testing.T) {
 	}
 	owner := func(h *testHost) string {
 		for _, e := range tp.fdb(h).Entries {
-			if e.MAC == mac.String() && e.Origin == overlay.OriginRemote.String() {
+			if e.MAC == mac.String() && e.Origin == fdb.OriginRemote.String() {
 				return e.VTEP.Addr().String()
 			}
 		}
@@ -589,7 +589,7 @@ func TestEtcdARPSuppression(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "h1 has c2 from etcd", func() bool {
 		for _, e := range tp.fdb(h1).Entries {
-			if e.MAC == mac2.String() && e.Origin == overlay.OriginRemote.String() {
+			if e.MAC == mac2.String() && e.Origin == fdb.OriginRemote.String() {
 				return true
 			}
 		}

@@ -18,7 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vxland/vxland/internal/netlab"
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // The flannel network every test writes, as an operator would with
@@ -517,7 +517,7 @@ func TestFlannelKernelInterop(t *testing.T) {
 		}
 		var found bool
 		for _, e := range fl.fdb(n.testHost).Entries {
-			if e.MAC == kmac.String() && e.VTEP == netip.MustParseAddrPort(kn.ip+":8472") && e.Origin == overlay.OriginRemote.String() {
+			if e.MAC == kmac.String() && e.VTEP == netip.MustParseAddrPort(kn.ip+":8472") && e.Origin == fdb.OriginRemote.String() {
 				found = true
 			}
 		}

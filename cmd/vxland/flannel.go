@@ -15,6 +15,7 @@ import (
 	"github.com/vxland/vxland/discovery/flannel"
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // Defaults of the flannel mode's flags.
@@ -102,14 +103,14 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		closeConns(conns)
 		return err
 	}
-	fdb := overlay.NewFDB(be.Port, cfg.FDBAgeing)
-	ov, err := overlay.NewQueues(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}, queues(tap, conns), fdb)
+	table := fdb.New(be.Port, cfg.FDBAgeing)
+	ov, err := overlay.NewQueues(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}, queues(tap, conns), table)
 	if err == nil {
 		err = overlay.SetupRoutedTAP(tap.Name(), mac, mtu)
 	}
 	var dev *flannel.Device
 	if err == nil {
-		dev, err = flannel.NewDevice(tap.Name(), be.VNI, fdb)
+		dev, err = flannel.NewDevice(tap.Name(), be.VNI, table)
 	}
 	if err != nil {
 		tap.Close()

@@ -24,6 +24,7 @@ import (
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 func main() {
@@ -142,19 +143,19 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 
-	fdb := overlay.NewFDB(cfg.Port, cfg.FDBAgeing)
+	table := fdb.New(cfg.Port, cfg.FDBAgeing)
 	for _, p := range cfg.Peers {
 		if p == u.Addr {
 			log.Warn("ignoring --peer that is this host's own address", "peer", p)
 			continue
 		}
-		fdb.AddFlood(cfg.VNI, p)
+		table.AddFlood(cfg.VNI, p)
 	}
 	ovCfg := overlay.Config{VNI: cfg.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}
 	if cfg.UseEtcd() {
-		ovCfg.Local, ovCfg.Neighbors = overlay.NewLocalTable(), overlay.NewNeighbors()
+		ovCfg.Local, ovCfg.Neighbors = fdb.NewLocalTable(), fdb.NewNeighbors()
 	}
-	ov, err := overlay.NewQueues(ovCfg, queues(tap, conns), fdb)
+	ov, err := overlay.NewQueues(ovCfg, queues(tap, conns), table)
 	if err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	wg.Go(func() { ctlErr = control.Serve(ctx, ln, control.Handler(ov)) })
 
 	if cfg.UseEtcd() {
-		stopDiscovery, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, fdb, log)
+		stopDiscovery, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, table, log)
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -197,7 +198,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 // startDiscovery starts the embedded etcd if asked, connects to etcd and
 // runs the control plane in the background. The returned function stops
 // all of it, revoking this host's lease.
-func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg overlay.Config, fdb *overlay.FDB, log *slog.Logger) (stop func(), err error) {
+func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg overlay.Config, table *fdb.Table, log *slog.Logger) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -237,7 +238,7 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 	agent := discovery.New(discovery.Config{
 		Client: cli, Prefix: cfg.EtcdPrefix, VNI: cfg.VNI, Self: self, Port: cfg.Port, Hostname: hostname,
 		LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing,
-		FDB: fdb, Local: ovCfg.Local, Neighbors: ovCfg.Neighbors, Logger: log,
+		FDB: table, Local: ovCfg.Local, Neighbors: ovCfg.Neighbors, Logger: log,
 	})
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // show prints a running daemon's state: `vxland show stats` or
@@ -81,7 +82,7 @@ func printStats(w io.Writer, s overlay.Stats) {
 func printFDB(w io.Writer, f control.FDBState) {
 	for _, e := range f.Entries {
 		fmt.Fprintf(w, "%s dst %s vni %d %s", e.MAC, e.VTEP.Addr(), e.VNI, e.Origin)
-		if e.Origin == overlay.OriginLearned.String() {
+		if e.Origin == fdb.OriginLearned.String() {
 			fmt.Fprintf(w, " age %s", e.Age.Round(time.Second))
 		}
 		fmt.Fprintln(w)

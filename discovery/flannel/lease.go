@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // The key layout, shared with flannel's etcd subnet manager (documented
@@ -96,7 +96,7 @@ type Lease struct {
 	// of other backends are parsed so that they can be reported.
 	BackendType string
 	VNI         uint32
-	VtepMAC     overlay.MAC
+	VtepMAC     fdb.MAC
 }
 
 // leaseJSON is the value of a lease key, field for field as flannel writes
@@ -170,7 +170,7 @@ func (k Keys) ParseLease(key string, value []byte) (Lease, error) {
 	if err != nil || len(hw) != 6 {
 		return Lease{}, fmt.Errorf("%w: %s: VtepMAC %q is not an Ethernet address", ErrMalformed, key, d.VtepMAC)
 	}
-	l.VtepMAC = overlay.MAC(hw)
+	l.VtepMAC = fdb.MAC(hw)
 	if l.VtepMAC.IsMulticast() || l.VtepMAC.IsZero() {
 		return Lease{}, fmt.Errorf("%w: %s: VtepMAC %s is not unicast", ErrMalformed, key, l.VtepMAC)
 	}
@@ -182,9 +182,9 @@ func (k Keys) ParseLease(key string, value []byte) (Lease, error) {
 // without any state on disk (flannel's kernel devices got a random MAC at
 // each boot, and every other node had to learn the new one). It is a
 // locally administered unicast address.
-func VtepMAC(publicIP netip.Addr, vni uint32) overlay.MAC {
+func VtepMAC(publicIP netip.Addr, vni uint32) fdb.MAC {
 	h := sha256.Sum256(fmt.Appendf(nil, "vxland flannel vtep %s %d", publicIP.Unmap(), vni))
-	var m overlay.MAC
+	var m fdb.MAC
 	copy(m[:], h[:6])
 	m[0] = m[0]&^0x01 | 0x02
 	return m

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 var testKeys = NewKeys(DefaultPrefix)
@@ -55,7 +55,7 @@ func TestLeaseValueIsFlannels(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Lease{Subnet: pfx("10.244.1.0/24"), PublicIP: addr("192.168.64.3"), BackendType: "vxlan", VNI: 1,
-		VtepMAC: overlay.MAC{0xc6, 0xd2, 0x32, 0x6f, 0x8f, 0x44}}
+		VtepMAC: fdb.MAC{0xc6, 0xd2, 0x32, 0x6f, 0x8f, 0x44}}
 	if l != want {
 		t.Fatalf("parsed %+v, want %+v", l, want)
 	}

@@ -40,7 +40,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vxland/vxland/internal/etcdwatch"
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // Defaults of flannel's etcd subnet manager.
@@ -73,7 +73,7 @@ type NodeConfig struct {
 	Prefix   string // default DefaultPrefix
 	Network  *NetworkConfig
 	PublicIP netip.Addr
-	VtepMAC  overlay.MAC
+	VtepMAC  fdb.MAC
 	// MTU is written to subnet.env: the MTU of the VXLAN device.
 	MTU int
 	// SubnetFile is where subnet.env goes; its previous content names the

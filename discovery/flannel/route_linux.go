@@ -10,21 +10,20 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vxland/vxland/overlay/fdb"
 	"golang.org/x/sys/unix"
-
-	"github.com/vxland/vxland/overlay"
 )
 
 // Device is the Dataplane of a node whose VXLAN device is a vxland TAP:
 // neighbours, routes and the device address go to the kernel through
 // netlink, VTEPs to the userspace FDB. What flannel writes into the
 // kernel vxlan device's FDB (bridge fdb ... dst <PublicIP>) is an entry of
-// overlay.FDB here.
+// fdb.Table here.
 type Device struct {
 	name  string
 	index int
 	vni   uint32
-	fdb   *overlay.FDB
+	fdb   *fdb.Table
 
 	mu sync.Mutex
 	// allowed is the PublicIP each installed subnet made an accepted
@@ -36,7 +35,7 @@ var _ Dataplane = (*Device)(nil)
 
 // NewDevice returns the Dataplane of the device called name, whose frames
 // the overlay forwards by fdb in vni.
-func NewDevice(name string, vni uint32, fdb *overlay.FDB) (*Device, error) {
+func NewDevice(name string, vni uint32, fdb *fdb.Table) (*Device, error) {
 	link, err := netlink.LinkByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("device %s: %w", name, err)
@@ -116,7 +115,7 @@ func (d *Device) AddPeer(l Lease) error {
 		}
 		d.allowed[l.Subnet] = l.PublicIP
 	}
-	d.fdb.Set(d.vni, l.VtepMAC, l.PublicIP, overlay.OriginRemote)
+	d.fdb.Set(d.vni, l.VtepMAC, l.PublicIP, fdb.OriginRemote)
 	d.mu.Unlock()
 	if err := netlink.RouteReplace(d.route(l)); err != nil {
 		return fmt.Errorf("route %s via %s dev %s onlink: %w", l.Subnet, l.Subnet.Addr(), d.name, err)
@@ -131,7 +130,7 @@ func (d *Device) RemovePeer(l Lease) error {
 		return fmt.Errorf("deleting route %s dev %s: %w", l.Subnet, d.name, err)
 	}
 	d.mu.Lock()
-	d.fdb.Delete(d.vni, l.VtepMAC, overlay.OriginRemote)
+	d.fdb.Delete(d.vni, l.VtepMAC, fdb.OriginRemote)
 	if old, ok := d.allowed[l.Subnet]; ok {
 		d.fdb.Disallow(old)
 		delete(d.allowed, l.Subnet)

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"net/netip"
 
-	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 var errNotLinux = errors.New("flannel mode is not supported on this OS: it needs Linux")
@@ -17,7 +17,7 @@ type Device struct{}
 var _ Dataplane = (*Device)(nil)
 
 // NewDevice is not supported on this OS.
-func NewDevice(name string, vni uint32, fdb *overlay.FDB) (*Device, error) { return nil, errNotLinux }
+func NewDevice(name string, vni uint32, fdb *fdb.Table) (*Device, error) { return nil, errNotLinux }
 
 // SetLocal is not supported on this OS.
 func (d *Device) SetLocal(subnet netip.Prefix) error { return errNotLinux }

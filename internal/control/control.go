@@ -24,12 +24,13 @@ import (
 	"time"
 
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // FDBState is the body of GET /fdb.
 type FDBState struct {
-	Entries []overlay.FDBEntry `json:"entries"`
-	Flood   []overlay.FDBFlood `json:"flood"`
+	Entries []fdb.Entry     `json:"entries"`
+	Flood   []fdb.FloodList `json:"flood"`
 }
 
 // Runtime is the body of GET /runtime, read from runtime/metrics.
@@ -60,7 +61,7 @@ func ReadRuntime() Runtime {
 // Source is what the server reports on.
 type Source interface {
 	Counters() *overlay.Counters
-	FDB() *overlay.FDB
+	FDB() *fdb.Table
 }
 
 // Listen opens the control socket at path. A socket file left behind by a

@@ -9,15 +9,16 @@ import (
 	"time"
 
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
 )
 
 type source struct {
 	c   overlay.Counters
-	fdb *overlay.FDB
+	fdb *fdb.Table
 }
 
 func (s *source) Counters() *overlay.Counters { return &s.c }
-func (s *source) FDB() *overlay.FDB           { return s.fdb }
+func (s *source) FDB() *fdb.Table             { return s.fdb }
 
 func TestServeAndGet(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ctl.sock")
@@ -25,7 +26,7 @@ func TestServeAndGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &source{fdb: overlay.NewFDB(4789, time.Minute)}
+	src := &source{fdb: fdb.New(4789, time.Minute)}
 	src.c.RxPackets.Add(7)
 	src.c.Drop(overlay.DropVNI)
 	src.fdb.AddFlood(42, netip.MustParseAddr("192.0.2.1"))

@@ -1,4 +1,4 @@
-package overlay
+package fdb
 
 import (
 	"net/netip"

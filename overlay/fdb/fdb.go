@@ -1,7 +1,9 @@
-package overlay
+package fdb
 
 import (
 	"cmp"
+	"context"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
@@ -72,18 +74,18 @@ type fdbEntry struct {
 	vtep   netip.AddrPort
 	origin Origin
 	// seen is when a learned entry was last confirmed, in nanoseconds
-	// since the FDB's epoch (monotonic clock).
+	// since the table's epoch (monotonic clock).
 	seen atomic.Int64
 }
 
-// FDB is the forwarding database: which VTEP owns a (VNI, MAC), which VTEPs
+// Table is the forwarding database (FDB): which VTEP owns a (VNI, MAC), which VTEPs
 // get the VNI's broadcast, multicast and unknown unicast (the flood list,
 // for head-end replication), and which VTEPs we accept packets from.
 //
 // Lookups take a read lock and allocate nothing; they run on the data path
 // in parallel with each other. Changes take the write lock; learning only
 // takes it when an entry is new or has moved.
-type FDB struct {
+type Table struct {
 	port   uint16
 	ageing time.Duration
 	epoch  time.Time
@@ -103,10 +105,10 @@ type FDB struct {
 	vteps map[netip.Addr]int
 }
 
-// NewFDB returns an empty FDB. port is the UDP destination port of every
+// New returns an empty table. port is the UDP destination port of every
 // VTEP; learned entries expire after ageing (0 disables ageing).
-func NewFDB(port uint16, ageing time.Duration) *FDB {
-	return &FDB{
+func New(port uint16, ageing time.Duration) *Table {
+	return &Table{
 		port:      port,
 		ageing:    ageing,
 		epoch:     time.Now(),
@@ -117,14 +119,14 @@ func NewFDB(port uint16, ageing time.Duration) *FDB {
 	}
 }
 
-func (f *FDB) now() int64 { return int64(time.Since(f.epoch)) }
+func (f *Table) now() int64 { return int64(time.Since(f.epoch)) }
 
-func (f *FDB) expired(e *fdbEntry, now int64) bool {
+func (f *Table) expired(e *fdbEntry, now int64) bool {
 	return e.origin == OriginLearned && f.ageing > 0 && now-e.seen.Load() > int64(f.ageing)
 }
 
 // Lookup returns the VTEP that owns mac in vni.
-func (f *FDB) Lookup(vni uint32, mac MAC) (netip.AddrPort, bool) {
+func (f *Table) Lookup(vni uint32, mac MAC) (netip.AddrPort, bool) {
 	f.mu.RLock()
 	e, ok := f.entries[fdbKey{vni, mac}]
 	f.mu.RUnlock()
@@ -136,7 +138,7 @@ func (f *FDB) Lookup(vni uint32, mac MAC) (netip.AddrPort, bool) {
 
 // Flood returns the VTEPs that receive vni's broadcast, multicast and
 // unknown unicast. The caller must not modify the slice.
-func (f *FDB) Flood(vni uint32) []netip.AddrPort {
+func (f *Table) Flood(vni uint32) []netip.AddrPort {
 	f.mu.RLock()
 	l := f.flood[vni]
 	f.mu.RUnlock()
@@ -144,7 +146,7 @@ func (f *FDB) Flood(vni uint32) []netip.AddrPort {
 }
 
 // IsKnownVTEP reports whether addr is a VTEP we accept packets from.
-func (f *FDB) IsKnownVTEP(addr netip.Addr) bool {
+func (f *Table) IsKnownVTEP(addr netip.Addr) bool {
 	f.mu.RLock()
 	_, ok := f.vteps[addr.Unmap()]
 	f.mu.RUnlock()
@@ -155,7 +157,7 @@ func (f *FDB) IsKnownVTEP(addr netip.Addr) bool {
 // kernel learns from the outer source address. It does nothing when addr is
 // not a known VTEP, or when an entry of a higher origin owns the MAC. It
 // reports whether the FDB changed (a new or moved entry).
-func (f *FDB) Learn(vni uint32, mac MAC, addr netip.Addr) bool {
+func (f *Table) Learn(vni uint32, mac MAC, addr netip.Addr) bool {
 	addr = addr.Unmap()
 	key := fdbKey{vni, mac}
 	now := f.now()
@@ -188,7 +190,7 @@ func (f *FDB) Learn(vni uint32, mac MAC, addr netip.Addr) bool {
 // Set installs or replaces the entry for (vni, mac) with origin o, unless an
 // entry of a higher origin owns it, and reports whether the FDB changed.
 // Learned entries are added through Learn.
-func (f *FDB) Set(vni uint32, mac MAC, vtep netip.Addr, o Origin) bool {
+func (f *Table) Set(vni uint32, mac MAC, vtep netip.Addr, o Origin) bool {
 	vtep = vtep.Unmap()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -205,7 +207,7 @@ func (f *FDB) Set(vni uint32, mac MAC, vtep netip.Addr, o Origin) bool {
 }
 
 // Delete removes the entry for (vni, mac) if its origin is o.
-func (f *FDB) Delete(vni uint32, mac MAC, o Origin) bool {
+func (f *Table) Delete(vni uint32, mac MAC, o Origin) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := fdbKey{vni, mac}
@@ -217,7 +219,7 @@ func (f *FDB) Delete(vni uint32, mac MAC, o Origin) bool {
 	return true
 }
 
-func (f *FDB) unrefLocked(a netip.Addr) {
+func (f *Table) unrefLocked(a netip.Addr) {
 	if f.vteps[a] <= 1 {
 		delete(f.vteps, a)
 		f.purgeLearnedLocked(a)
@@ -228,7 +230,7 @@ func (f *FDB) unrefLocked(a netip.Addr) {
 
 // purgeLearnedLocked forgets what was learned from a VTEP that is no longer
 // known, so that traffic is not sent to a host that has left.
-func (f *FDB) purgeLearnedLocked(a netip.Addr) {
+func (f *Table) purgeLearnedLocked(a netip.Addr) {
 	for k, e := range f.entries {
 		if e.origin == OriginLearned && e.vtep.Addr() == a {
 			delete(f.entries, k)
@@ -239,7 +241,7 @@ func (f *FDB) purgeLearnedLocked(a netip.Addr) {
 // AddFlood adds vtep to vni's flood list, which also makes it a known VTEP,
 // and reports whether it was not a member before. Memberships are counted:
 // each AddFlood is undone by one RemoveFlood.
-func (f *FDB) AddFlood(vni uint32, vtep netip.Addr) bool {
+func (f *Table) AddFlood(vni uint32, vtep netip.Addr) bool {
 	vtep = vtep.Unmap()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -258,7 +260,7 @@ func (f *FDB) AddFlood(vni uint32, vtep netip.Addr) bool {
 
 // RemoveFlood undoes one AddFlood and reports whether vtep left vni's
 // flood list.
-func (f *FDB) RemoveFlood(vni uint32, vtep netip.Addr) bool {
+func (f *Table) RemoveFlood(vni uint32, vtep netip.Addr) bool {
 	vtep = vtep.Unmap()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -288,7 +290,7 @@ func (f *FDB) RemoveFlood(vni uint32, vtep netip.Addr) bool {
 // Allow makes vtep a known VTEP without adding it to any flood list: the
 // flannel mode accepts packets from every lease holder but floods nothing.
 // Each Allow is undone by one Disallow.
-func (f *FDB) Allow(vtep netip.Addr) {
+func (f *Table) Allow(vtep netip.Addr) {
 	f.mu.Lock()
 	f.vteps[vtep.Unmap()]++
 	f.mu.Unlock()
@@ -296,7 +298,7 @@ func (f *FDB) Allow(vtep netip.Addr) {
 
 // Disallow undoes one Allow. When no flood list or Allow names vtep any
 // more, it is no longer accepted and what was learned from it is dropped.
-func (f *FDB) Disallow(vtep netip.Addr) {
+func (f *Table) Disallow(vtep netip.Addr) {
 	f.mu.Lock()
 	if _, ok := f.vteps[vtep.Unmap()]; ok {
 		f.unrefLocked(vtep.Unmap())
@@ -306,7 +308,7 @@ func (f *FDB) Disallow(vtep netip.Addr) {
 
 // Expire removes learned entries not confirmed within the ageing time and
 // returns how many it removed.
-func (f *FDB) Expire() int {
+func (f *Table) Expire() int {
 	if f.ageing <= 0 {
 		return 0
 	}
@@ -323,8 +325,29 @@ func (f *FDB) Expire() int {
 	return n
 }
 
-// FDBEntry is one entry as reported by Entries.
-type FDBEntry struct {
+// RunAgeing expires learned entries, a tenth of the ageing time apart,
+// until ctx is done. It returns at once when ageing is off.
+func (f *Table) RunAgeing(ctx context.Context, log *slog.Logger) {
+	period := f.ageing / 10
+	if period <= 0 {
+		return
+	}
+	t := time.NewTicker(max(period, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n := f.Expire(); n > 0 {
+				log.Debug("fdb entries aged out", "count", n)
+			}
+		}
+	}
+}
+
+// Entry is one entry as reported by Entries.
+type Entry struct {
 	VNI    uint32         `json:"vni"`
 	MAC    string         `json:"mac"`
 	VTEP   netip.AddrPort `json:"vtep"`
@@ -333,29 +356,29 @@ type FDBEntry struct {
 	Age time.Duration `json:"age_ns,omitempty"`
 }
 
-// FDBFlood is one VNI's flood list as reported by Floods.
-type FDBFlood struct {
+// FloodList is one VNI's flood list as reported by Floods.
+type FloodList struct {
 	VNI   uint32           `json:"vni"`
 	VTEPs []netip.AddrPort `json:"vteps"`
 }
 
 // Entries returns a snapshot of the live entries, sorted by VNI and MAC.
-func (f *FDB) Entries() []FDBEntry {
+func (f *Table) Entries() []Entry {
 	now := f.now()
 	f.mu.RLock()
-	out := make([]FDBEntry, 0, len(f.entries))
+	out := make([]Entry, 0, len(f.entries))
 	for k, e := range f.entries {
 		if f.expired(e, now) {
 			continue
 		}
-		fe := FDBEntry{VNI: k.vni, MAC: k.mac.String(), VTEP: e.vtep, Origin: e.origin.String()}
+		fe := Entry{VNI: k.vni, MAC: k.mac.String(), VTEP: e.vtep, Origin: e.origin.String()}
 		if e.origin == OriginLearned {
 			fe.Age = time.Duration(now - e.seen.Load())
 		}
 		out = append(out, fe)
 	}
 	f.mu.RUnlock()
-	slices.SortFunc(out, func(a, b FDBEntry) int {
+	slices.SortFunc(out, func(a, b Entry) int {
 		if c := cmp.Compare(a.VNI, b.VNI); c != 0 {
 			return c
 		}
@@ -365,13 +388,13 @@ func (f *FDB) Entries() []FDBEntry {
 }
 
 // Floods returns a snapshot of the flood lists, sorted by VNI.
-func (f *FDB) Floods() []FDBFlood {
+func (f *Table) Floods() []FloodList {
 	f.mu.RLock()
-	out := make([]FDBFlood, 0, len(f.flood))
+	out := make([]FloodList, 0, len(f.flood))
 	for vni, l := range f.flood {
-		out = append(out, FDBFlood{VNI: vni, VTEPs: slices.Clone(l)})
+		out = append(out, FloodList{VNI: vni, VTEPs: slices.Clone(l)})
 	}
 	f.mu.RUnlock()
-	slices.SortFunc(out, func(a, b FDBFlood) int { return cmp.Compare(a.VNI, b.VNI) })
+	slices.SortFunc(out, func(a, b FloodList) int { return cmp.Compare(a.VNI, b.VNI) })
 	return out
 }

@@ -1,4 +1,4 @@
-package overlay
+package fdb
 
 import (
 	"net/netip"
@@ -14,7 +14,7 @@ var (
 )
 
 func TestFDBLearnOnlyFromKnownVTEPs(t *testing.T) {
-	f := NewFDB(4789, time.Minute)
+	f := New(4789, time.Minute)
 	if f.Learn(1, macX, vtepA) {
 		t.Fatal("learned from a VTEP that is not in any flood list")
 	}
@@ -38,7 +38,7 @@ func TestFDBLearnOnlyFromKnownVTEPs(t *testing.T) {
 }
 
 func TestFDBLearnedEntryMoves(t *testing.T) {
-	f := NewFDB(4789, time.Minute)
+	f := New(4789, time.Minute)
 	f.AddFlood(1, vtepA)
 	f.AddFlood(1, vtepB)
 	f.Learn(1, macX, vtepA)
@@ -51,7 +51,7 @@ func TestFDBLearnedEntryMoves(t *testing.T) {
 }
 
 func TestFDBStaticBeatsLearned(t *testing.T) {
-	f := NewFDB(4789, time.Minute)
+	f := New(4789, time.Minute)
 	f.AddFlood(1, vtepB)
 	f.Set(1, macX, vtepA, OriginStatic)
 	if f.Learn(1, macX, vtepB) {
@@ -75,7 +75,7 @@ func TestFDBStaticBeatsLearned(t *testing.T) {
 }
 
 func TestFDBAgeing(t *testing.T) {
-	f := NewFDB(4789, 50*time.Millisecond)
+	f := New(4789, 50*time.Millisecond)
 	f.AddFlood(1, vtepA)
 	f.Learn(1, macX, vtepA)
 	f.Set(1, MAC{2, 0, 0, 0, 0, 0x0b}, vtepA, OriginStatic)
@@ -95,7 +95,7 @@ func TestFDBAgeing(t *testing.T) {
 }
 
 func TestFDBFloodList(t *testing.T) {
-	f := NewFDB(8472, 0)
+	f := New(8472, 0)
 	f.AddFlood(7, vtepA)
 	f.AddFlood(7, vtepB)
 	if f.AddFlood(7, vtepA) {
@@ -129,7 +129,7 @@ func TestFDBFloodList(t *testing.T) {
 }
 
 func TestFDBNoAllocs(t *testing.T) {
-	f := NewFDB(4789, time.Minute)
+	f := New(4789, time.Minute)
 	f.AddFlood(1, vtepA)
 	f.Learn(1, macX, vtepA)
 	for name, fn := range map[string]func(){
@@ -146,7 +146,7 @@ func TestFDBNoAllocs(t *testing.T) {
 }
 
 func BenchmarkFDBLookup(b *testing.B) {
-	f := NewFDB(4789, time.Minute)
+	f := New(4789, time.Minute)
 	f.AddFlood(1, vtepA)
 	for i := range 1024 {
 		f.Learn(1, MAC{2, 0, 0, 0, byte(i >> 8), byte(i)}, vtepA)
@@ -160,7 +160,7 @@ func BenchmarkFDBLookup(b *testing.B) {
 }
 
 func TestFDBAllowWithoutFlooding(t *testing.T) {
-	f := NewFDB(8472, 0)
+	f := New(8472, 0)
 	f.Allow(vtepA)
 	if !f.IsKnownVTEP(vtepA) || len(f.Flood(1)) != 0 {
 		t.Fatalf("Allow: known %v, flood %v; want known and no flood list", f.IsKnownVTEP(vtepA), f.Flood(1))
