@@ -3,6 +3,8 @@ package overlay
 import (
 	"errors"
 	"net/netip"
+
+	"github.com/vxland/vxland/overlay/poller"
 )
 
 // MaxFrameSize bounds the frames the data plane handles: the largest inner
@@ -10,9 +12,6 @@ import (
 // Buffers are this large because a kernel VXLAN peer on a veth underlay can
 // send one unsegmented datagram of up to 64 KB (see ../shared/DATAPATH-FACTS.md).
 const MaxFrameSize = 65536
-
-// ErrClosed is returned by devices and connections used after Close.
-var ErrClosed = errors.New("overlay: closed")
 
 // ErrGSORefused is returned by Send when the kernel refused a segmented
 // send; the connection has turned GSO off and the caller may resend.
@@ -38,7 +37,8 @@ type FrameDevice interface {
 	// BatchSize is the largest number of frames Read returns at once.
 	BatchSize() int
 
-	// Close releases the device and unblocks pending reads.
+	// Close releases the device and unblocks pending reads, which
+	// then return net.ErrClosed, as every call after Close does.
 	Close() error
 }
 
@@ -62,7 +62,8 @@ type PacketConn interface {
 	// BatchSize is the largest number of datagrams Read returns at once.
 	BatchSize() int
 
-	// Close releases the socket and unblocks pending reads.
+	// Close releases the socket and unblocks pending reads, which then
+	// return net.ErrClosed, as every call after Close does.
 	Close() error
 }
 
@@ -70,4 +71,28 @@ type PacketConn interface {
 // its own, chosen by the flow's hash (RFC 7348 §5).
 type FlowSender interface {
 	SendFlow(bufs [][]byte, dst netip.AddrPort, flow uint32) error
+}
+
+// PolledDevice is a FrameDevice that one thread can serve together with
+// a PolledConn, waiting for both at once (poller.Set). Run serves the
+// queues whose device and socket are both polled that way: one thread per
+// queue for both directions.
+type PolledDevice interface {
+	FrameDevice
+	// TryRead is Read that returns poller.ErrWouldBlock instead of
+	// waiting.
+	TryRead(bufs [][]byte, sizes []int, offset int) (n int, err error)
+	// FD is the descriptor to wait on.
+	FD() *poller.FD
+}
+
+// PolledConn is a PacketConn that one thread can serve together with a
+// PolledDevice.
+type PolledConn interface {
+	PacketConn
+	// TryRead is Read that returns poller.ErrWouldBlock instead of
+	// waiting.
+	TryRead(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (n int, err error)
+	// FD is the descriptor to wait on.
+	FD() *poller.FD
 }

@@ -112,7 +112,10 @@ func (o *Overlay) Counters() *Counters { return &o.counters }
 //
 // A queue whose device and socket can be waited on together is served by
 // one goroutine in both directions (worker); otherwise each direction has
-// a goroutine of its own.
+// a goroutine of its own. A worker keeps its P (its right to run Go code)
+// while it waits for packets: a program that runs the data plane gives it
+// one more P per such queue (runtime.GOMAXPROCS), so that its other
+// goroutines keep theirs.
 func (o *Overlay) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
@@ -161,10 +164,13 @@ func (o *Overlay) Run(ctx context.Context) error {
 // encapsulator moves frames from the device to the underlay. It owns its
 // buffers; one runs per device reader.
 type encapsulator struct {
-	o     *Overlay
-	dev   FrameDevice
-	conn  PacketConn
-	qc    *queueCounters
+	o    *Overlay
+	dev  FrameDevice
+	conn PacketConn
+	qc   *queueCounters
+	// read is dev.Read, or the device's TryRead when one thread polls
+	// both directions.
+	read  func(bufs [][]byte, sizes []int, offset int) (int, error)
 	bufs  [][]byte
 	sizes []int
 	one   [][]byte
@@ -192,7 +198,7 @@ type encapMemo struct {
 func (o *Overlay) newEncapsulator(i int) *encapsulator {
 	q := o.queues[i]
 	n := q.Device.BatchSize()
-	e := &encapsulator{o: o, dev: q.Device, conn: q.Conn, qc: o.counters.queue(i), bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n)}
+	e := &encapsulator{o: o, dev: q.Device, conn: q.Conn, qc: o.counters.queue(i), read: q.Device.Read, bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n)}
 	e.flows, _ = q.Conn.(FlowSender)
 	for i := range e.bufs {
 		e.bufs[i] = make([]byte, deviceHeadroom+MaxFrameSize)
@@ -207,7 +213,7 @@ func (e *encapsulator) step() error {
 	// Frames are read deviceHeadroom bytes in: the VXLAN header goes in
 	// the last HeaderLen bytes before the frame, and a frame written back
 	// to the device (an ARP answer) has room for the device's header.
-	n, err := e.dev.Read(e.bufs, e.sizes, deviceHeadroom)
+	n, err := e.read(e.bufs, e.sizes, deviceHeadroom)
 	if err != nil {
 		return err
 	}
@@ -348,6 +354,9 @@ type decapsulator struct {
 	dev  FrameDevice
 	conn PacketConn
 	qc   *queueCounters
+	// read is conn.Read, or the socket's TryRead when one thread polls
+	// both directions.
+	read func(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (int, error)
 	// Datagram i is read into bufs[i][readHeadroom:]: its frame then
 	// starts writeOffset bytes in, leaving room for the device's own
 	// header (the TAP's virtio header) in front of it. The socket may
@@ -389,6 +398,7 @@ func (o *Overlay) newDecapsulator(i int) *decapsulator {
 		dev:   q.Device,
 		conn:  q.Conn,
 		qc:    o.counters.queue(i),
+		read:  q.Conn.Read,
 		bufs:  make([][]byte, n),
 		sizes: make([]int, n),
 		srcs:  make([]netip.AddrPort, n),
@@ -413,7 +423,7 @@ func (o *Overlay) newDecapsulator(i int) *decapsulator {
 // step reads one batch of datagrams and delivers each that passes the
 // checks, in one device write. Only a failing socket read is an error.
 func (d *decapsulator) step() error {
-	n, err := d.conn.Read(d.bufs, d.sizes, d.srcs, readHeadroom)
+	n, err := d.read(d.bufs, d.sizes, d.srcs, readHeadroom)
 	if err != nil {
 		return err
 	}

@@ -302,7 +302,7 @@ func TestRunReturnsDeviceFailure(t *testing.T) {
 	r := newRig(t)
 	r.dev.Close() // reads now fail
 	err := r.ov.Run(context.Background())
-	if !errors.Is(err, overlay.ErrClosed) {
+	if !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Run = %v, want the device's error", err)
 	}
 }

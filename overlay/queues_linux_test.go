@@ -4,9 +4,7 @@ package overlay
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,103 +175,5 @@ func TestUDPQueuesPlainShareAPort(t *testing.T) {
 		if c.LocalAddr() != cs[0].LocalAddr() {
 			t.Fatalf("queues bound to %v and %v, want one address", cs[0].LocalAddr(), c.LocalAddr())
 		}
-	}
-}
-
-func TestMultiWaiterReportsReadyAndClose(t *testing.T) {
-	var ws []*fdWaiter
-	var writers []int
-	for range 2 {
-		w, wr := pipeWaiter(t)
-		ws, writers = append(ws, w), append(writers, wr)
-	}
-	mw := newMultiWaiter(ws...)
-	if err := ws[0].wait(); err != errWouldBlock {
-		t.Fatalf("wait on a polled waiter = %v, want errWouldBlock", err)
-	}
-	unix.Write(writers[1], []byte{1})
-	if ready, err := mw.wait(); err != nil || ready != 1<<1 {
-		t.Fatalf("wait = %b, %v; want 10, nil", ready, err)
-	}
-	done := make(chan error, 1)
-	var buf [1]byte
-	unix.Read(ws[1].fd, buf[:])
-	go func() {
-		_, err := mw.wait()
-		done <- err
-	}()
-	time.Sleep(20 * time.Millisecond) // let it block; the result does not depend on it
-	ws[0].close()
-	if err := <-done; err != ErrClosed {
-		t.Fatalf("wait after close = %v, want ErrClosed", err)
-	}
-}
-
-// A worker sleeps in poll holding its P (multiWaiter.wait). With a single
-// P, the rest of the program must still run: the runtime's preemption
-// signal interrupts the poll, and the waiter yields.
-func TestMultiWaiterYieldsItsP(t *testing.T) {
-	w, wr := pipeWaiter(t)
-	mw := newMultiWaiter(w)
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	waited := make(chan error, 1)
-	go func() {
-		_, err := mw.wait()
-		waited <- err
-	}()
-	runtime.Gosched() // let the waiter take the P and block
-	for range 3 {
-		runtime.GC() // stops the world: needs the waiter's P
-	}
-	unix.Write(wr, []byte{1})
-	select {
-	case err := <-waited:
-		if err != nil {
-			t.Fatalf("wait = %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the waiter never saw its descriptor become readable")
-	}
-}
-
-// pipeWaiter returns a waiter on the read end of a new pipe, and the write
-// end; both are closed when the test ends.
-func pipeWaiter(t *testing.T) (*fdWaiter, int) {
-	t.Helper()
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(p[1]) })
-	w, err := newFDWaiter(p[0])
-	if err != nil {
-		unix.Close(p[0])
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.close() })
-	return w, p[1]
-}
-
-// After a second without an event, a worker's wait goes on in the
-// runtime's poll and gives its P back; an event still ends it.
-func TestMultiWaiterIdlesInTheRuntime(t *testing.T) {
-	w, wr := pipeWaiter(t)
-	mw := newMultiWaiter(w)
-	waited := make(chan error, 1)
-	go func() {
-		ready, err := mw.wait()
-		if err == nil && ready != 1 {
-			err = fmt.Errorf("ready %b, want 1", ready)
-		}
-		waited <- err
-	}()
-	for deadline := time.Now().Add(20 * time.Second); mw.slowWaits.Load() == 0; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the wait never went on in the runtime's poll")
-		}
-	}
-	unix.Write(wr, []byte{1})
-	if err := <-waited; err != nil {
-		t.Fatalf("wait = %v", err)
 	}
 }

@@ -4,10 +4,11 @@ package overlay
 
 import (
 	"fmt"
-	"os"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vxland/vxland/overlay/poller"
 
 	"github.com/vxland/vxland/overlay/offload"
 )
@@ -21,7 +22,7 @@ import (
 //
 // songgao/water cannot set IFF_VNET_HDR, hence this opener of our own.
 type OffloadTAP struct {
-	w    *fdWaiter
+	fd   *poller.FD
 	name string
 	mtu  int
 
@@ -110,12 +111,12 @@ func openOffloadTAP(name string, mtu int, multiQueue bool) (*OffloadTAP, error) 
 			return fail("TUNSETOFFLOAD", fmt.Errorf("%w: %w", ErrNoOffload, err))
 		}
 	}
-	w, err := newFDWaiter(fd)
+	pfd, err := poller.NewFD(fd)
 	if err != nil {
 		return fail("eventfd", err)
 	}
 	t := &OffloadTAP{
-		w:       w,
+		fd:      pfd,
 		name:    ifr.Name(),
 		mtu:     mtu,
 		readBuf: make([]byte, offload.VirtioNetHdrLen+MaxFrameSize),
@@ -148,15 +149,21 @@ const maxSegmentsPerRead = 160
 // more queued, it reads on without waiting: small frames then leave in
 // batches too, one system call each instead of two.
 func (t *OffloadTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return t.read(bufs, sizes, offset, true)
+}
+
+// TryRead is Read that returns poller.ErrWouldBlock instead of waiting.
+func (t *OffloadTAP) TryRead(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return t.read(bufs, sizes, offset, false)
+}
+
+// FD returns the device's descriptor, for a poller.Set.
+func (t *OffloadTAP) FD() *poller.FD { return t.fd }
+
+func (t *OffloadTAP) read(bufs [][]byte, sizes []int, offset int, wait bool) (int, error) {
 	total := 0
 	for {
-		var n int
-		var err error
-		if total == 0 {
-			n, err = t.read()
-		} else {
-			n, err = t.tryRead()
-		}
+		n, err := t.readPacket(total == 0 && wait)
 		if err != nil {
 			if total > 0 {
 				return total, nil // EAGAIN after some frames, or an error the next Read reports
@@ -233,66 +240,27 @@ func (t *OffloadTAP) flush() error {
 	return nil
 }
 
-// tryRead reads one packet if one is queued, else returns EAGAIN.
-func (t *OffloadTAP) tryRead() (int, error) {
-	t.w.mu.RLock()
-	defer t.w.mu.RUnlock()
-	if t.w.closed.Load() {
-		return 0, ErrClosed
+// readPacket reads one packet into readBuf, waiting for one if wait is
+// set, else returning poller.ErrWouldBlock when none is queued.
+func (t *OffloadTAP) readPacket(wait bool) (n int, err error) {
+	op := func(fd int) (err error) {
+		n, err = unix.Read(fd, t.readBuf)
+		return err
 	}
-	for {
-		n, err := unix.Read(t.w.fd, t.readBuf)
-		if err == unix.EINTR {
-			continue
-		}
-		return n, err
+	if wait {
+		err = t.fd.Read("read", op)
+	} else {
+		err = t.fd.TryRead("read", op)
 	}
-}
-
-// read reads one packet, waiting in this thread while there is none.
-func (t *OffloadTAP) read() (int, error) {
-	t.w.mu.RLock()
-	defer t.w.mu.RUnlock()
-	for {
-		if t.w.closed.Load() {
-			return 0, ErrClosed
-		}
-		n, err := unix.Read(t.w.fd, t.readBuf)
-		switch err {
-		case nil:
-			return n, nil
-		case unix.EAGAIN:
-			if err := t.w.wait(); err != nil {
-				return 0, err
-			}
-		case unix.EINTR:
-		default:
-			return 0, os.NewSyscallError("read", err)
-		}
-	}
+	return n, err
 }
 
 func (t *OffloadTAP) write(pkt []byte) error {
-	t.w.mu.RLock()
-	defer t.w.mu.RUnlock()
-	for {
-		if t.w.closed.Load() {
-			return ErrClosed
-		}
-		_, err := unix.Write(t.w.fd, pkt)
-		switch err {
-		case nil:
-			return nil
-		case unix.EAGAIN:
-			if err := t.w.waitWrite(); err != nil {
-				return err
-			}
-		case unix.EINTR:
-		default:
-			return os.NewSyscallError("write", err)
-		}
-	}
+	return t.fd.Write("write", func(fd int) error {
+		_, err := unix.Write(fd, pkt)
+		return err
+	})
 }
 
 // Close wakes a pending Read and closes the device, which removes it.
-func (t *OffloadTAP) Close() error { return t.w.close() }
+func (t *OffloadTAP) Close() error { return t.fd.Close() }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"unsafe"
 
+	"github.com/vxland/vxland/overlay/poller"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,8 +34,8 @@ const (
 // Read and Send may run concurrently with each other, but each of them
 // from one goroutine at a time.
 type BatchUDPConn struct {
-	w     *fdWaiter
-	src   []*fdWaiter // sending sockets of SendFlow
+	fd    *poller.FD
+	src   []*poller.FD // sending sockets of SendFlow
 	local netip.AddrPort
 	v6    bool
 	opt   BatchOptions
@@ -141,10 +142,10 @@ func ListenBatchUDPQueues(local netip.AddrPort, opt BatchOptions, n int) (cs []*
 			refused = append(refused, fmt.Sprintf("UDP_SEGMENT: %v", err))
 		}
 	}
-	var src []*fdWaiter
+	var src []*poller.FD
 	closeSrc := func() {
-		for _, w := range src {
-			w.close()
+		for _, f := range src {
+			f.Close()
 		}
 	}
 	for range opt.SourcePorts {
@@ -157,7 +158,7 @@ func ListenBatchUDPQueues(local netip.AddrPort, opt BatchOptions, n int) (cs []*
 		src = append(src, sw)
 	}
 	for i, fd := range fds {
-		w, err := newFDWaiter(fd)
+		pfd, err := poller.NewFD(fd)
 		if err != nil {
 			for _, c := range cs {
 				c.Close()
@@ -168,7 +169,7 @@ func ListenBatchUDPQueues(local netip.AddrPort, opt BatchOptions, n int) (cs []*
 			}
 			return nil, nil, fmt.Errorf("listening on UDP %s: %w", local, err)
 		}
-		c := &BatchUDPConn{w: w, src: src, local: local, v6: family == unix.AF_INET6, opt: opt}
+		c := &BatchUDPConn{fd: pfd, src: src, local: local, v6: family == unix.AF_INET6, opt: opt}
 		c.snameV4 = (*unix.RawSockaddrInet4)(unsafe.Pointer(&c.sname))
 		c.initRecv()
 		c.initSend()
@@ -212,7 +213,7 @@ func udpSocket(family int, sa unix.Sockaddr, reuse bool) (int, error) {
 
 // openSourceSocket opens a sending socket on addr and a free port of the
 // dynamic range.
-func openSourceSocket(family int, addr netip.Addr) (*fdWaiter, error) {
+func openSourceSocket(family int, addr netip.Addr) (*poller.FD, error) {
 	fd := -1
 	err := bindDynamicPort(addr, func(port uint16) (err error) {
 		var sa unix.Sockaddr
@@ -227,26 +228,28 @@ func openSourceSocket(family int, addr netip.Addr) (*fdWaiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := newFDWaiter(fd)
+	pfd, err := poller.NewFD(fd)
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
-	return w, nil
+	return pfd, nil
 }
 
 // SourcePorts returns the ports SendFlow sends from.
 func (c *BatchUDPConn) SourcePorts() []uint16 {
 	var out []uint16
-	for _, w := range c.src {
-		if sa, err := unix.Getsockname(w.fd); err == nil {
+	for _, f := range c.src {
+		_ = f.Control(func(fd int) error {
+			sa, err := unix.Getsockname(fd)
 			switch a := sa.(type) {
 			case *unix.SockaddrInet4:
 				out = append(out, uint16(a.Port))
 			case *unix.SockaddrInet6:
 				out = append(out, uint16(a.Port))
 			}
-		}
+			return err
+		})
 	}
 	return out
 }
@@ -293,57 +296,40 @@ func (c *BatchUDPConn) BatchSize() int {
 // the other queues are closed too: the queues of a data plane close
 // together.
 func (c *BatchUDPConn) Close() error {
-	for _, w := range c.src {
-		w.close()
+	for _, f := range c.src {
+		f.Close()
 	}
-	return c.w.close()
+	return c.fd.Close()
 }
 
-// recv receives up to c.rn messages into c.rmsgs, waiting in this thread
-// (not in the runtime's poller) while none is there.
-func (c *BatchUDPConn) recv() error {
-	c.w.mu.RLock()
-	defer c.w.mu.RUnlock()
-	for {
-		if c.w.closed.Load() {
-			return ErrClosed
-		}
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(c.w.fd), uintptr(unsafe.Pointer(&c.rmsgs[0])), uintptr(c.rn), 0, 0, 0)
-		switch errno {
-		case 0:
+// recv receives up to c.rn messages into c.rmsgs, waiting for one if wait
+// is set, else returning poller.ErrWouldBlock when none is queued.
+func (c *BatchUDPConn) recv(wait bool) error {
+	op := func(fd int) error {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&c.rmsgs[0])), uintptr(c.rn), 0, 0, 0)
+		if errno == 0 {
 			c.rn = int(n)
-			return nil
-		case unix.EAGAIN, unix.EINTR:
-			if errno == unix.EAGAIN {
-				if err := c.w.wait(); err != nil {
-					return err
-				}
-			}
-		default:
-			return os.NewSyscallError("recvmmsg", errno)
 		}
+		return poller.Errno(errno)
 	}
+	if wait {
+		return c.fd.Read("recvmmsg", op)
+	}
+	return c.fd.TryRead("recvmmsg", op)
 }
 
-// send sends the c.sn prepared messages through w.
-func (c *BatchUDPConn) send(w *fdWaiter) error {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
+// send sends the c.sn prepared messages through f.
+func (c *BatchUDPConn) send(f *poller.FD) error {
 	for done := 0; done < c.sn; {
-		if w.closed.Load() {
-			return ErrClosed
-		}
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(w.fd), uintptr(unsafe.Pointer(&c.smsgs[done])), uintptr(c.sn-done), 0, 0, 0)
-		switch errno {
-		case 0:
-			done += int(n)
-		case unix.EAGAIN:
-			if err := w.waitWrite(); err != nil {
-				return err
+		err := f.Write("sendmmsg", func(fd int) error {
+			n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&c.smsgs[done])), uintptr(c.sn-done), 0, 0, 0)
+			if errno == 0 {
+				done += int(n)
 			}
-		case unix.EINTR:
-		default:
-			return os.NewSyscallError("sendmmsg", errno)
+			return poller.Errno(errno)
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -356,13 +342,25 @@ const maxReadOffset = 64
 // caller's buffers; with GRO, bufs[i] are replaced by views of the
 // coalesced reads (no copy), datagram after datagram.
 func (c *BatchUDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (int, error) {
+	return c.read(bufs, sizes, srcs, offset, true)
+}
+
+// TryRead is Read that returns poller.ErrWouldBlock instead of waiting.
+func (c *BatchUDPConn) TryRead(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (int, error) {
+	return c.read(bufs, sizes, srcs, offset, false)
+}
+
+// FD returns the socket's descriptor, for a poller.Set.
+func (c *BatchUDPConn) FD() *poller.FD { return c.fd }
+
+func (c *BatchUDPConn) read(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int, wait bool) (int, error) {
 	if !c.opt.GRO {
 		n := min(len(bufs), c.opt.Batch)
 		for i := range n {
 			c.setRecvMsg(i, bufs[i][offset:])
 		}
 		c.rn = n
-		if err := c.recv(); err != nil {
+		if err := c.recv(wait); err != nil {
 			return 0, err
 		}
 		for i := range c.rn {
@@ -379,7 +377,7 @@ func (c *BatchUDPConn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort, o
 			c.setRecvMsg(i, c.rbufs[i][maxReadOffset:])
 		}
 		c.rn = c.opt.Batch
-		if err := c.recv(); err != nil {
+		if err := c.recv(wait); err != nil {
 			return 0, err
 		}
 		c.pendMsg, c.pendOff, c.pendCount = 0, 0, c.rn
@@ -480,23 +478,23 @@ func (c *BatchUDPConn) groSize(i int) int {
 // Send implements PacketConn: it sends every buffer to dst, as few
 // messages as the offloads allow, in as few system calls.
 func (c *BatchUDPConn) Send(bufs [][]byte, dst netip.AddrPort) error {
-	return c.sendVia(c.w, bufs, dst)
+	return c.sendVia(c.fd, bufs, dst)
 }
 
 // SendFlow is Send from the source port that flow hashes to.
 func (c *BatchUDPConn) SendFlow(bufs [][]byte, dst netip.AddrPort, flow uint32) error {
 	if len(c.src) == 0 {
-		return c.sendVia(c.w, bufs, dst)
+		return c.sendVia(c.fd, bufs, dst)
 	}
 	return c.sendVia(c.src[flow%uint32(len(c.src))], bufs, dst)
 }
 
-func (c *BatchUDPConn) sendVia(w *fdWaiter, bufs [][]byte, dst netip.AddrPort) error {
+func (c *BatchUDPConn) sendVia(f *poller.FD, bufs [][]byte, dst netip.AddrPort) error {
 	c.setDest(dst)
 	for len(bufs) > 0 {
 		used := c.prepare(bufs)
 		bufs = bufs[used:]
-		if err := c.send(w); err != nil {
+		if err := c.send(f); err != nil {
 			if c.opt.GSO && (errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) {
 				// The path cannot segment (e.g. a device without
 				// checksum offload): stop trying.

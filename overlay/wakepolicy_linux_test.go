@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,63 +16,8 @@ import (
 
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay/fdb"
+	"github.com/vxland/vxland/overlay/poller"
 )
-
-// threadPolicy returns the scheduling policy of thread tid (0: the
-// calling one), or fails the test (from any goroutine) and returns an
-// impossible one.
-func threadPolicy(t *testing.T, tid int) uint32 {
-	t.Helper()
-	a, err := unix.SchedGetAttr(tid, 0)
-	if err != nil {
-		t.Errorf("sched_getattr(%d): %v", tid, err)
-		return ^uint32(0)
-	}
-	return a.Policy
-}
-
-// The policy is the thread's own: a SCHED_OTHER worker turns SCHED_BATCH
-// after a wait of idleGap, and back after busyWakes waits in a row shorter
-// than that; a longer wait starts the count again.
-func TestWakePolicySwitchesItsThread(t *testing.T) {
-	// The test's thread ends with it: the changed policy leaves with it.
-	runtime.LockOSThread()
-	if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
-		t.Skipf("test thread runs under policy %d, not SCHED_OTHER", got)
-	}
-	var p wakePolicy
-	p.observe(idleGap / 2)
-	if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
-		t.Fatalf("after a wait of %v the policy is %d, want SCHED_OTHER still", idleGap/2, got)
-	}
-	p.observe(idleGap)
-	if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
-		t.Fatalf("after a wait of %v the policy is %d, want SCHED_BATCH (%d)", idleGap, got, unix.SCHED_BATCH)
-	}
-	for i := 1; i < busyWakes; i++ {
-		p.observe(idleGap - time.Microsecond)
-		if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
-			t.Fatalf("after %d busy waits the policy is %d, want SCHED_BATCH still", i, got)
-		}
-	}
-	p.observe(idleGap - time.Microsecond)
-	if got := threadPolicy(t, 0); got != unix.SCHED_NORMAL {
-		t.Fatalf("after %d busy waits the policy is %d, want SCHED_OTHER", busyWakes, got)
-	}
-	// A wait of idleGap in the middle of a run starts the count again.
-	p.observe(idleGap)
-	for range busyWakes - 1 {
-		p.observe(0)
-	}
-	p.observe(idleGap)
-	p.observe(0)
-	if got := threadPolicy(t, 0); got != unix.SCHED_BATCH {
-		t.Fatalf("a long wait did not restart the count: policy %d", got)
-	}
-	if got := p.switches.Load(); got != 3 {
-		t.Errorf("%d switches, want 3 (batch, other, batch)", got)
-	}
-}
 
 // A kernel that refuses the change (a seccomp filter, say) leaves the
 // workers as they are, and the daemon says so once, not once per worker.
@@ -121,7 +65,7 @@ func TestRefusedPolicyIsLoggedOnce(t *testing.T) {
 	defer c.Close()
 	for range 5 {
 		c.Write([]byte{1, 2, 3}) // shorter than a VXLAN header: dropped
-		time.Sleep(2 * idleGap)
+		time.Sleep(2 * poller.IdleGap)
 	}
 	dropped := func() (n uint64) {
 		for _, d := range o.counters.Snapshot().Drops {

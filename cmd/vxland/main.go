@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 
@@ -51,6 +52,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// Each queue's forwarding thread keeps its P while it waits for
+	// packets, so that a wake-up costs the runtime nothing (overlay.Run):
+	// one more P per queue lets the rest of the daemon (etcd client,
+	// control socket, the runtime's own work) keep the ones it had.
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + cfg.Queues)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	start := daemon

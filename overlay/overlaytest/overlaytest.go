@@ -10,6 +10,7 @@ package overlaytest
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"sync"
 
@@ -49,7 +50,7 @@ func (q *queue[T]) pop(out func(i int, v T), max int) (int, error) {
 		q.cond.Wait()
 	}
 	if q.closed {
-		return 0, overlay.ErrClosed
+		return 0, net.ErrClosed
 	}
 	if q.repeat != nil && len(q.items) == 0 {
 		for i := range max {
