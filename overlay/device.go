@@ -96,3 +96,11 @@ type PolledConn interface {
 	// FD is the descriptor to wait on.
 	FD() *poller.FD
 }
+
+// DropReporter is a device or socket that drops packets on its own (a
+// TAP super-frame that cannot be cut to the MTU, say) and counts them by
+// reason. The data plane's statistics add its counts to their drops.
+type DropReporter interface {
+	// ReportDrops calls add once for each reason with its count so far.
+	ReportDrops(add func(reason string, n uint64))
+}
