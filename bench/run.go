@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vxland/vxland/internal/control"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vxland/vxland/internal/control"
 
 	"github.com/vxland/vxland/internal/netlab"
 )

@@ -49,11 +49,18 @@ const (
 	// 4789; flannel still uses it by default.
 	LinuxPort = 8472
 
-	// OverheadIPv4 is the bytes VXLAN adds to an inner frame over an IPv4
-	// underlay: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
-	OverheadIPv4 = 50
-	// OverheadIPv6 is the same over an IPv6 underlay: outer IPv6 header is 40.
-	OverheadIPv6 = 70
+	// EthernetHeaderLen is the length of the inner frame's Ethernet
+	// header (RFC 7348 §5: the inner MAC header follows the VXLAN header),
+	// without an 802.1Q tag.
+	EthernetHeaderLen = 14
+
+	// OverheadIPv4 is the bytes VXLAN adds to an inner IP packet over an
+	// IPv4 underlay: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner
+	// Ethernet (14) = 50. An overlay MTU is the underlay MTU less this.
+	OverheadIPv4 = 20 + 8 + HeaderLen + EthernetHeaderLen
+	// OverheadIPv6 is the same over an IPv6 underlay, whose outer header
+	// is 40 bytes: 70.
+	OverheadIPv6 = 40 + 8 + HeaderLen + EthernetHeaderLen
 )
 
 // Decode errors. They are sentinels so that a receive path can count drops

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 
+	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay/fdb"
 )
 
@@ -22,10 +23,10 @@ const (
 // arpIPv4 returns the ARP payload of frame when frame is an Ethernet ARP
 // packet for IPv4, and nil otherwise.
 func arpIPv4(frame []byte) []byte {
-	if len(frame) < ethHeaderLen+arpLen || binary.BigEndian.Uint16(frame[12:14]) != etherTypeARP {
+	if len(frame) < encap.EthernetHeaderLen+arpLen || binary.BigEndian.Uint16(frame[12:14]) != etherTypeARP {
 		return nil
 	}
-	a := frame[ethHeaderLen : ethHeaderLen+arpLen]
+	a := frame[encap.EthernetHeaderLen : encap.EthernetHeaderLen+arpLen]
 	if binary.BigEndian.Uint16(a[0:2]) != 1 || binary.BigEndian.Uint16(a[2:4]) != 0x0800 || a[4] != 6 || a[5] != 4 {
 		return nil
 	}
@@ -42,7 +43,7 @@ func setIPv4(dst []byte, ip netip.Addr) { a := ip.As4(); copy(dst, a[:]) }
 // answerARP turns the ARP request in frame, in place, into the reply that
 // the owner of the target address (mac) would send.
 func answerARP(frame []byte, mac fdb.MAC) {
-	a := frame[ethHeaderLen : ethHeaderLen+arpLen]
+	a := frame[encap.EthernetHeaderLen : encap.EthernetHeaderLen+arpLen]
 	requester, requesterIP, target := arpSenderMAC(a), arpSenderIP(a), arpTargetIP(a)
 	setMAC(frame[0:6], requester)
 	setMAC(frame[6:12], mac)

@@ -36,7 +36,7 @@ func newARPRig(t *testing.T) (*rig, *fdb.Neighbors, *fdb.LocalTable) {
 	r.fdb.AddFlood(testVNI, peer1)
 	n, l := fdb.NewNeighbors(), fdb.NewLocalTable()
 	var err error
-	r.ov, err = overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450, Neighbors: n, Local: l}, r.dev, r.conn, r.fdb)
+	r.ov, err = overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450, Neighbors: n, Local: l}, []overlay.Queue{{Device: r.dev, Conn: r.conn}}, r.fdb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestARPSuppressionAnswersKnownAddress(t *testing.T) {
 	case !bytes.Equal(a[18:24], macA[:]) || netip.AddrFrom4([4]byte(a[24:28])) != ipA:
 		t.Errorf("target %x %v, want %v %v", a[18:24], a[24:28], macA, ipA)
 	}
-	if s := r.ov.Counters().Snapshot(); s.ARPAnswered != 1 || s.ARPFlooded != 0 {
+	if s := r.ov.Stats(); s.ARPAnswered != 1 || s.ARPFlooded != 0 {
 		t.Errorf("answered %d flooded %d, want 1 and 0", s.ARPAnswered, s.ARPFlooded)
 	}
 }
@@ -93,7 +93,7 @@ func TestARPSuppressionFloodsUnknownAndGratuitous(t *testing.T) {
 	if len(r.dev.Written()) != 0 || len(r.conn.Sent()) != 2 {
 		t.Fatalf("written back %d, sent %d; want 0 and 2", len(r.dev.Written()), len(r.conn.Sent()))
 	}
-	if s := r.ov.Counters().Snapshot(); s.ARPAnswered != 0 || s.ARPFlooded != 2 {
+	if s := r.ov.Stats(); s.ARPAnswered != 0 || s.ARPFlooded != 2 {
 		t.Errorf("answered %d flooded %d, want 0 and 2", s.ARPAnswered, s.ARPFlooded)
 	}
 }

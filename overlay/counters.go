@@ -70,75 +70,55 @@ func (r DropReason) String() string {
 	return dropReasonNames[r]
 }
 
-// DropReasons lists every drop reason, in order.
-func DropReasons() []DropReason {
-	out := make([]DropReason, numDropReasons)
-	for i := range out {
-		out[i] = DropReason(i)
-	}
-	return out
-}
-
-// Counters are the data plane's statistics. They are updated with atomic
-// adds on the packet path and read with Snapshot.
-type Counters struct {
-	// RxPackets and RxBytes count inner frames written to the TAP.
-	RxPackets, RxBytes atomic.Uint64
-	// TxPackets and TxBytes count VXLAN datagrams sent and their inner
-	// frame bytes: a flooded frame counts once per VTEP it is sent to.
-	TxPackets, TxBytes atomic.Uint64
-	// TxFlooded counts frames sent to the flood list.
-	TxFlooded atomic.Uint64
-	// RxChecksumCompleted counts inner frames whose partial checksum was
-	// completed; RxSegmented counts oversized inner frames cut to the MTU.
-	RxChecksumCompleted, RxSegmented atomic.Uint64
-	// ARPAnswered counts ARP requests answered from the neighbour table;
-	// ARPFlooded counts broadcast ARP requests sent to the flood list.
-	ARPAnswered, ARPFlooded atomic.Uint64
-
-	drops [numDropReasons]atomic.Uint64
-	// queues count what each queue moved: how the kernel spread the
-	// flows over them.
-	queues []queueCounters
-}
-
+// queueCounters are the counters of one queue, written only by the
+// threads that serve it, so that no two queues bounce a cache line.
 type queueCounters struct {
-	rx, tx atomic.Uint64
+	// rxPackets and rxBytes count inner frames written to the device.
+	rxPackets, rxBytes atomic.Uint64
+	// txPackets and txBytes count VXLAN datagrams sent and their inner
+	// frame bytes: a flooded frame counts once per VTEP it is sent to.
+	txPackets, txBytes atomic.Uint64
+	// txFlooded counts frames sent to the flood list.
+	txFlooded atomic.Uint64
+	// rxChecksumCompleted counts inner frames whose partial checksum was
+	// completed; rxOversize counts inner frames larger than the MTU,
+	// handed to the device to segment.
+	rxChecksumCompleted, rxOversize atomic.Uint64
+	// arpAnswered counts ARP requests answered from the neighbour table;
+	// arpFlooded counts broadcast ARP requests sent to the flood list.
+	arpAnswered, arpFlooded atomic.Uint64
+	drops                   [numDropReasons]atomic.Uint64
+	// Pads the entry to keep the next queue's counters off its last
+	// cache line.
+	_ [64]byte
 }
 
-// queue returns the counters of queue i, set up by NewQueues.
-func (c *Counters) queue(i int) *queueCounters {
-	if i >= len(c.queues) {
-		c.queues = append(c.queues, make([]queueCounters, i+1-len(c.queues))...)
-	}
-	return &c.queues[i]
-}
+func (c *queueCounters) drop(r DropReason) { c.drops[r].Add(1) }
 
-// Drop counts one packet dropped for reason r.
-func (c *Counters) Drop(r DropReason) { c.drops[r].Add(1) }
-
-// Drops counts n packets dropped for reason r.
-func (c *Counters) Drops(r DropReason, n int) {
+func (c *queueCounters) dropN(r DropReason, n int) {
 	if n > 0 {
 		c.drops[r].Add(uint64(n))
 	}
 }
 
-// Dropped returns the number of packets dropped for reason r.
-func (c *Counters) Dropped(r DropReason) uint64 { return c.drops[r].Load() }
-
-// Stats is a point-in-time copy of Counters, shaped for JSON.
+// Stats is a point-in-time sum of the data plane's counters, shaped for
+// JSON.
 type Stats struct {
-	RxPackets           uint64            `json:"rx_packets"`
-	RxBytes             uint64            `json:"rx_bytes"`
-	TxPackets           uint64            `json:"tx_packets"`
-	TxBytes             uint64            `json:"tx_bytes"`
-	TxFlooded           uint64            `json:"tx_flooded"`
-	RxChecksumCompleted uint64            `json:"rx_checksum_completed"`
-	RxSegmented         uint64            `json:"rx_segmented"`
-	ARPAnswered         uint64            `json:"arp_answered"`
-	ARPFlooded          uint64            `json:"arp_flooded"`
-	Drops               map[string]uint64 `json:"drops"`
+	RxPackets           uint64 `json:"rx_packets"`
+	RxBytes             uint64 `json:"rx_bytes"`
+	TxPackets           uint64 `json:"tx_packets"`
+	TxBytes             uint64 `json:"tx_bytes"`
+	TxFlooded           uint64 `json:"tx_flooded"`
+	RxChecksumCompleted uint64 `json:"rx_checksum_completed"`
+	// RxSegmented counts inner frames larger than the MTU (a kernel
+	// peer's unsegmented burst) handed to the device to segment.
+	RxSegmented uint64 `json:"rx_segmented"`
+	ARPAnswered uint64 `json:"arp_answered"`
+	ARPFlooded  uint64 `json:"arp_flooded"`
+	// Drops has every reason of the core, zero or not, so that readers
+	// can tell "none" from "not counted", and the reasons of the devices
+	// and sockets that report their own drops (DropReporter).
+	Drops map[string]uint64 `json:"drops"`
 	// Queues has one entry per queue (--queues), in order.
 	Queues []QueueStats `json:"queues"`
 }
@@ -150,27 +130,34 @@ type QueueStats struct {
 	TxPackets uint64 `json:"tx_packets"`
 }
 
-// Snapshot copies the counters. Every drop reason is present, zero or not,
-// so that readers can tell "none" from "not counted".
-func (c *Counters) Snapshot() Stats {
-	s := Stats{
-		RxPackets:           c.RxPackets.Load(),
-		RxBytes:             c.RxBytes.Load(),
-		TxPackets:           c.TxPackets.Load(),
-		TxBytes:             c.TxBytes.Load(),
-		TxFlooded:           c.TxFlooded.Load(),
-		RxChecksumCompleted: c.RxChecksumCompleted.Load(),
-		RxSegmented:         c.RxSegmented.Load(),
-		ARPAnswered:         c.ARPAnswered.Load(),
-		ARPFlooded:          c.ARPFlooded.Load(),
-		Drops:               make(map[string]uint64, numDropReasons),
-	}
+// Stats sums the counters of every queue, with the drops that the queues'
+// devices and sockets report.
+func (o *Overlay) Stats() Stats {
+	s := Stats{Drops: make(map[string]uint64, numDropReasons), Queues: make([]QueueStats, len(o.counters))}
 	for r := range numDropReasons {
-		s.Drops[r.String()] = c.drops[r].Load()
+		s.Drops[r.String()] = 0
 	}
-	s.Queues = make([]QueueStats, len(c.queues))
-	for i := range c.queues {
-		s.Queues[i] = QueueStats{RxPackets: c.queues[i].rx.Load(), TxPackets: c.queues[i].tx.Load()}
+	add := func(reason string, n uint64) { s.Drops[reason] += n }
+	for i := range o.counters {
+		c := &o.counters[i]
+		s.Queues[i] = QueueStats{RxPackets: c.rxPackets.Load(), TxPackets: c.txPackets.Load()}
+		s.RxPackets += s.Queues[i].RxPackets
+		s.RxBytes += c.rxBytes.Load()
+		s.TxPackets += s.Queues[i].TxPackets
+		s.TxBytes += c.txBytes.Load()
+		s.TxFlooded += c.txFlooded.Load()
+		s.RxChecksumCompleted += c.rxChecksumCompleted.Load()
+		s.RxSegmented += c.rxOversize.Load()
+		s.ARPAnswered += c.arpAnswered.Load()
+		s.ARPFlooded += c.arpFlooded.Load()
+		for r := range numDropReasons {
+			add(r.String(), c.drops[r].Load())
+		}
+		for _, x := range []any{o.queues[i].Device, o.queues[i].Conn} {
+			if dr, ok := x.(DropReporter); ok {
+				dr.ReportDrops(add)
+			}
+		}
 	}
 	return s
 }

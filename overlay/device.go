@@ -4,14 +4,32 @@ import (
 	"errors"
 	"net/netip"
 
+	"github.com/vxland/vxland/encap"
+	"github.com/vxland/vxland/overlay/offload"
 	"github.com/vxland/vxland/overlay/poller"
 )
 
 // MaxFrameSize bounds the frames the data plane handles: the largest inner
 // frame a VXLAN datagram can carry over IPv4 (65535 − 20 − 8 − 8) rounded up.
-// Buffers are this large because a kernel VXLAN peer on a veth underlay can
-// send one unsegmented datagram of up to 64 KB (see ../shared/DATAPATH-FACTS.md).
+// Buffers are this large because a kernel VXLAN peer on a virtual underlay
+// (veth, virtio) can send one unsegmented datagram of up to 64 KB: the
+// tunnel's segmentation offload is passed on instead of done.
 const MaxFrameSize = 65536
+
+// Headroom is the room every frame buffer of the data plane has in front
+// of its frame, and the offset at which devices read and write frames.
+//
+// A device may write a header of its own into it: the TAP driver puts its
+// 10-byte virtio-net header there, so that a frame and its header leave in
+// one write without a copy. The core writes the 8-byte VXLAN header into
+// its last encap.HeaderLen bytes, so that frame and header form the
+// datagram to send, and a socket reads a datagram Headroom-HeaderLen bytes
+// in, so that its frame lands at Headroom, where the device writes it from.
+const Headroom = max(offload.VirtioNetHdrLen, encap.HeaderLen)
+
+// datagramOffset is where a datagram (VXLAN header and frame) starts in a
+// frame buffer.
+const datagramOffset = Headroom - encap.HeaderLen
 
 // ErrGSORefused is returned by Send when the kernel refused a segmented
 // send; the connection has turned GSO off and the caller may resend.

@@ -45,7 +45,7 @@ func newRig(t testing.TB) *rig {
 	r.fdb.AddFlood(testVNI, peer1)
 	r.fdb.AddFlood(testVNI, peer2)
 	var err error
-	r.ov, err = overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450}, r.dev, r.conn, r.fdb)
+	r.ov, err = overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450}, []overlay.Queue{{Device: r.dev, Conn: r.conn}}, r.fdb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestEncapKnownUnicastGoesToItsVTEP(t *testing.T) {
 	if err != nil || h.VNI != testVNI || !bytes.Equal(inner, frame) {
 		t.Fatalf("datagram decodes to VNI %d, err %v, inner equal %v", h.VNI, err, bytes.Equal(inner, frame))
 	}
-	if s := r.ov.Counters().Snapshot(); s.TxPackets != 1 || s.TxBytes != uint64(len(frame)) || s.TxFlooded != 0 {
+	if s := r.ov.Stats(); s.TxPackets != 1 || s.TxBytes != uint64(len(frame)) || s.TxFlooded != 0 {
 		t.Fatalf("counters %+v", s)
 	}
 }
@@ -120,7 +120,7 @@ func TestEncapFloodsBroadcastAndUnknown(t *testing.T) {
 			if len(sent) != 2 || sent[0].Addr.Addr() != peer1 || sent[1].Addr.Addr() != peer2 {
 				t.Fatalf("sent to %v, want one copy to each of %v and %v", sent, peer1, peer2)
 			}
-			if r.ov.Counters().TxFlooded.Load() != 1 {
+			if r.ov.Stats().TxFlooded != 1 {
 				t.Fatal("flooded frame not counted")
 			}
 		})
@@ -138,10 +138,10 @@ func TestEncapDrops(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := r.ov.Counters()
-	if c.Dropped(overlay.DropTxShort) != 1 || c.Dropped(overlay.DropNoDestination) != 1 || len(r.conn.Sent()) != 0 {
+	d := r.ov.Stats().Drops
+	if d["tx_short"] != 1 || d["no_destination"] != 1 || len(r.conn.Sent()) != 0 {
 		t.Fatalf("tx_short %d, no_destination %d, sent %d; want 1, 1, 0",
-			c.Dropped(overlay.DropTxShort), c.Dropped(overlay.DropNoDestination), len(r.conn.Sent()))
+			d["tx_short"], d["no_destination"], len(r.conn.Sent()))
 	}
 }
 
@@ -161,7 +161,7 @@ func TestDecapDeliversAndLearns(t *testing.T) {
 	if got, ok := r.fdb.Lookup(testVNI, macB); !ok || got != netip.AddrPortFrom(peer2, 4789) {
 		t.Fatalf("learned %v, %v; want %v:4789", got, ok, peer2)
 	}
-	if s := r.ov.Counters().Snapshot(); s.RxPackets != 1 || s.RxBytes != uint64(len(frame)) {
+	if s := r.ov.Stats(); s.RxPackets != 1 || s.RxBytes != uint64(len(frame)) {
 		t.Fatalf("counters %+v", s)
 	}
 }
@@ -192,7 +192,7 @@ func TestDecapDropsByReason(t *testing.T) {
 		{"wrong VNI", vxlanPacket(testVNI+1, good), from1, overlay.DropVNI},
 		{"non-peer", vxlanPacket(testVNI, good), netip.AddrPortFrom(stranger, 4789), overlay.DropUnknownVTEP},
 		{"inner short", vxlanPacket(testVNI, good[:13]), from1, overlay.DropInnerShort},
-		{"own fdb.MAC", vxlanPacket(testVNI, withSrc(localMAC)), from1, overlay.DropOwnMAC},
+		{"own MAC", vxlanPacket(testVNI, withSrc(localMAC)), from1, overlay.DropOwnMAC},
 		{"multicast source", vxlanPacket(testVNI, withSrc(fdb.MAC{1, 0, 0x5e, 0, 0, 1})), from1, overlay.DropMulticastSource},
 		{"zero source", vxlanPacket(testVNI, withSrc(fdb.MAC{})), from1, overlay.DropZeroSource},
 		{"bad inner checksum", vxlanPacket(testVNI, badSum), from1, overlay.DropInnerChecksum},
@@ -203,12 +203,16 @@ func TestDecapDropsByReason(t *testing.T) {
 			if err := r.decap(); err != nil {
 				t.Fatal(err)
 			}
-			for _, reason := range overlay.DropReasons() {
+			drops := r.ov.Stats().Drops
+			if _, ok := drops[tc.reason.String()]; !ok {
+				t.Fatalf("no drop reason %q in %v", tc.reason, drops)
+			}
+			for reason, got := range drops {
 				want := uint64(0)
-				if reason == tc.reason {
+				if reason == tc.reason.String() {
 					want = 1
 				}
-				if got := r.ov.Counters().Dropped(reason); got != want {
+				if got != want {
 					t.Errorf("drops[%s] = %d, want %d", reason, got, want)
 				}
 			}

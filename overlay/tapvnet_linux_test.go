@@ -75,10 +75,10 @@ func TestOffloadTAPWritesUDPRunAsOne(t *testing.T) {
 	for i := range bufs {
 		payload := bytes.Repeat([]byte{byte(i)}, size)
 		payloads = append(payloads, payload)
-		bufs[i] = append(make([]byte, deviceHeadroom), udpFrame(t, cmac, uint16(100+i), payload)...)
+		bufs[i] = append(make([]byte, Headroom), udpFrame(t, cmac, uint16(100+i), payload)...)
 	}
 	before := tapRxPackets(t, h, name)
-	if written, err := tap.Write(bufs, deviceHeadroom); err != nil || written != n {
+	if written, err := tap.Write(bufs, Headroom); err != nil || written != n {
 		t.Fatalf("Write = %d, %v", written, err)
 	}
 	buf := make([]byte, 2048)

@@ -43,7 +43,7 @@ func TestRefusedPolicyIsLoggedOnce(t *testing.T) {
 		qs = append(qs, Queue{Device: devs[i], Conn: conns[i]})
 	}
 	var log netlab.LockedBuffer
-	o, err := NewQueues(Config{VNI: 1, MTU: 1450, BatchWhenIdle: true, Logger: slog.New(slog.NewTextHandler(&log, nil))}, qs, fdb.New(4789, 0))
+	o, err := New(Config{VNI: 1, MTU: 1450, BatchWhenIdle: true, Logger: slog.New(slog.NewTextHandler(&log, nil))}, qs, fdb.New(4789, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestRefusedPolicyIsLoggedOnce(t *testing.T) {
 		time.Sleep(2 * poller.IdleGap)
 	}
 	dropped := func() (n uint64) {
-		for _, d := range o.counters.Snapshot().Drops {
+		for _, d := range o.Stats().Drops {
 			n += d
 		}
 		return n

@@ -16,6 +16,7 @@ import (
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
+	"github.com/vxland/vxland/overlay/hostnet"
 )
 
 // Defaults of the flannel mode's flags.
@@ -104,9 +105,9 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	table := fdb.New(be.Port, cfg.FDBAgeing)
-	ov, err := overlay.NewQueues(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}, queues(tap, conns), table)
+	ov, err := overlay.New(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}, queues(tap, conns), table)
 	if err == nil {
-		err = overlay.SetupRoutedTAP(tap.Name(), mac, mtu)
+		err = hostnet.SetupRoutedTAP(tap.Name(), mac, mtu)
 	}
 	var dev *flannel.Device
 	if err == nil {
@@ -156,13 +157,13 @@ func wrapErr(what string, err error) error {
 // is the VTEP address when it is one of this host's; otherwise (behind a
 // NAT) the VTEP address is found as in L2 mode and the other nodes are
 // told PublicIP.
-func flannelUnderlay(cfg *config) (overlay.Underlay, netip.Addr, error) {
+func flannelUnderlay(cfg *config) (hostnet.Underlay, netip.Addr, error) {
 	if !cfg.LocalIP.IsValid() && cfg.PublicIP.IsValid() {
-		if u, err := overlay.ResolveUnderlay(cfg.Iface, cfg.PublicIP); err == nil {
+		if u, err := hostnet.ResolveUnderlay(cfg.Iface, cfg.PublicIP); err == nil {
 			return u, cfg.PublicIP, nil
 		}
 	}
-	u, err := overlay.ResolveUnderlay(cfg.Iface, cfg.LocalIP)
+	u, err := hostnet.ResolveUnderlay(cfg.Iface, cfg.LocalIP)
 	if err != nil {
 		switch {
 		case cfg.LocalIP.IsValid():

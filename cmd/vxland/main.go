@@ -26,6 +26,7 @@ import (
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
+	"github.com/vxland/vxland/overlay/hostnet"
 )
 
 func main() {
@@ -87,7 +88,7 @@ func preflight(cfg *config) error {
 	if _, err := os.Stat(tunPath); err != nil {
 		return usagef("%s is missing: load the tun module (modprobe tun) or give the container the device", tunPath)
 	}
-	if cfg.Iface != "" && !overlay.InterfaceExists(cfg.Iface) {
+	if cfg.Iface != "" && !hostnet.InterfaceExists(cfg.Iface) {
 		return usagef("--iface %q: no such interface", cfg.Iface)
 	}
 	return nil
@@ -95,7 +96,7 @@ func preflight(cfg *config) error {
 
 // daemon brings the overlay up, runs it until ctx is done and takes it down.
 func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
-	u, err := overlay.ResolveUnderlay(cfg.Iface, cfg.LocalIP)
+	u, err := hostnet.ResolveUnderlay(cfg.Iface, cfg.LocalIP)
 	if err != nil {
 		switch {
 		case cfg.LocalIP.IsValid():
@@ -144,7 +145,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 			closeConns(conns)
 		}
 	})
-	mac, err := overlay.AttachTAP(tap.Name(), cfg.Bridge, mtu)
+	mac, err := hostnet.AttachTAP(tap.Name(), cfg.Bridge, mtu)
 	if err != nil {
 		return err
 	}
@@ -161,7 +162,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cfg.UseEtcd() {
 		ovCfg.Local, ovCfg.Neighbors = fdb.NewLocalTable(), fdb.NewNeighbors()
 	}
-	ov, err := overlay.NewQueues(ovCfg, queues(tap, conns), table)
+	ov, err := overlay.New(ovCfg, queues(tap, conns), table)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func ReadRuntime() Runtime {
 
 // Source is what the server reports on.
 type Source interface {
-	Counters() *overlay.Counters
+	Stats() overlay.Stats
 	FDB() *fdb.Table
 }
 
@@ -92,7 +92,7 @@ func Listen(path string) (net.Listener, error) {
 func Handler(src Source) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, src.Counters().Snapshot())
+		writeJSON(w, src.Stats())
 	})
 	// Profiles of the running daemon, e.g.
 	//   curl --unix-socket S http://x/debug/pprof/profile?seconds=10 > cpu.pprof

@@ -3,6 +3,8 @@ package offload
 import (
 	"encoding/binary"
 	"errors"
+
+	"github.com/vxland/vxland/encap"
 )
 
 // Errors returned by SegmentTCP. They are sentinels so that the data path can
@@ -18,7 +20,7 @@ var (
 )
 
 const (
-	ethHeaderLen = 14
+	ethHeaderLen = encap.EthernetHeaderLen
 	vlanTagLen   = 4
 
 	etherTypeIPv4 = 0x0800
@@ -90,17 +92,18 @@ func parseIP(frame []byte) (p ipPacket, err error) {
 		if headerLen < ipv4MinHeaderLen || totalLen < headerLen || totalLen > len(ip) {
 			return p, ErrMalformed
 		}
-		// Any fragment offset or the More Fragments flag (RFC 791 §3.1):
-		// the transport header and checksum span the whole datagram, of
-		// which this frame holds only a part.
-		if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
-			return p, ErrFragment
-		}
 		p.l4 = p.ip + headerLen
 		p.end = p.ip + totalLen
 		p.addrs = p.ip + 12
 		p.addrLen = 4
 		p.protocol = ip[9]
+		// Any fragment offset or the More Fragments flag (RFC 791 §3.1):
+		// the transport header and checksum span the whole datagram, of
+		// which this frame holds only a part. The addresses and protocol
+		// are set, for FlowHash.
+		if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
+			return p, ErrFragment
+		}
 	case etherTypeIPv6:
 		if len(ip) < ipv6HeaderLen || ip[0]>>4 != 6 {
 			return p, ErrMalformed

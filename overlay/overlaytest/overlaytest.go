@@ -132,16 +132,13 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return d.in.pop(func(i int, f []byte) { sizes[i] = copy(bufs[i][offset:], f) }, min(len(bufs), d.batch))
 }
 
-// MinWriteOffset is the headroom Write demands in front of each frame:
-// the offload TAP needs it for its virtio header, so the fake does too.
-const MinWriteOffset = 10
-
-// ErrNoHeadroom is returned by Write when offset < MinWriteOffset.
+// ErrNoHeadroom is returned by Write when offset < overlay.Headroom: a
+// TAP needs that room in front of each frame for its own header.
 var ErrNoHeadroom = errors.New("overlaytest: write without headroom for a device header")
 
 // Write implements overlay.FrameDevice.
 func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
-	if offset < MinWriteOffset {
+	if offset < overlay.Headroom {
 		return 0, ErrNoHeadroom
 	}
 	d.mu.Lock()

@@ -1,8 +1,14 @@
-package overlay
+// Package hostnet sets up the host's side of the data plane with netlink:
+// it finds the underlay (the interface and address VXLAN packets leave
+// from), attaches the TAP to its bridge, creating the bridge if needed,
+// and prepares a TAP that the kernel routes through (flannel mode).
+package hostnet
 
 import (
 	"errors"
 	"net/netip"
+
+	"github.com/vxland/vxland/encap"
 )
 
 // ErrNoInterface is returned when a named interface does not exist.
@@ -16,10 +22,11 @@ type Underlay struct {
 }
 
 // OverlayMTU is the largest inner IP packet that fits the underlay without
-// fragmentation: the underlay MTU less 50 bytes over IPv4, 70 over IPv6.
+// fragmentation: the underlay MTU less the VXLAN overhead, 50 bytes over
+// IPv4 and 70 over IPv6.
 func (u Underlay) OverlayMTU() int {
 	if u.Addr.Is4() {
-		return u.MTU - 50
+		return u.MTU - encap.OverheadIPv4
 	}
-	return u.MTU - 70
+	return u.MTU - encap.OverheadIPv6
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package overlay
+package hostnet
 
 import (
 	"errors"

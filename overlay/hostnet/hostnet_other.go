@@ -1,6 +1,6 @@
 //go:build !linux
 
-package overlay
+package hostnet
 
 import (
 	"errors"
@@ -21,3 +21,6 @@ func AttachTAP(tap, bridge string, mtu int) (fdb.MAC, error) { return fdb.MAC{},
 
 // InterfaceExists is not supported on this OS.
 func InterfaceExists(name string) bool { return false }
+
+// SetupRoutedTAP is not supported on this OS.
+func SetupRoutedTAP(tap string, mac fdb.MAC, mtu int) error { return errNotLinux }

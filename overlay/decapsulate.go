@@ -1,0 +1,195 @@
+package overlay
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/vxland/vxland/encap"
+	"github.com/vxland/vxland/overlay/fdb"
+	"github.com/vxland/vxland/overlay/offload"
+)
+
+// decapsulator moves datagrams from the underlay to the device: it checks
+// each, learns its inner source and writes the frames of a batch to the
+// device in one call. It owns its buffers; one runs per queue.
+type decapsulator struct {
+	o    *Overlay
+	dev  FrameDevice
+	conn PacketConn
+	qc   *queueCounters
+	// read is conn.Read, or the socket's TryRead when one thread polls
+	// both directions.
+	read func(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (int, error)
+	// Datagram i is read into bufs[i][datagramOffset:], so that its
+	// frame starts Headroom bytes in. The socket may replace bufs[i] with
+	// views of its own memory.
+	bufs  [][]byte
+	sizes []int
+	srcs  []netip.AddrPort
+	// out collects the frames of a batch for one device write.
+	out [][]byte
+	// segs receive the segments of an oversized inner TCP frame.
+	segs     [][]byte
+	segSizes []int
+	segOut   [][]byte
+	// The datagrams of a batch mostly come from one VTEP and one inner
+	// source: the allowlist check and learning of the previous datagram
+	// are remembered for the rest of the batch.
+	memo decapMemo
+}
+
+type decapMemo struct {
+	checked, known, learned bool
+	vtep                    netip.Addr
+	mac                     fdb.MAC
+}
+
+func (o *Overlay) newDecapsulator(i int) *decapsulator {
+	q := o.queues[i]
+	n := q.Conn.BatchSize()
+	d := &decapsulator{o: o, dev: q.Device, conn: q.Conn, qc: &o.counters[i], read: q.Conn.Read,
+		bufs: make([][]byte, n), sizes: make([]int, n), srcs: make([]netip.AddrPort, n), out: make([][]byte, 0, n)}
+	for i := range d.bufs {
+		d.bufs[i] = make([]byte, Headroom+MaxFrameSize)
+	}
+	// Enough segments for the largest frame at the smallest payload per
+	// segment this MTU allows (IPv4 and TCP headers of 60 bytes each).
+	perSeg := max(o.cfg.MTU-120, 8)
+	nsegs := MaxFrameSize/perSeg + 1
+	d.segs = make([][]byte, nsegs)
+	d.segSizes = make([]int, nsegs)
+	d.segOut = make([][]byte, nsegs)
+	for i := range d.segs {
+		d.segs[i] = make([]byte, Headroom+o.cfg.MTU+encap.EthernetHeaderLen)
+	}
+	return d
+}
+
+// step reads one batch of datagrams and delivers, in order and in one
+// device write, the frame of each that passes the checks. Only a failing
+// socket read is an error.
+func (d *decapsulator) step() error {
+	n, err := d.read(d.bufs, d.sizes, d.srcs, datagramOffset)
+	if err != nil {
+		return err
+	}
+	cfg := &d.o.cfg
+	d.memo = decapMemo{}
+	for i := range n {
+		buf := d.bufs[i][:datagramOffset+d.sizes[i]]
+		src := d.srcs[i].Addr()
+		frame, reason, ok := checkDatagram(buf[datagramOffset:], cfg.VNI, d.knownVTEP(src), cfg.LocalMAC)
+		if !ok {
+			d.qc.drop(reason)
+			continue
+		}
+		switch offload.FixChecksum(frame) {
+		case offload.ChecksumBad:
+			d.qc.drop(DropInnerChecksum)
+			continue
+		case offload.ChecksumCompleted:
+			d.qc.rxChecksumCompleted.Add(1)
+		}
+		d.learn(fdb.MAC(frame[6:12]), src)
+		if len(frame) > cfg.MTU+encap.EthernetHeaderLen {
+			d.flush()
+			d.writeSegmented(frame)
+			continue
+		}
+		d.out = append(d.out, buf)
+	}
+	d.flush()
+	return nil
+}
+
+// checkDatagram runs the checks of a received VXLAN datagram, in the order
+// of the RFC and of the Linux driver: header, VNI, sender, then the inner
+// frame. It returns the inner frame, or why to drop the datagram. It reads
+// nothing but its arguments and changes nothing.
+func checkDatagram(pkt []byte, vni uint32, fromKnownVTEP bool, own fdb.MAC) (frame []byte, reason DropReason, ok bool) {
+	var h encap.Header
+	frame, err := encap.Decode(pkt, &h)
+	switch {
+	case errors.Is(err, encap.ErrShort):
+		return nil, DropShort, false
+	case errors.Is(err, encap.ErrNoIFlag):
+		return nil, DropNoIFlag, false
+	case err != nil:
+		return nil, DropReservedBits, false
+	case h.VNI != vni:
+		return nil, DropVNI, false
+	case !fromKnownVTEP:
+		return nil, DropUnknownVTEP, false
+	case len(frame) < encap.EthernetHeaderLen:
+		return nil, DropInnerShort, false
+	}
+	switch src := fdb.MAC(frame[6:12]); {
+	case src == own:
+		return nil, DropOwnMAC, false
+	case src.IsMulticast():
+		return nil, DropMulticastSource, false
+	case src.IsZero():
+		return nil, DropZeroSource, false
+	}
+	return frame, 0, true
+}
+
+// knownVTEP reports whether src is on the receive allowlist, asking the
+// FDB once per sender and batch.
+func (d *decapsulator) knownVTEP(src netip.Addr) bool {
+	if !d.memo.checked || src != d.memo.vtep {
+		d.memo = decapMemo{checked: true, known: d.o.fdb.IsKnownVTEP(src), vtep: src}
+	}
+	return d.memo.known
+}
+
+// learn records that mac lives behind the VTEP src, as the kernel learns
+// from the outer source address, once per inner source and batch.
+func (d *decapsulator) learn(mac fdb.MAC, src netip.Addr) {
+	if !d.memo.learned || mac != d.memo.mac {
+		d.o.fdb.Learn(d.o.cfg.VNI, mac, src)
+		d.memo.learned, d.memo.mac = true, mac
+	}
+}
+
+// flush writes the collected frames to the device.
+func (d *decapsulator) flush() {
+	if len(d.out) == 0 {
+		return
+	}
+	written, err := d.dev.Write(d.out, Headroom)
+	var bytes int
+	for _, b := range d.out[:written] {
+		bytes += len(b) - Headroom
+	}
+	d.qc.rxPackets.Add(uint64(written))
+	d.qc.rxBytes.Add(uint64(bytes))
+	if err != nil {
+		d.qc.dropN(DropTapWrite, len(d.out)-written)
+	}
+	clear(d.out)
+	d.out = d.out[:0]
+}
+
+// writeSegmented cuts an inner TCP frame larger than the MTU into segments
+// that fit. A kernel VXLAN peer on a veth underlay sends such frames: the
+// tunnel GSO packet crosses the veth unsegmented.
+func (d *decapsulator) writeSegmented(frame []byte) {
+	n, err := offload.SegmentTCP(frame, d.o.cfg.MTU, d.segs, d.segSizes, Headroom)
+	if err != nil {
+		d.qc.drop(DropOversize)
+		return
+	}
+	for i := range n {
+		d.segOut[i] = d.segs[i][:Headroom+d.segSizes[i]]
+	}
+	written, err := d.dev.Write(d.segOut[:n], Headroom)
+	for i := range written {
+		d.qc.rxBytes.Add(uint64(d.segSizes[i]))
+	}
+	d.qc.rxPackets.Add(uint64(written))
+	d.qc.rxOversize.Add(1)
+	if err != nil {
+		d.qc.dropN(DropTapWrite, n-written)
+	}
+}

@@ -1,0 +1,220 @@
+package overlay
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/vxland/vxland/encap"
+	"github.com/vxland/vxland/overlay/fdb"
+	"github.com/vxland/vxland/overlay/offload"
+)
+
+// encapsulator moves frames from the device to the underlay: for each
+// frame it observes the sender, answers or floods ARP, finds the VTEPs
+// and writes the VXLAN header in front. It owns its buffers; one runs per
+// queue.
+type encapsulator struct {
+	o    *Overlay
+	dev  FrameDevice
+	conn PacketConn
+	qc   *queueCounters
+	// read is dev.Read, or the device's TryRead when one thread polls
+	// both directions.
+	read  func(bufs [][]byte, sizes []int, offset int) (int, error)
+	bufs  [][]byte
+	sizes []int
+	one   [][]byte
+	// run collects consecutive frames of a batch bound for the same VTEP
+	// and flow, so that the socket sends them in one call (and one GSO
+	// message).
+	run     [][]byte
+	runDst  netip.AddrPort
+	runFlow uint32
+	// flows, when the socket supports it, sends each inner flow from a
+	// source port of its own.
+	flows FlowSender
+	// The frames of a batch mostly share source and destination (a TCP
+	// super-frame cut into segments): the lookups of the previous frame
+	// are remembered for the rest of the batch.
+	memo encapMemo
+}
+
+type encapMemo struct {
+	valid    bool
+	src, dst fdb.MAC
+	vtep     netip.AddrPort
+	known    bool
+}
+
+func (o *Overlay) newEncapsulator(i int) *encapsulator {
+	q := o.queues[i]
+	n := q.Device.BatchSize()
+	e := &encapsulator{o: o, dev: q.Device, conn: q.Conn, qc: &o.counters[i], read: q.Device.Read,
+		bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n)}
+	e.flows, _ = q.Conn.(FlowSender)
+	for i := range e.bufs {
+		e.bufs[i] = make([]byte, Headroom+MaxFrameSize)
+	}
+	return e
+}
+
+// step reads one batch of frames from the device and sends each to its
+// VTEPs, in order. Only a failing device read is an error; per-frame
+// problems are counted.
+func (e *encapsulator) step() error {
+	n, err := e.read(e.bufs, e.sizes, Headroom)
+	if err != nil {
+		return err
+	}
+	e.memo.valid = false
+	for i := range n {
+		buf := e.bufs[i][:Headroom+e.sizes[i]]
+		frame := buf[Headroom:]
+		if len(frame) < encap.EthernetHeaderLen {
+			e.qc.drop(DropTxShort)
+			continue
+		}
+		arp := arpIPv4(frame)
+		e.observe(frame, arp)
+		if arp != nil && e.answerARP(buf, arp) {
+			continue
+		}
+		pkt := buf[datagramOffset:]
+		_ = encap.Encode(pkt, e.o.cfg.VNI) // VNI checked by New; pkt has the headroom
+		var flow uint32
+		if e.flows != nil {
+			flow = offload.FlowHash(frame)
+		}
+		if vtep, ok := e.lookup(frame); ok {
+			e.queue(pkt, vtep, flow)
+			continue
+		}
+		e.flood(pkt, flow)
+	}
+	e.flush()
+	return nil
+}
+
+// observe records the source MAC of a frame from one of this host's
+// containers, and the IPv4 address it claims in ARP, for the control
+// plane to publish. The TAP's own address is not a container: the host's
+// stack sends through the TAP too (IPv6 neighbour discovery, for one).
+func (e *encapsulator) observe(frame, arp []byte) {
+	local := e.o.cfg.Local
+	src := fdb.MAC(frame[6:12])
+	seen := e.memo.valid && src == e.memo.src && arp == nil
+	if local == nil || seen || src.IsMulticast() || src.IsZero() || src == e.o.cfg.LocalMAC {
+		return
+	}
+	var ip netip.Addr
+	if arp != nil && arpSenderMAC(arp) == src {
+		if sip := arpSenderIP(arp); !sip.IsUnspecified() {
+			ip = sip
+		}
+	}
+	local.Observe(src, ip)
+}
+
+// answerARP answers a broadcast ARP request in buf from the neighbour
+// table, and reports whether it did: the reply goes back out of the
+// device, and nothing crosses the underlay. A request it does not answer
+// is counted as flooded.
+func (e *encapsulator) answerARP(buf, arp []byte) bool {
+	frame := buf[Headroom:]
+	if arpOp(arp) != arpRequest || !fdb.MAC(frame[0:6]).IsMulticast() {
+		return false
+	}
+	// A gratuitous ARP (sender address = target address) announces a
+	// container, perhaps one that just moved here: it must reach every
+	// host, and answering it would teach the bridge that the container
+	// lives behind the TAP.
+	if n, tip := e.o.cfg.Neighbors, arpTargetIP(arp); n != nil && tip != arpSenderIP(arp) {
+		if mac, ok := n.Lookup(tip); ok && mac != fdb.MAC(frame[6:12]) {
+			answerARP(frame, mac)
+			e.flush() // what was queued before goes first
+			e.one[0] = buf
+			if _, err := e.dev.Write(e.one, Headroom); err != nil {
+				e.qc.drop(DropTapWrite)
+			} else {
+				e.qc.arpAnswered.Add(1)
+			}
+			return true
+		}
+	}
+	e.qc.arpFlooded.Add(1)
+	return false
+}
+
+// lookup returns the VTEP that owns the frame's unicast destination.
+func (e *encapsulator) lookup(frame []byte) (netip.AddrPort, bool) {
+	dst := fdb.MAC(frame[0:6])
+	if dst.IsMulticast() {
+		return netip.AddrPort{}, false
+	}
+	if !e.memo.valid || dst != e.memo.dst {
+		e.memo.vtep, e.memo.known = e.o.fdb.Lookup(e.o.cfg.VNI, dst)
+		e.memo.valid, e.memo.src, e.memo.dst = true, fdb.MAC(frame[6:12]), dst
+	}
+	return e.memo.vtep, e.memo.known
+}
+
+// queue adds the datagram pkt to the run, sending the run first when pkt
+// is for another VTEP or flow.
+func (e *encapsulator) queue(pkt []byte, vtep netip.AddrPort, flow uint32) {
+	if vtep != e.runDst || flow != e.runFlow {
+		e.flush()
+		e.runDst, e.runFlow = vtep, flow
+	}
+	e.run = append(e.run, pkt)
+}
+
+// flood sends pkt to every VTEP of the VNI's flood list. Flooded frames
+// are rare (ARP, unknown unicast): the pending run goes first, which
+// keeps the order of the batch.
+func (e *encapsulator) flood(pkt []byte, flow uint32) {
+	vteps := e.o.fdb.Flood(e.o.cfg.VNI)
+	if len(vteps) == 0 {
+		e.qc.drop(DropNoDestination)
+		return
+	}
+	e.flush()
+	e.qc.txFlooded.Add(1)
+	e.one[0] = pkt
+	for _, vtep := range vteps {
+		e.send(e.one, vtep, flow)
+	}
+}
+
+// flush sends the pending run.
+func (e *encapsulator) flush() {
+	if len(e.run) > 0 {
+		e.send(e.run, e.runDst, e.runFlow)
+	}
+	clear(e.run)
+	e.run = e.run[:0]
+}
+
+func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort, flow uint32) {
+	err := e.sendOnce(pkts, vtep, flow)
+	if errors.Is(err, ErrGSORefused) {
+		e.o.cfg.Logger.Warn("the kernel refused UDP segmentation offload; sending datagrams one by one", "err", err)
+		err = e.sendOnce(pkts, vtep, flow)
+	}
+	if err != nil {
+		e.qc.dropN(DropSendError, len(pkts))
+		return
+	}
+	var bytes int
+	for _, p := range pkts {
+		bytes += len(p) - encap.HeaderLen
+	}
+	e.qc.txPackets.Add(uint64(len(pkts)))
+	e.qc.txBytes.Add(uint64(bytes))
+}
+
+func (e *encapsulator) sendOnce(pkts [][]byte, vtep netip.AddrPort, flow uint32) error {
+	if e.flows != nil {
+		return e.flows.SendFlow(pkts, vtep, flow)
+	}
+	return e.conn.Send(pkts, vtep)
+}
