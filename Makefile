@@ -44,7 +44,7 @@ demo:
 clean:
 	rm -rf $(BIN)
 
-# Benchmarks (issue 4). bench and bench-quick need root and iperf3, build
+# Benchmarks. bench and bench-quick need root and iperf3, build
 # hosts as network namespaces and write results/<timestamp>/; see bench/.
 # BENCHFLAGS passes flags to vxbench, e.g. BENCHFLAGS="--underlay wire-like".
 # bench-micro prints Go micro-benchmarks in the form benchstat reads:

@@ -307,9 +307,6 @@ func (a *Agent) follower() *etcdwatch.Follower {
 	}
 }
 
-// relist reads every key of the VNI and reconciles the view with it.
-func (a *Agent) relist(ctx context.Context) error { return a.follower().List(ctx) }
-
 // agentStore is the Agent as the etcdwatch.Store of its view.
 type agentStore Agent
 

@@ -526,7 +526,7 @@ func (w *pausableWatcher) Resume() {
 	close(w.gate)
 }
 
-// TestCompactedWatchResyncs is the acceptance test of issue 3: a watcher
+// TestCompactedWatchResyncs is the acceptance test of watch resumption: a watcher
 // paused while keys change and the store is compacted past its revision
 // resyncs fully.
 func TestCompactedWatchResyncs(t *testing.T) {
@@ -653,7 +653,7 @@ func TestRelistIsIdempotent(t *testing.T) {
 
 	ctx := t.Context()
 	for i := range 2 {
-		if err := b.agent.relist(ctx); err != nil {
+		if err := b.agent.follower().List(ctx); err != nil {
 			t.Fatal(err)
 		}
 		check(fmt.Sprintf("after list %d", i+1))
@@ -676,7 +676,7 @@ func TestRelistIsIdempotent(t *testing.T) {
 	// What was listed twice goes with one list.
 	del(t, cli, testKeys.Member(netip.MustParseAddr("192.0.2.30")))
 	del(t, cli, testKeys.MAC(mustMAC("02:00:00:00:00:d0")))
-	if err := b.agent.relist(ctx); err != nil {
+	if err := b.agent.follower().List(ctx); err != nil {
 		t.Fatal(err)
 	}
 	want.flood = []netip.AddrPort{vtepOf("192.0.2.31")}

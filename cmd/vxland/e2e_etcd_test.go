@@ -133,7 +133,7 @@ func othersOf(tp *topo, h *testHost) []string {
 	return out
 }
 
-// Issue 3, "How it is shown" 1: discovery through etcd, no --peer; the
+// Discovery through etcd, no --peer; the
 // first host runs the embedded etcd.
 func TestEtcdThreeHostsDiscover(t *testing.T) {
 	tp := newTopo(t, 42)
@@ -252,7 +252,7 @@ func newEtcdTopo(t *testing.T, n int) (*topo, *netlab.Process) {
 	return tp, etcd
 }
 
-// Issue 3, "How it is shown" 2 and 7: a killed host disappears within the
+// A killed host disappears within the
 // lease TTL + 2 s, a restarted one is reachable within 2 s; convergence
 // is measured.
 func TestEtcdHostDeathAndRestart(t *testing.T) {
@@ -440,7 +440,7 @@ func checkFDBMatchesEtcd(tp *topo, cli *clientv3.Client, h *testHost) error {
 	return nil
 }
 
-// Issue 3, "How it is shown" 3: etcd paused for longer than the lease TTL.
+// Etcd paused for longer than the lease TTL.
 func TestEtcdOutage(t *testing.T) {
 	tp, etcd := newEtcdTopo(t, 3)
 	c1, c2 := tp.addContainer(tp.hosts[0]), tp.addContainer(tp.hosts[1])
@@ -520,7 +520,7 @@ func sendGARP(c *testContainer, mac net.HardwareAddr) error {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// Issue 3, "How it is shown" 5: a MAC moves from one host to another.
+// A MAC moves from one host to another.
 func TestEtcdMACMove(t *testing.T) {
 	tp, _ := newEtcdTopo(t, 3)
 	h1, h2, h3 := tp.hosts[0], tp.hosts[1], tp.hosts[2]
@@ -572,7 +572,7 @@ func TestEtcdMACMove(t *testing.T) {
 	}
 }
 
-// Issue 3, "How it is shown" 6: ARP for a published IP is answered on the
+// ARP for a published IP is answered on the
 // local host and never crosses the underlay.
 func TestEtcdARPSuppression(t *testing.T) {
 	tp, _ := newEtcdTopo(t, 2)

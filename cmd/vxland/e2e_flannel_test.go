@@ -284,7 +284,7 @@ func without(m map[netip.Prefix]etcdLease, s netip.Prefix) map[netip.Prefix]etcd
 	return out
 }
 
-// Issue 6, "How it is shown" 1: three vxland nodes join a flannel network.
+// Three vxland nodes join a flannel network.
 func TestFlannelThreeNodes(t *testing.T) {
 	fl := newFlannelLab(t, false)
 	n1 := fl.addNode()
@@ -378,7 +378,7 @@ func TestFlannelThreeNodes(t *testing.T) {
 	}
 }
 
-// Issue 6, "How it is shown" 2: a node restarted keeps its subnet and its
+// A node restarted keeps its subnet and its
 // MAC; a node whose lease key is deleted acquires one again.
 func TestFlannelRestartAndLeaseLoss(t *testing.T) {
 	fl := newFlannelLab(t, true)
@@ -490,7 +490,7 @@ func kernelFlannelAddPeer(t *testing.T, n *flannelNode, s netip.Prefix, l etcdLe
 	n.ns.MustRun(t, "ip", "route", "replace", s.String(), "via", s.Addr().String(), "dev", "flannel.1", "onlink")
 }
 
-// Issue 6, "How it is shown" 3: a node running flannel's kernel vxlan
+// A node running flannel's kernel vxlan
 // backend and vxland nodes share the network.
 func TestFlannelKernelInterop(t *testing.T) {
 	fl := newFlannelLab(t, true)

@@ -33,7 +33,7 @@ func batchThreads(t *testing.T, pid int) int {
 	return n
 }
 
-// Issue 5, RTT. With --idle-sched=batch (the default) a forwarding thread
+// RTT. With --idle-sched=batch (the default) a forwarding thread
 // starts under SCHED_BATCH, so that a lone packet does not preempt its
 // sender; a steady stream makes its thread SCHED_OTHER, and traffic after
 // a pause SCHED_BATCH again. With --idle-sched=normal no thread changes.

@@ -192,7 +192,7 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 
 const tenMB = 10 << 20
 
-// Issue 2, "How it is shown" 1.
+// Two hosts carry TCP and answer ARP across the overlay.
 // Every offload set runs with the default queues (one per CPU); the fast
 // path runs with a single queue too, which is served by the same code.
 func TestTwoHostsTCPAndARP(t *testing.T) {
@@ -232,7 +232,7 @@ func testTwoHosts(t *testing.T, flags ...string) {
 	}
 }
 
-// Issue 5: UDP bursts of every size cross the overlay whole and in order,
+// UDP bursts of every size cross the overlay whole and in order,
 // with the fast path's UDP coalescing (USO) on the receiving TAP.
 func TestTwoHostsUDPBursts(t *testing.T) {
 	tp := newTopo(t, 44)
@@ -308,7 +308,7 @@ func udpBursts(t *testing.T, from, to *testContainer) {
 	}
 }
 
-// Issue 5: a multi-queue TAP with SO_REUSEPORT sockets. Many flows arrive
+// A multi-queue TAP with SO_REUSEPORT sockets. Many flows arrive
 // whole; with the fast path, which sends each flow from a source port of
 // its own, they spread over the queues in both directions on both hosts.
 func TestMultiQueueSpreadsFlows(t *testing.T) {
@@ -355,7 +355,7 @@ func TestMultiQueueSpreadsFlows(t *testing.T) {
 	}
 }
 
-// Issue 2, "How it is shown" 2.
+// Three hosts with static peers reach each other.
 func TestThreeHostsStaticPeers(t *testing.T) {
 	tp := newTopo(t, 7)
 	for range 3 {
@@ -453,7 +453,7 @@ func (tp *topo) kernelHost(h *testHost, port int, peers ...string) {
 	}
 }
 
-// Issue 2, "How it is shown" 3, and issue 5's interop points: the Linux
+// Interoperation: the Linux
 // kernel's vxlan is the peer, on both ports, with vxland's fast path on
 // and off, over a veth underlay as created (the kernel sender then leaves
 // inner checksums partial and sends 64 KB datagrams) and over one that
@@ -543,7 +543,7 @@ func TestIPv6UnderlayAndMTU(t *testing.T) {
 	}
 }
 
-// Issue 2, "How it is shown" 4: hostile input on the underlay.
+// Hostile input on the underlay.
 func TestBadUnderlayInput(t *testing.T) {
 	tp := newTopo(t, 42)
 	h1, h2 := tp.addHost(), tp.addHost()
@@ -683,7 +683,7 @@ func forgedUDP(t *testing.T, dst net.HardwareAddr, dstIP string, port int) []byt
 	return f
 }
 
-// Issue 2: SIGTERM shuts down cleanly and removes the TAP.
+// SIGTERM shuts down cleanly and removes the TAP.
 func TestShutdownRemovesTAP(t *testing.T) {
 	tp := newTopo(t, 42)
 	h := tp.addHost()
@@ -746,7 +746,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 }
 
-// Issue 2, "How it is shown" 6: bad flags and missing prerequisites exit 2
+// Bad flags and missing prerequisites exit 2
 // with a message that names the flag or the cause.
 func TestBadFlagsExit2(t *testing.T) {
 	tp := newTopo(t, 1)

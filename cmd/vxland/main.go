@@ -253,6 +253,13 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 		defer close(done)
 		agent.Run(actx)
 	}()
+	go func() {
+		select {
+		case <-agent.Synced():
+			log.Info("fdb in step with etcd", "flood", len(table.Flood(cfg.VNI)))
+		case <-actx.Done():
+		}
+	}()
 	stops = append(stops, func() { cancel(); <-done })
 	return stop, nil
 }

@@ -155,8 +155,8 @@ func NewNode(cfg NodeConfig) *Node {
 	}
 }
 
-// Subnet returns the subnet this node holds, if any.
-func (n *Node) Subnet() (netip.Prefix, bool) {
+// subnet returns the subnet this node holds, if any.
+func (n *Node) subnet() (netip.Prefix, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.own == nil {

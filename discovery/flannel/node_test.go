@@ -182,7 +182,7 @@ func (n *testNode) waitReady(t *testing.T) netip.Prefix {
 		ok, _ := n.Ready()
 		return ok
 	})
-	s, _ := n.Subnet()
+	s, _ := n.subnet()
 	return s
 }
 
@@ -316,7 +316,7 @@ func TestNodeLeaseLoss(t *testing.T) {
 	put(t, cli, key, string(intruder.Value()))
 	var moved netip.Prefix
 	waitFor(t, "a moved to another subnet", func() bool {
-		s, ok := a.Subnet()
+		s, ok := a.subnet()
 		moved = s
 		ready, _ := a.Ready()
 		return ok && ready && s != sa
@@ -421,7 +421,7 @@ func TestNodeRetriesDataplane(t *testing.T) {
 		dp = c.Dataplane.(*fakeDataplane)
 		dp.failAdd = 3
 	})
-	waitFor(t, "lease held", func() bool { _, ok := a.Subnet(); return ok })
+	waitFor(t, "lease held", func() bool { _, ok := a.subnet(); return ok })
 	// Until the three failures are used up, the node is not ready.
 	for {
 		dp.mu.Lock()
