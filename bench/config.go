@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -14,10 +15,19 @@ const (
 	NativeRouting Config = "native-routing"
 	KernelVXLAN   Config = "kernel-vxlan"
 	Vxland        Config = "vxland"
+	// VxlandBase is vxland run from a second executable, the build the
+	// one under test is compared with (Options.VxlandBasePath): before
+	// and after a change to the data plane, measured in the same rounds.
+	VxlandBase Config = "vxland-base"
 )
 
-// AllConfigs lists every configuration in display order.
+// AllConfigs lists the configurations measured by default, in display
+// order. VxlandBase, which needs a second executable, follows them when
+// one is given.
 var AllConfigs = []Config{Underlay, NativeRouting, KernelVXLAN, Vxland}
+
+// knownConfigs are the configurations ParseConfig accepts.
+var knownConfigs = append(slices.Clip(AllConfigs), VxlandBase)
 
 // Label is the configuration's name for people.
 func (c Config) Label() string {
@@ -30,21 +40,26 @@ func (c Config) Label() string {
 		return "kernel VXLAN"
 	case Vxland:
 		return "vxland"
+	case VxlandBase:
+		return "vxland base"
 	}
 	return string(c)
 }
 
 // Overlay reports whether c encapsulates in VXLAN.
-func (c Config) Overlay() bool { return c == KernelVXLAN || c == Vxland }
+func (c Config) Overlay() bool { return c == KernelVXLAN || c.runsVxland() }
+
+// runsVxland reports whether c's data plane is a vxland daemon.
+func (c Config) runsVxland() bool { return c == Vxland || c == VxlandBase }
 
 // ParseConfig returns the configuration named s.
 func ParseConfig(s string) (Config, error) {
-	for _, c := range AllConfigs {
+	for _, c := range knownConfigs {
 		if string(c) == s {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("unknown configuration %q (want one of %v)", s, AllConfigs)
+	return "", fmt.Errorf("unknown configuration %q (want one of %v)", s, knownConfigs)
 }
 
 // UnderlayMode is how the underlay veth treats offloads.
@@ -102,10 +117,17 @@ var AllTests = []Test{TestTCP1, TestTCP4, TestUDP64, TestUDP64Paced, TestUDP1400
 type Options struct {
 	// VxlandPath is the vxland executable.
 	VxlandPath string
-	// VxlandFlags are passed to vxland after the bench's own, e.g.
-	// "--queues=1" or "--offload=none" to measure one mechanism's share.
+	// VxlandBasePath is the executable of VxlandBase, run exactly as
+	// VxlandPath is (same flags, same CPUs). Setting it adds VxlandBase
+	// to the default configurations; with Configs given, they must name
+	// VxlandBase.
+	VxlandBasePath string
+	// VxlandFlags are passed to both vxland executables after the bench's
+	// own, e.g. "--queues=1" or "--offload=none" to measure one
+	// mechanism's share.
 	VxlandFlags []string
-	// Configs to measure; empty means AllConfigs.
+	// Configs to measure; empty means AllConfigs, and VxlandBase after
+	// them when VxlandBasePath is set.
 	Configs []Config
 	// Rounds is how many times each configuration runs every test.
 	Rounds int
@@ -142,6 +164,9 @@ var (
 func (o Options) withDefaults() (Options, error) {
 	if len(o.Configs) == 0 {
 		o.Configs = AllConfigs
+		if o.VxlandBasePath != "" {
+			o.Configs = append(slices.Clip(AllConfigs), VxlandBase)
+		}
 	}
 	if o.Rounds == 0 {
 		o.Rounds = Full.Rounds
@@ -181,9 +206,20 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("vxland CPUs: %w", err)
 	}
 	for _, c := range o.Configs {
-		if c == Vxland && o.VxlandPath == "" {
-			return o, fmt.Errorf("configuration %s needs the path of the vxland executable", c)
+		if c.runsVxland() && o.executable(c) == "" {
+			return o, fmt.Errorf("configuration %s needs the path of its vxland executable", c)
 		}
 	}
+	if o.VxlandBasePath != "" && !slices.Contains(o.Configs, VxlandBase) {
+		return o, fmt.Errorf("a base vxland executable is given but configuration %s is not measured", VxlandBase)
+	}
 	return o, nil
+}
+
+// executable is the vxland executable configuration c runs.
+func (o Options) executable(c Config) string {
+	if c == VxlandBase {
+		return o.VxlandBasePath
+	}
+	return o.VxlandPath
 }

@@ -15,6 +15,9 @@
 //	kernel-vxlan    a Linux vxlan device on br0, flooding to the peer
 //	                (flannel's vxlan backend); containers in 10.200.0.0/24.
 //	vxland          vxland's TAP on br0, static peer; containers as above.
+//	vxland-base     the same as vxland, run from a second executable
+//	                (Options.VxlandBasePath, vxbench --vxland-base) with
+//	                the same flags and CPUs; measured only when one is given.
 //
 // Overlay containers get the overlay MTU (underlay MTU − 50); the others the
 // full underlay MTU, as each data plane would configure them.
@@ -29,6 +32,11 @@
 // over all of them. Reported numbers are medians over rounds with min–max;
 // ratios to kernel VXLAN and to the underlay are computed within each round
 // and then summarised, so a slow round does not skew a ratio.
+//
+// vxland-base is there to show what a change to vxland does to its speed:
+// the build before the change and the build after it, measured on the same
+// machine in the same rounds. The report then also gives, per measure,
+// vxland ÷ vxland-base, computed in the same way within each round.
 //
 // UDP runs offer unlimited load (iperf3 -b 0): the sender sends as fast as
 // one core lets it, and the metric is what the receiver got, in packets per

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,10 +17,12 @@ import (
 
 // TestHarnessSmoke runs the whole bench briefly (one round of one-second
 // runs) and checks that every configuration produced every number and that
-// the files are well-formed. It asserts no speed: a slow machine passes.
+// the files are well-formed. vxland-base runs the same executable as
+// vxland, so that the comparison of two builds is exercised. It asserts no
+// speed: a slow machine passes.
 func TestHarnessSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipping in -short mode: builds four topologies and runs iperf3 for about 20 s")
+		t.Skip("skipping in -short mode: builds five topologies and runs iperf3 for about 25 s")
 	}
 	if err := netlab.Check(); err != nil {
 		t.Skipf("skipping: %v", err)
@@ -29,6 +32,8 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	o := Smoke
 	o.VxlandPath = buildVxland(t)
+	o.VxlandBasePath = o.VxlandPath
+	configs := append(slices.Clip(AllConfigs), VxlandBase) // what the base executable adds
 	o.LabPrefix = "vxbt"
 	o.WorkDir = t.TempDir()
 
@@ -46,11 +51,11 @@ func TestHarnessSmoke(t *testing.T) {
 			t.Errorf("round %d %s %s failed: %s", r.Round, r.Config, r.Test, r.Error)
 		}
 	}
-	if want := len(AllConfigs) * len(AllTests); len(res.Runs) != want {
+	if want := len(configs) * len(AllTests); len(res.Runs) != want {
 		t.Errorf("%d runs, want %d", len(res.Runs), want)
 	}
 	// One per build, the kernel's rate for the paced runs, one per test.
-	if want := len(AllConfigs)*len(AllTests) + len(AllConfigs) + 1; len(progress) != want {
+	if want := len(configs)*len(AllTests) + len(configs) + 1; len(progress) != want {
 		t.Errorf("%d progress lines, want %d (one per build, the paced rate and per test)", len(progress), want)
 	}
 	if res.UDP64PacedKPPS <= 0 {
@@ -58,12 +63,12 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	// Every vxland TCP run reports both daemons' heap growth.
 	for _, r := range res.Runs {
-		if r.Config == Vxland && (r.Test == TestTCP1 || r.Test == TestTCP4) && r.Error == "" && len(r.VxlandHeapAlloc) != 2 {
-			t.Errorf("round %d %s: heap growth of %d vxland daemons, want 2", r.Round, r.Test, len(r.VxlandHeapAlloc))
+		if r.Config.runsVxland() && (r.Test == TestTCP1 || r.Test == TestTCP4) && r.Error == "" && len(r.VxlandHeapAlloc) != 2 {
+			t.Errorf("round %d %s %s: heap growth of %d vxland daemons, want 2", r.Round, r.Config, r.Test, len(r.VxlandHeapAlloc))
 		}
 	}
-	if res.Machine.Vxland == "" {
-		t.Error("the vxland build is not recorded")
+	if res.Machine.Vxland == "" || res.Machine.VxlandBase != res.Machine.Vxland {
+		t.Errorf("vxland build %q and base build %q, want the same recorded twice", res.Machine.Vxland, res.Machine.VxlandBase)
 	}
 	if res.Machine.Offloads["tcp-segmentation-offload"] == "" && hasTool("ethtool") {
 		t.Errorf("offload settings not recorded: %v", res.Machine.Offloads)
@@ -73,7 +78,7 @@ func TestHarnessSmoke(t *testing.T) {
 	if err := Write(dir, res); err != nil {
 		t.Fatal(err)
 	}
-	checkResultFiles(t, dir, AllConfigs)
+	checkResultFiles(t, dir, configs)
 	if t.Failed() {
 		md, _ := os.ReadFile(filepath.Join(dir, MarkdownFile))
 		t.Logf("results:\n%s", md)

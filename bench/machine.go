@@ -23,6 +23,9 @@ type Machine struct {
 	// Vxland identifies the measured daemon: the VCS revision Go stamped
 	// into it ("+modified" for a dirty work tree) and its SHA-256 prefix.
 	Vxland string `json:"vxland_build,omitempty"`
+	// VxlandBase identifies the daemon of the vxland-base configuration,
+	// the build Vxland is compared with, in the same way.
+	VxlandBase string `json:"vxland_base_build,omitempty"`
 	// Offloads are the features of the underlay veth (h1's eth0) as
 	// "ethtool -k" prints them, after the underlay mode was applied.
 	Offloads map[string]string `json:"underlay_offloads,omitempty"`

@@ -3,6 +3,7 @@ package bench
 import (
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -160,10 +161,13 @@ func TestOptionsDefaultsAndChecks(t *testing.T) {
 		t.Errorf("defaults %+v", o)
 	}
 	for name, bad := range map[string]Options{
-		"no vxland":          {},
-		"fractional seconds": {VxlandPath: "v", Duration: 1500 * 1e6},
-		"tiny MTU":           {VxlandPath: "v", MTU: 500},
-		"negative rounds":    {VxlandPath: "v", Rounds: -1},
+		"no vxland":                   {},
+		"fractional seconds":          {VxlandPath: "v", Duration: 1500 * 1e6},
+		"tiny MTU":                    {VxlandPath: "v", MTU: 500},
+		"negative rounds":             {VxlandPath: "v", Rounds: -1},
+		"vxland-base without its exe": {VxlandPath: "v", Configs: []Config{Vxland, VxlandBase}},
+		"base exe, vxland-base not measured": {VxlandPath: "v", VxlandBasePath: "b",
+			Configs: []Config{KernelVXLAN, Vxland}},
 	} {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -174,6 +178,25 @@ func TestOptionsDefaultsAndChecks(t *testing.T) {
 	}
 	if _, err := ParseConfig("flannel"); err == nil {
 		t.Error("unknown configuration accepted")
+	}
+
+	// A base executable adds vxland-base after the default configurations,
+	// which it runs from that executable.
+	o, err = Options{VxlandPath: "/x/vxland", VxlandBasePath: "/y/vxland"}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Config{Underlay, NativeRouting, KernelVXLAN, Vxland, VxlandBase}; !slices.Equal(o.Configs, want) {
+		t.Errorf("configurations with a base executable: %v, want %v", o.Configs, want)
+	}
+	if len(AllConfigs) != 4 {
+		t.Errorf("the defaults changed AllConfigs: %v", AllConfigs)
+	}
+	if o.executable(Vxland) != "/x/vxland" || o.executable(VxlandBase) != "/y/vxland" {
+		t.Errorf("executables: vxland %q, vxland-base %q", o.executable(Vxland), o.executable(VxlandBase))
+	}
+	if c, err := ParseConfig("vxland-base"); err != nil || c != VxlandBase {
+		t.Errorf("ParseConfig(vxland-base) = %v, %v", c, err)
 	}
 	if m, err := ParseUnderlayMode("wire-like"); err != nil || m != WireLike {
 		t.Errorf("ParseUnderlayMode(wire-like) = %v, %v", m, err)

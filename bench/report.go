@@ -22,6 +22,9 @@ func Markdown(res *Results) string {
 	if m.Vxland != "" {
 		fmt.Fprintf(&b, "vxland build: %s.\n\n", m.Vxland)
 	}
+	if m.VxlandBase != "" {
+		fmt.Fprintf(&b, "vxland base build: %s.\n\n", m.VxlandBase)
+	}
 	if len(o.AppCPUs)+len(o.VxlandCPUs) > 0 {
 		fmt.Fprintf(&b, "CPUs: applications (iperf3, echo requests) on %s, vxland on %s; "+
 			"the kernel's VXLAN runs in the applications' context.\n\n", cpuListOrAll(o.AppCPUs), cpuListOrAll(o.VxlandCPUs))
@@ -93,6 +96,7 @@ func Markdown(res *Results) string {
 		}
 		table(&b, res.Summary, cols)
 	}
+	writeVsBase(&b, res.Summary)
 
 	b.WriteString("## Where UDP datagrams were lost\n\n")
 	b.WriteString("Of the datagrams sent, the share that crossed the path but was dropped by the receiving " +
@@ -146,6 +150,44 @@ func Markdown(res *Results) string {
 		b.WriteString(" the same for kernel VXLAN and vxland.\n\n")
 	}
 	return b.String()
+}
+
+// vsBaseMetrics are the rows of the comparison of vxland with vxland base.
+var vsBaseMetrics = []Metric{
+	MetricTCP1, MetricTCP4, MetricUDP64Rate, MetricUDP64PacedRate, MetricUDP1400Rate,
+	MetricRTTP50, MetricRTTP99, MetricCPUMachine, MetricCPUVxland,
+}
+
+// writeVsBase renders the build under test against the base build, one
+// row per measure, when both were measured.
+func writeVsBase(b *strings.Builder, rows []ConfigSummary) {
+	var vx, base *ConfigSummary
+	for i := range rows {
+		switch rows[i].Config {
+		case Vxland:
+			vx = &rows[i]
+		case VxlandBase:
+			base = &rows[i]
+		}
+	}
+	if vx == nil || base == nil {
+		return
+	}
+	fmt.Fprintf(b, "## %s relative to %s\n\n", Vxland.Label(), VxlandBase.Label())
+	fmt.Fprintf(b, "The build under test ÷ the base build, within each round, then the median over rounds (min–max); "+
+		"above 1 means more throughput, or more latency or CPU, than %s.\n\n", VxlandBase.Label())
+	fmt.Fprintf(b, "| measure | %s | %s | %s ÷ %s |\n|---|---:|---:|---:|\n",
+		Vxland.Label(), VxlandBase.Label(), Vxland.Label(), VxlandBase.Label())
+	for _, m := range vsBaseMetrics {
+		if _, ok := vx.Metrics[m]; !ok {
+			continue
+		}
+		ratio, ok := vx.VsVxlandBase[m]
+		info := m.Info()
+		fmt.Fprintf(b, "| %s (%s) | %s | %s | %s |\n", info.Name, info.Unit,
+			metricCell(m)(*vx), metricCell(m)(*base), ratioCell(ratio, ok))
+	}
+	b.WriteString("\n")
 }
 
 type column struct {

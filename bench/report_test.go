@@ -10,16 +10,21 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
 // fakeResults returns results as Run would make them, with made-up
-// measurements for every configuration over rounds rounds.
-func fakeResults(rounds int) *Results {
+// measurements for configs (default AllConfigs) over rounds rounds.
+func fakeResults(rounds int, configs ...Config) *Results {
+	if len(configs) == 0 {
+		configs = AllConfigs
+	}
 	o, _ := Quick.withDefaults()
 	o.Rounds = rounds
+	o.Configs = configs
 	res := &Results{
 		Command: []string{"vxbench", "--quick"},
 		Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
@@ -27,14 +32,14 @@ func fakeResults(rounds int) *Results {
 			Offloads: map[string]string{"tcp-segmentation-offload": "on", "generic-receive-offload": "off [fixed]"}},
 		Options: recordOptions(o),
 	}
-	speed := map[Config]float64{Underlay: 12, NativeRouting: 11, KernelVXLAN: 10, Vxland: 1}
+	speed := map[Config]float64{Underlay: 12, NativeRouting: 11, KernelVXLAN: 10, Vxland: 1, VxlandBase: 1.25}
 	for r := range rounds {
 		f := 1 + 0.1*float64(r)
-		for pos, c := range RoundOrder(AllConfigs, r) {
+		for pos, c := range RoundOrder(configs, r) {
 			v := speed[c] * f
 			base := Measurement{Round: r, Position: pos, Config: c}
 			cpu := &CPUUsage{MachineSeconds: 2 / v, WallSeconds: 1}
-			if c == Vxland {
+			if c.runsVxland() {
 				cpu.VxlandSeconds = 1 / v
 			}
 			for _, m := range []Measurement{
@@ -50,8 +55,8 @@ func fakeResults(rounds int) *Results {
 			}
 		}
 	}
-	res.Summary = Aggregate(AllConfigs, Samples(res.Runs))
-	res.Overhead = overheads(AllConfigs)
+	res.Summary = Aggregate(configs, Samples(res.Runs))
+	res.Overhead = overheads(configs)
 	res.UDP64PacedKPPS = 100
 	res.Finished = res.Started.Add(time.Minute)
 	return res
@@ -80,25 +85,68 @@ func TestMarkdownHasEveryConfiguration(t *testing.T) {
 	}
 }
 
-func TestWriteProducesWellFormedFiles(t *testing.T) {
-	res := fakeResults(3)
-	dir := filepath.Join(t.TempDir(), "results", "x")
-	if err := Write(dir, res); err != nil {
-		t.Fatal(err)
+// The build under test against the base build: a table of its own, one row
+// per measure, with both builds' medians and the per-round ratio.
+func TestMarkdownComparesVxlandWithBase(t *testing.T) {
+	const heading = "## vxland relative to vxland base\n"
+	if md := Markdown(fakeResults(3)); strings.Contains(md, heading) {
+		t.Errorf("a comparison with vxland base that was not measured:\n%s", md)
 	}
-	checkResultFiles(t, dir, AllConfigs)
+	res := fakeResults(3, KernelVXLAN, Vxland, VxlandBase)
+	res.Machine.Vxland, res.Machine.VxlandBase = "new123 sha256:aa", "old456 sha256:bb"
+	md := Markdown(res)
+	_, section, ok := strings.Cut(md, heading)
+	if !ok {
+		t.Fatalf("Markdown lacks %q:\n%s", heading, md)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	// vxland is 1 and vxland base 1.25 times a round's factor (1, 1.1, 1.2):
+	// new ÷ old is 0.8 for throughput and 1.25 for latency and CPU in
+	// every round.
+	for _, want := range []string{
+		"| measure | vxland | vxland base | vxland ÷ vxland base |",
+		"| TCP, 1 stream (Gbit/s) | 1.10 (1.00–1.20) | 1.38 (1.25–1.50) | 0.800× |",
+		"| UDP 64 B delivered (kpps) | 11.0 (10.0–12.0) | 13.8 (12.5–15.0) | 0.800× |",
+		"| RTT p99 (µs) | 182 (167–200) | 145 (133–160) | 1.25× |",
+		"| CPU, vxland processes (CPU-s/Gbit) | ",
+	} {
+		if !strings.Contains(section, want) {
+			t.Errorf("comparison with vxland base lacks %q:\n%s", want, section)
+		}
+	}
+	if n := strings.Count(section, "\n| "); n != 1+len(vsBaseMetrics) {
+		t.Errorf("%d table lines, want a head and %d measures:\n%s", n, len(vsBaseMetrics), section)
+	}
+	if !strings.Contains(md, "vxland base build: old456 sha256:bb.") {
+		t.Error("the report does not name the base build")
+	}
+	// The four other tables of these configurations gain a row for it.
+	if n := strings.Count(md, "\n| vxland base |"); n != 4 {
+		t.Errorf("%d rows for vxland base in the other tables, want 4:\n%s", n, md)
+	}
+}
 
-	// The JSON holds everything: decoding gives back what was written.
-	data, err := os.ReadFile(filepath.Join(dir, JSONFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back Results
-	if err := json.Unmarshal(data, &back); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(back.Runs, res.Runs) || !reflect.DeepEqual(back.Summary, res.Summary) {
-		t.Error("JSON does not round-trip the runs and summary")
+func TestWriteProducesWellFormedFiles(t *testing.T) {
+	for _, configs := range [][]Config{AllConfigs, append(slices.Clip(AllConfigs), VxlandBase)} {
+		res := fakeResults(3, configs...)
+		dir := filepath.Join(t.TempDir(), "results", "x")
+		if err := Write(dir, res); err != nil {
+			t.Fatal(err)
+		}
+		checkResultFiles(t, dir, configs)
+
+		// The JSON holds everything: decoding gives back what was written.
+		data, err := os.ReadFile(filepath.Join(dir, JSONFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Results
+		if err := json.Unmarshal(data, &back); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back.Runs, res.Runs) || !reflect.DeepEqual(back.Summary, res.Summary) {
+			t.Errorf("%v: JSON does not round-trip the runs and summary", configs)
+		}
 	}
 }
 
@@ -125,13 +173,16 @@ func checkResultFiles(t *testing.T, dir string, configs []Config) {
 			t.Errorf("summary %d is %s, want %s", i, s.Config, configs[i])
 		}
 		for _, m := range AllMetrics {
-			if m == MetricCPUVxland && s.Config != Vxland {
+			if m == MetricCPUVxland && !s.Config.runsVxland() {
 				continue
 			}
 			v, ok := s.Metrics[m]
 			if !ok || v.N == 0 || math.IsNaN(v.Median) || v.Median < 0 {
 				t.Errorf("%s: no number for %s: %+v", s.Config, m, v)
 			}
+		}
+		if base := slices.Contains(configs, VxlandBase); s.Config == Vxland && base != (len(s.VsVxlandBase) > 0) {
+			t.Errorf("vxland vs vxland base: %v, want ratios only when vxland base was measured", s.VsVxlandBase)
 		}
 	}
 	md, err := os.ReadFile(filepath.Join(dir, MarkdownFile))
@@ -184,9 +235,14 @@ func checkSVG(t *testing.T, svg []byte, configs []Config) {
 	if root != "svg" {
 		t.Errorf("root element %q, want svg", root)
 	}
-	// 8 metrics × configs bars, minus vxland CPU for the others; plus the
-	// background, 4 panel frames and the legend swatches.
-	bars := 8*len(configs) - (len(configs) - 1)
+	// 8 metrics × configs bars, minus vxland CPU for those that run no
+	// vxland; plus the background, 4 panel frames and the legend swatches.
+	bars := 8 * len(configs)
+	for _, c := range configs {
+		if !c.runsVxland() {
+			bars--
+		}
+	}
 	if want := bars + 1 + len(chartPanels) + len(configs); rects != want {
 		t.Errorf("%d rects, want %d", rects, want)
 	}

@@ -178,7 +178,7 @@ func Samples(runs []Measurement) []Sample {
 			continue
 		}
 		out = append(out, Sample{Round: k.round, Config: k.config, Metric: MetricCPUMachine, Value: c.machine / c.gbit})
-		if k.config == Vxland {
+		if k.config.runsVxland() {
 			out = append(out, Sample{Round: k.round, Config: k.config, Metric: MetricCPUVxland, Value: c.vxland / c.gbit})
 		}
 	}

@@ -73,6 +73,9 @@ func Run(ctx context.Context, o Options, progress func(string)) (res *Results, e
 	if o.VxlandPath != "" {
 		res.Machine.Vxland = describeBinary(o.VxlandPath)
 	}
+	if o.VxlandBasePath != "" {
+		res.Machine.VxlandBase = describeBinary(o.VxlandBasePath)
+	}
 	topos := map[Config]*topology{}
 	for _, c := range o.Configs {
 		progress(fmt.Sprintf("building %s topology", c.Label()))

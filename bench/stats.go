@@ -159,11 +159,14 @@ type ConfigSummary struct {
 	// round) and then summarised over rounds.
 	VsKernelVXLAN map[Metric]Summary `json:"vs_kernel_vxlan,omitempty"`
 	VsUnderlay    map[Metric]Summary `json:"vs_underlay,omitempty"`
+	// VsVxlandBase, of vxland only, is the build under test against the
+	// base build: new ÷ old.
+	VsVxlandBase map[Metric]Summary `json:"vs_vxland_base,omitempty"`
 }
 
 // Aggregate summarises samples per configuration, in the order of configs,
 // with per-round ratios to kernel VXLAN and to the underlay where those were
-// measured.
+// measured, and of vxland to vxland base.
 func Aggregate(configs []Config, samples []Sample) []ConfigSummary {
 	type key struct {
 		c Config
@@ -217,8 +220,8 @@ func Aggregate(configs []Config, samples []Sample) []ConfigSummary {
 			for _, ref := range []struct {
 				c   Config
 				dst *map[Metric]Summary
-			}{{KernelVXLAN, &cs.VsKernelVXLAN}, {Underlay, &cs.VsUnderlay}} {
-				if !has(ref.c) {
+			}{{KernelVXLAN, &cs.VsKernelVXLAN}, {Underlay, &cs.VsUnderlay}, {VxlandBase, &cs.VsVxlandBase}} {
+				if !has(ref.c) || ref.c == VxlandBase && c != Vxland {
 					continue
 				}
 				if rs := ratios(c, ref.c, m); len(rs) > 0 {

@@ -138,6 +138,25 @@ func TestAggregatePerRoundRatios(t *testing.T) {
 	if sums[1].VsKernelVXLAN != nil {
 		t.Errorf("ratio to an unmeasured kernel VXLAN: %+v", sums[1].VsKernelVXLAN)
 	}
+	if sums[1].VsVxlandBase != nil {
+		t.Errorf("ratio to an unmeasured vxland base: %+v", sums[1].VsVxlandBase)
+	}
+
+	// vxland against its base build, round by round: 5/4, 10/10, 4/5.
+	add(0, VxlandBase, 4)
+	add(1, VxlandBase, 10)
+	add(2, VxlandBase, 5)
+	sums = Aggregate([]Config{KernelVXLAN, Vxland, VxlandBase}, samples)
+	if got, want := sums[1].VsVxlandBase[MetricTCP1], (Summary{Median: 1, Min: 0.8, Max: 1.25, N: 3}); got != want {
+		t.Errorf("vxland vs vxland base = %+v, want %+v", got, want)
+	}
+	// Only vxland is compared with its base build.
+	if sums[0].VsVxlandBase != nil || sums[2].VsVxlandBase != nil {
+		t.Errorf("kernel VXLAN or vxland base compared with vxland base: %+v, %+v", sums[0].VsVxlandBase, sums[2].VsVxlandBase)
+	}
+	if got := sums[2].VsKernelVXLAN[MetricTCP1]; got.Median != 0.5 || got.N != 3 {
+		t.Errorf("vxland base vs kernel VXLAN = %+v, want 0.5 in all 3 rounds", got)
+	}
 }
 
 func TestSamplesFromMeasurements(t *testing.T) {
@@ -153,6 +172,8 @@ func TestSamplesFromMeasurements(t *testing.T) {
 		{Round: 0, Config: Vxland, Test: TestUDP1400, Error: "iperf3: boom", UDP: &UDPRun{DeliveredPPS: 1}},
 		{Round: 0, Config: Underlay, Test: TestTCP1,
 			TCP: &TCPRun{Streams: 1, Bytes: 1e9 / 8, BitsPerSecond: 9e9}, CPU: &CPUUsage{MachineSeconds: 0.2, VxlandSeconds: 0}},
+		{Round: 0, Config: VxlandBase, Test: TestTCP1,
+			TCP: &TCPRun{Streams: 1, Bytes: 1e9 / 8, BitsPerSecond: 1e9}, CPU: &CPUUsage{MachineSeconds: 1, VxlandSeconds: 0.25}},
 	}
 	got := map[Config]map[Metric]float64{}
 	for _, s := range Samples(runs) {
@@ -181,6 +202,9 @@ func TestSamplesFromMeasurements(t *testing.T) {
 	}
 	if _, ok := got[Underlay][MetricCPUVxland]; ok {
 		t.Error("the underlay has a vxland CPU sample")
+	}
+	if v := got[VxlandBase][MetricCPUVxland]; math.Abs(v-0.25) > 1e-9 {
+		t.Errorf("vxland base: vxland CPU per Gbit = %v, want 0.25", v)
 	}
 	if v := got[Underlay][MetricCPUMachine]; math.Abs(v-0.2) > 1e-9 {
 		t.Errorf("underlay CPU per Gbit = %v, want 0.2", v)

@@ -50,6 +50,8 @@ func configColor(c Config) string {
 		return "#0072B2"
 	case Vxland:
 		return "#D55E00"
+	case VxlandBase:
+		return "#CC79A7"
 	}
 	return "#000000"
 }

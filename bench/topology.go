@@ -61,6 +61,8 @@ func shortName(c Config) string {
 		return "kv"
 	case Vxland:
 		return "vx"
+	case VxlandBase:
+		return "vb"
 	}
 	return string(c)
 }
@@ -110,8 +112,8 @@ func buildTopology(ctx context.Context, lab *netlab.Lab, o Options, c Config, wo
 		err = t.routeSubnets()
 	case KernelVXLAN:
 		err = t.kernelVXLAN(ctrMTU)
-	case Vxland:
-		err = t.startVxland(ctx, o.VxlandPath, o.VxlandFlags, o.VxlandCPUs, workDir)
+	case Vxland, VxlandBase:
+		err = t.startVxland(ctx, o.executable(c), o.VxlandFlags, o.VxlandCPUs, workDir)
 	}
 	if err != nil {
 		return nil, err
