@@ -6,6 +6,11 @@
 //
 //	vxbench --vxland bin/vxland            # full run, about 15 minutes
 //	vxbench --vxland bin/vxland --quick    # under two minutes
+//	vxbench --vxland bin/vxland --vxland-base old/vxland   # also the build to compare with
+//
+// With --vxland-base, a second vxland executable runs as configuration
+// vxland-base, exactly as vxland runs, in the same rounds, and the report
+// gives vxland ÷ vxland-base for every measure.
 //
 // It needs root, iproute2 and iperf3; as root it installs a missing iperf3
 // with apt-get unless --no-install is given. Everything it creates is
@@ -24,6 +29,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -48,9 +54,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rttInterval := fs.Duration("rtt-interval", bench.Full.RTTInterval, "time between echo requests")
 	mtu := fs.Int("mtu", 1500, "MTU of the underlay veth (overlay containers get 50 less)")
 	mode := fs.String("underlay", string(bench.DefaultOffloads), `underlay offloads: "default" (veth as created) or "wire-like" (segmentation offloads off, GRO on, as a real NIC)`)
-	configs := fs.StringSlice("configs", nil, "configurations to measure, comma-separated (default all: underlay,native-routing,kernel-vxlan,vxland)")
+	configs := fs.StringSlice("configs", nil, "configurations to measure, comma-separated (default all: underlay,native-routing,kernel-vxlan,vxland, and vxland-base with --vxland-base)")
 	vxland := fs.String("vxland", "", `vxland executable (default: "vxland" beside this program)`)
-	vxlandFlags := fs.StringArray("vxland-flag", nil, `flag passed to vxland, e.g. --vxland-flag=--queues=1; repeatable`)
+	vxlandBase := fs.String("vxland-base", "", "a second vxland executable, e.g. the build before a change, measured as configuration vxland-base with the same flags and CPUs")
+	vxlandFlags := fs.StringArray("vxland-flag", nil, `flag passed to vxland (and to vxland-base), e.g. --vxland-flag=--queues=1; repeatable`)
 	out := fs.String("out", "", "results directory (default results/<timestamp>)")
 	noInstall := fs.Bool("no-install", false, "do not install a missing iperf3 with apt-get")
 	appCPUs := fs.String("app-cpus", "", `CPUs for the applications (iperf3, echo requests), e.g. "0"; with --vxland-cpus, gives vxland cores of its own (default: all)`)
@@ -98,6 +105,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		o.Configs = append(o.Configs, c)
 	}
+	switch named := slices.Contains(o.Configs, bench.VxlandBase); {
+	case named && *vxlandBase == "":
+		fmt.Fprintf(stderr, "vxbench: --configs: %s needs --vxland-base, the executable to run as it\n", bench.VxlandBase)
+		return 2
+	case !named && len(o.Configs) > 0 && *vxlandBase != "":
+		fmt.Fprintf(stderr, "vxbench: --vxland-base: --configs does not name %s\n", bench.VxlandBase)
+		return 2
+	}
 	for _, f := range []struct {
 		name string
 		val  string
@@ -114,20 +129,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	o.VxlandPath = *vxland
 	o.VxlandFlags = *vxlandFlags
-	if o.VxlandPath == "" {
+	if *vxland == "" {
 		if exe, err := os.Executable(); err == nil {
-			o.VxlandPath = filepath.Join(filepath.Dir(exe), "vxland")
+			*vxland = filepath.Join(filepath.Dir(exe), "vxland")
 		}
 	}
-	if _, err := os.Stat(o.VxlandPath); err != nil {
+	if o.VxlandPath, err = executable(*vxland); err != nil {
 		fmt.Fprintf(stderr, "vxbench: vxland executable: %v (build it with 'make build', or name it with --vxland)\n", err)
 		return 2
 	}
-	if o.VxlandPath, err = filepath.Abs(o.VxlandPath); err != nil {
-		fmt.Fprintf(stderr, "vxbench: %v\n", err)
-		return 2
+	if *vxlandBase != "" {
+		if o.VxlandBasePath, err = executable(*vxlandBase); err != nil {
+			fmt.Fprintf(stderr, "vxbench: --vxland-base: %v\n", err)
+			return 2
+		}
 	}
 	dir := *out
 	if dir == "" {
@@ -173,6 +189,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprint(stdout, bench.Markdown(res))
 	fmt.Fprintf(stdout, "Results: %s/{%s,%s,%s}\n", dir, bench.MarkdownFile, bench.JSONFile, bench.SVGFile)
 	return 0
+}
+
+// executable checks that path exists and makes it absolute.
+func executable(path string) (string, error) {
+	if _, err := os.Stat(path); err != nil {
+		return "", err
+	}
+	return filepath.Abs(path)
 }
 
 // installIperf3 installs iperf3 with apt-get, telling the user first.

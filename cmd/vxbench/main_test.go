@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +12,11 @@ import (
 // that names the problem.
 func TestBadInvocations(t *testing.T) {
 	exe := filepath.Join(t.TempDir(), "no-such-vxland")
+	// An executable that exists, so that the checks after --vxland's are reached.
+	present, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -22,6 +28,9 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"--vxland", exe}, "vxland executable"},
 		{[]string{"--app-cpus", "x"}, `--app-cpus: "x" is not a CPU list`},
 		{[]string{"--vxland-cpus", "4096"}, "--vxland-cpus: CPU 4096 does not exist"},
+		{[]string{"--configs", "vxland,vxland-base"}, "--configs: vxland-base needs --vxland-base"},
+		{[]string{"--vxland-base", present, "--configs", "kernel-vxlan,vxland"}, "--vxland-base: --configs does not name vxland-base"},
+		{[]string{"--vxland", present, "--vxland-base", exe}, "--vxland-base: stat " + exe},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(tc.args, &stdout, &stderr); code != 2 {
@@ -41,7 +50,7 @@ func TestHelpExitsZero(t *testing.T) {
 	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 {
 		t.Errorf("--help: exit %d", code)
 	}
-	for _, flag := range []string{"--quick", "--rounds", "--underlay", "--out", "--no-install"} {
+	for _, flag := range []string{"--quick", "--rounds", "--underlay", "--out", "--no-install", "--vxland-base"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("--help does not mention %s:\n%s", flag, stderr.String())
 		}
