@@ -46,7 +46,8 @@ clean:
 
 # Benchmarks. bench and bench-quick need root and iperf3, build
 # hosts as network namespaces and write results/<timestamp>/; see bench/.
-# BENCHFLAGS passes flags to vxbench, e.g. BENCHFLAGS="--underlay wire-like".
+# BENCHFLAGS passes flags to vxbench, e.g. BENCHFLAGS="--underlay wire-like",
+# or BENCHFLAGS="--vxland-base old/vxland" to compare with another vxland build.
 # bench-micro prints Go micro-benchmarks in the form benchstat reads:
 #   make bench-micro > old.txt; ...; make bench-micro > new.txt; benchstat old.txt new.txt
 BENCHFLAGS ?=
