@@ -1,11 +1,6 @@
 package bench
 
-// Per-packet cost of VXLAN, by underlay address family: the inner Ethernet
-// header (14) travels inside an outer IP header, UDP (8) and VXLAN (8).
-const (
-	VXLANOverheadIPv4 = 14 + 20 + 8 + 8 // 50
-	VXLANOverheadIPv6 = 14 + 40 + 8 + 8 // 70
-)
+import "github.com/vxland/vxland/encap"
 
 // innerTCPHeaders is what each full-size TCP/IPv4 segment spends on headers
 // inside the MTU: IPv4 (20), TCP (20) and the timestamp option Linux sends
@@ -42,9 +37,9 @@ type MTUEfficiency struct {
 func ComputeOverhead(c Config, family string) Overhead {
 	o := Overhead{Config: c, Family: family}
 	if c.Overlay() {
-		o.BytesPerPacket = VXLANOverheadIPv4
+		o.BytesPerPacket = encap.OverheadIPv4
 		if family == "IPv6" {
-			o.BytesPerPacket = VXLANOverheadIPv6
+			o.BytesPerPacket = encap.OverheadIPv6
 		}
 	}
 	for _, mtu := range EfficiencyMTUs {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay"
@@ -105,7 +106,7 @@ func buildTopology(ctx context.Context, lab *netlab.Lab, o Options, c Config, wo
 
 	ctrMTU := o.MTU
 	if c.Overlay() {
-		ctrMTU = o.MTU - VXLANOverheadIPv4
+		ctrMTU = o.MTU - encap.OverheadIPv4
 	}
 	switch c {
 	case NativeRouting:
