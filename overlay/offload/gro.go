@@ -169,8 +169,9 @@ func (g *GRO) Len() int { return g.n }
 //
 // Frames are expected to be at most one overlay MTU long, as they come off
 // the wire: the first segment's payload length becomes the gso_size. A
-// larger frame (a tunnel-GSO packet that crossed a veth unsegmented) is best
-// cut with SegmentTCP first and its segments offered one by one.
+// larger frame (a tunnel-GSO packet that crossed a veth unsegmented) goes to
+// a TAP whole, as a super-frame of its own (EncodeTCPSuperFrame), or cut
+// with SegmentTCP.
 func (g *GRO) Add(frame []byte, partial bool) bool {
 	var s groSegment
 	if !parseGROSegment(frame, &s) || s.flow.udp && !g.UDP {
@@ -367,67 +368,19 @@ func (e *groEntry) append(frame []byte, s *groSegment) {
 // and checksums, and returns header and frame.
 func (e *groEntry) finish() []byte {
 	b := e.buf[:VirtioNetHdrLen+e.frameLen]
-	frame := b[VirtioNetHdrLen:]
-	var h VirtioNetHdr
-	csumOffset := uint16(tcpChecksumOffset)
-	if e.udp {
-		csumOffset = udpChecksumOffset
-	}
-	if e.segments == 1 {
-		if e.partial {
-			h.Flags = VirtioNetHdrFNeedsCsum
-			h.CsumStart = uint16(e.l4)
-			h.CsumOffset = csumOffset
-		}
-		_ = h.Encode(b)
+	if e.segments > 1 {
+		SuperFrame{L4: e.l4, L4HeaderLen: e.tcpHeaderLen, GSOSize: e.gsoSize, IPv6: e.v6, UDP: e.udp}.Encode(b)
 		return b
 	}
-
-	tcpLen := len(frame) - e.l4
-	ip := frame[ethHeaderLen:e.l4]
-	h = VirtioNetHdr{
-		Flags:      VirtioNetHdrFNeedsCsum,
-		GSOType:    VirtioNetHdrGSOTCPv4,
-		HdrLen:     uint16(e.l4 + e.tcpHeaderLen),
-		GSOSize:    uint16(e.gsoSize),
-		CsumStart:  uint16(e.l4),
-		CsumOffset: csumOffset,
-	}
-	if e.udp {
-		h.GSOType = VirtioNetHdrGSOUDPL4
-	}
-	if e.v6 {
-		if !e.udp {
-			h.GSOType = VirtioNetHdrGSOTCPv6
+	var h VirtioNetHdr
+	if e.partial {
+		h.Flags = VirtioNetHdrFNeedsCsum
+		h.CsumStart = uint16(e.l4)
+		h.CsumOffset = tcpChecksumOffset
+		if e.udp {
+			h.CsumOffset = udpChecksumOffset
 		}
-		binary.BigEndian.PutUint16(ip[4:6], uint16(tcpLen))
-	} else {
-		binary.BigEndian.PutUint16(ip[2:4], uint16(len(ip)+tcpLen))
-		ip[10], ip[11] = 0, 0
-		binary.BigEndian.PutUint16(ip[10:12], ^Checksum(ip, 0))
 	}
-	tcp := frame[e.l4:]
-	protocol := uint8(protocolTCP)
-	if e.udp {
-		// The UDP length covers the whole super-frame, as a sender's
-		// UDP_SEGMENT leaves it; __udp_gso_segment corrects length and
-		// checksum for each datagram.
-		protocol = protocolUDP
-		binary.BigEndian.PutUint16(tcp[4:6], uint16(tcpLen))
-	} else if tcp[13]&tcpFlagCWR != 0 {
-		h.GSOType |= VirtioNetHdrGSOECN
-	}
-	// What a sender using checksum offload leaves for the NIC: the folded
-	// pseudo-header sum over the whole TCP length, not complemented. The
-	// kernel adds the sum of header and payload to it; when it segments,
-	// tcp_gso_segment corrects it for each segment's shorter length.
-	var src, dst []byte
-	if e.v6 {
-		src, dst = ip[8:24], ip[24:40]
-	} else {
-		src, dst = ip[12:16], ip[16:20]
-	}
-	binary.BigEndian.PutUint16(tcp[csumOffset:], PseudoHeaderSum(protocol, src, dst, uint32(tcpLen)))
 	_ = h.Encode(b)
 	return b
 }
