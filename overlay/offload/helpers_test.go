@@ -1,6 +1,7 @@
 package offload
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
@@ -218,4 +219,27 @@ func makePartial(tb testing.TB, frame []byte) {
 	tb.Helper()
 	l := readLayout(tb, frame)
 	binary.BigEndian.PutUint16(frame[l.field:], refPseudo(frame, l))
+}
+
+// segmentGSOLikeTCP cuts frame by its virtio-net header h with SegmentGSO,
+// checks that it gives at least two segments and exactly those SegmentTCP
+// cuts at testMTU (the MTU the gso_size implies), and returns them.
+func segmentGSOLikeTCP(t *testing.T, h VirtioNetHdr, frame []byte) (out [][]byte, sizes []int, n int) {
+	t.Helper()
+	out, sizes = makeOut(64, testMTU)
+	n, err := SegmentGSO(h, frame, out, sizes, testOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, wantSizes := makeOut(64, testMTU)
+	wantN, err := SegmentTCP(frame, testMTU, want, wantSizes, testOffset)
+	if err != nil || n != wantN || n < 2 {
+		t.Fatalf("SegmentGSO made %d segments, SegmentTCP %d (%v)", n, wantN, err)
+	}
+	for i := range n {
+		if !bytes.Equal(out[i][testOffset:testOffset+sizes[i]], want[i][testOffset:testOffset+wantSizes[i]]) {
+			t.Fatalf("segment %d differs from SegmentTCP's", i)
+		}
+	}
+	return out, sizes, n
 }

@@ -50,24 +50,7 @@ func TestEncodeTCPSuperFrame(t *testing.T) {
 				t.Fatal("the super-frame, checksum completed, differs from the frame")
 			}
 
-			got, gotSizes := makeOut(64, testMTU)
-			gotN, err := SegmentGSO(h, super, got, gotSizes, testOffset)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantOut, wantSizes := makeOut(64, testMTU)
-			wantN, err := SegmentTCP(frame, testMTU, wantOut, wantSizes, testOffset)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if gotN != wantN || gotN < 2 {
-				t.Fatalf("%d segments, want %d (and at least 2)", gotN, wantN)
-			}
-			for i := range gotN {
-				if !bytes.Equal(got[i][:testOffset+gotSizes[i]], wantOut[i][:testOffset+wantSizes[i]]) {
-					t.Fatalf("segment %d differs from SegmentTCP's", i)
-				}
-			}
+			segmentGSOLikeTCP(t, h, super)
 		})
 	}
 }
