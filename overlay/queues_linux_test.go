@@ -5,86 +5,13 @@ package overlay
 import (
 	"errors"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/vxland/vxland/internal/netlab"
 )
-
-// tapQueues opens a TAP of n queues in a namespace of its own, with
-// offloads or without, and returns the queues and the namespace.
-func tapQueues(t *testing.T, name string, n int, offload bool) ([]FrameDevice, *netlab.NS) {
-	t.Helper()
-	lab := netlab.NewForTest(t)
-	ns, err := lab.Namespace("mq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var qs []FrameDevice
-	err = ns.Do(func() error {
-		if offload {
-			ts, err := OpenOffloadTAPQueues(name, 1450, n)
-			for _, q := range ts {
-				qs = append(qs, q)
-			}
-			return err
-		}
-		ts, err := OpenTAPQueues(name, n)
-		for _, q := range ts {
-			qs = append(qs, q)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, q := range qs {
-			q.Close()
-		}
-	})
-	return qs, ns
-}
-
-func TestTAPQueuesShareOneDevice(t *testing.T) {
-	for _, offload := range []bool{true, false} {
-		name := map[bool]string{true: "offload", false: "plain"}[offload]
-		t.Run(name, func(t *testing.T) {
-			qs, ns := tapQueues(t, "vxmq0", 3, offload)
-			if len(qs) != 3 {
-				t.Fatalf("%d queues, want 3", len(qs))
-			}
-			link := ns.MustRun(t, "ip", "-d", "link", "show", "vxmq0")
-			if !strings.Contains(link, "multi_queue") || !strings.Contains(link, "numqueues 3") {
-				t.Fatalf("vxmq0 is not a TAP with 3 queues:\n%s", link)
-			}
-			// The device lives while any queue is open.
-			qs[0].Close()
-			qs[2].Close()
-			if out, err := ns.Run("ip", "link", "show", "vxmq0"); err != nil {
-				t.Fatalf("vxmq0 gone with one queue still open: %v %s", err, out)
-			}
-			qs[1].Close()
-			if out, err := ns.Run("ip", "link", "show", "vxmq0"); err == nil {
-				t.Fatalf("vxmq0 still there after its last queue closed:\n%s", out)
-			}
-		})
-	}
-}
-
-func TestOneQueueIsNotMultiQueue(t *testing.T) {
-	_, ns := tapQueues(t, "vxsq0", 1, true)
-	// A single queue opens the device as before, so that it can attach to
-	// a TAP that was created without IFF_MULTI_QUEUE.
-	if link := ns.MustRun(t, "ip", "-d", "link", "show", "vxsq0"); strings.Contains(link, "multi_queue") {
-		t.Fatalf("one queue opened a multi-queue TAP:\n%s", link)
-	}
-}
 
 func TestBatchUDPQueuesSpreadFlows(t *testing.T) {
 	const queues, flows, rounds = 2, 64, 4

@@ -17,6 +17,7 @@ import (
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/poller"
+	"github.com/vxland/vxland/overlay/tap"
 )
 
 // A kernel that refuses the change (a seccomp filter, say) leaves the
@@ -30,7 +31,18 @@ func TestRefusedPolicyIsLoggedOnce(t *testing.T) {
 	}
 
 	const n = 2
-	devs, _ := tapQueues(t, "vxsched0", n, true)
+	ns, err := netlab.NewForTest(t).Namespace("sched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dev *tap.Device
+	if err := ns.Do(func() (err error) {
+		dev, err = tap.Open("vxsched0", tap.Options{Queues: n, Offload: true, MTU: 1450})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
 	conns, refused, err := ListenBatchUDPQueues(netip.MustParseAddrPort("127.0.0.1:0"), BatchOptions{Batch: 8}, n)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +52,7 @@ func TestRefusedPolicyIsLoggedOnce(t *testing.T) {
 	}
 	var qs []Queue
 	for i := range n {
-		qs = append(qs, Queue{Device: devs[i], Conn: conns[i]})
+		qs = append(qs, Queue{Device: dev.Queues()[i], Conn: conns[i]})
 	}
 	var log netlab.LockedBuffer
 	o, err := New(Config{VNI: 1, MTU: 1450, BatchWhenIdle: true, Logger: slog.New(slog.NewTextHandler(&log, nil))}, qs, fdb.New(4789, 0))

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/tap"
 )
 
 // batchSize is how many datagrams one recvmmsg or sendmmsg moves.
@@ -56,55 +57,24 @@ func conns[C overlay.PacketConn](cs []C) []overlay.PacketConn {
 	return out
 }
 
-func devices[D overlay.FrameDevice](ds []D) []overlay.FrameDevice {
-	out := make([]overlay.FrameDevice, len(ds))
-	for i, d := range ds {
-		out[i] = d
-	}
-	return out
-}
-
-// tap is the TAP device: its name and its queues.
-type tap struct {
-	name   string
-	queues []overlay.FrameDevice
-}
-
-// Name returns the interface name.
-func (t *tap) Name() string { return t.name }
-
-// Close closes every queue, which removes the device.
-func (t *tap) Close() {
-	for _, q := range t.queues {
-		q.Close()
-	}
-}
-
-// openTAP opens the TAP's queues with segmentation offload when --offload
-// asks for it and the kernel agrees, else plain ones.
-func openTAP(cfg *config, mtu int, log *slog.Logger) (*tap, error) {
-	if cfg.Offload.TSO {
-		qs, err := overlay.OpenOffloadTAPQueues(cfg.TAP, mtu, cfg.Queues)
-		if err == nil {
-			return &tap{name: qs[0].Name(), queues: devices(qs)}, nil
-		}
-		if !errors.Is(err, overlay.ErrNoOffload) {
-			return nil, err
-		}
+// openTAP opens the TAP's queues with offloads when --offload asks for TSO
+// and the kernel agrees, else plain ones.
+func openTAP(cfg *config, mtu int, log *slog.Logger) (*tap.Device, error) {
+	opt := tap.Options{Queues: cfg.Queues, Offload: cfg.Offload.TSO, MTU: mtu}
+	dev, err := tap.Open(cfg.TAP, opt)
+	if errors.Is(err, tap.ErrNoOffload) {
 		log.Warn("the kernel refused TAP offloads; using a plain TAP", "err", err)
+		opt.Offload = false
+		dev, err = tap.Open(cfg.TAP, opt)
 	}
-	qs, err := overlay.OpenTAPQueues(cfg.TAP, cfg.Queues)
-	if err != nil {
-		return nil, err
-	}
-	return &tap{name: qs[0].Name(), queues: devices(qs)}, nil
+	return dev, err
 }
 
 // queues pairs the TAP's queues with the underlay's sockets.
-func queues(t *tap, cs []overlay.PacketConn) []overlay.Queue {
+func queues(dev *tap.Device, cs []overlay.PacketConn) []overlay.Queue {
 	qs := make([]overlay.Queue, len(cs))
 	for i := range qs {
-		qs[i] = overlay.Queue{Device: t.queues[i], Conn: cs[i]}
+		qs[i] = overlay.Queue{Device: dev.Queues()[i], Conn: cs[i]}
 	}
 	return qs
 }

@@ -99,22 +99,22 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	tap, err := openTAP(&devCfg, mtu, log)
+	tapDev, err := openTAP(&devCfg, mtu, log)
 	if err != nil {
 		closeConns(conns)
 		return err
 	}
 	table := fdb.New(be.Port, cfg.FDBAgeing)
-	ov, err := overlay.New(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}, queues(tap, conns), table)
+	ov, err := overlay.New(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}, queues(tapDev, conns), table)
 	if err == nil {
-		err = hostnet.SetupRoutedTAP(tap.Name(), mac, mtu)
+		err = hostnet.SetupRoutedTAP(tapDev.Name(), mac, mtu)
 	}
 	var dev *flannel.Device
 	if err == nil {
-		dev, err = flannel.NewDevice(tap.Name(), be.VNI, table)
+		dev, err = flannel.NewDevice(tapDev.Name(), be.VNI, table)
 	}
 	if err != nil {
-		tap.Close()
+		tapDev.Close()
 		closeConns(conns)
 		return err
 	}
@@ -133,7 +133,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		node.Run(nodeCtx)
 	}()
 	log.Info("vxland up in flannel mode", "network", network.Network, "vni", be.VNI, "port", be.Port,
-		"local", u.Addr, "public_ip", publicIP, "iface", u.Iface, "tap", tap.Name(), "vtep_mac", mac, "mtu", mtu,
+		"local", u.Addr, "public_ip", publicIP, "iface", u.Iface, "tap", tapDev.Name(), "vtep_mac", mac, "mtu", mtu,
 		"etcd_prefix", cfg.EtcdPrefix, "subnet_file", cfg.SubnetFile, "control", cfg.ControlSocket)
 	err = ov.Run(ctx)
 	stopNode()

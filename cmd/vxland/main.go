@@ -131,21 +131,21 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	tap, err := openTAP(cfg, mtu, log)
+	tapDev, err := openTAP(cfg, mtu, log)
 	if err != nil {
 		closeConns(conns)
 		return err
 	}
-	// From here the overlay owns conns and tap once Run starts; until then
+	// From here the overlay owns conns and tapDev once Run starts; until then
 	// they are ours to close.
 	running := false
 	closers = append(closers, func() {
 		if !running {
-			tap.Close()
+			tapDev.Close()
 			closeConns(conns)
 		}
 	})
-	mac, err := hostnet.AttachTAP(tap.Name(), cfg.Bridge, mtu)
+	mac, err := hostnet.AttachTAP(tapDev.Name(), cfg.Bridge, mtu)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if cfg.UseEtcd() {
 		ovCfg.Local, ovCfg.Neighbors = fdb.NewLocalTable(), fdb.NewNeighbors()
 	}
-	ov, err := overlay.New(ovCfg, queues(tap, conns), table)
+	ov, err := overlay.New(ovCfg, queues(tapDev, conns), table)
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 
 	log.Info("vxland up", "vni", cfg.VNI, "local", u.Addr, "port", cfg.Port, "iface", u.Iface,
-		"tap", tap.Name(), "mac", mac, "bridge", cfg.Bridge, "mtu", mtu, "peers", len(cfg.Peers),
+		"tap", tapDev.Name(), "mac", mac, "bridge", cfg.Bridge, "mtu", mtu, "peers", len(cfg.Peers),
 		"etcd", cfg.UseEtcd(), "control", cfg.ControlSocket)
 	running = true
 	err = ov.Run(ctx)
