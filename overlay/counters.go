@@ -29,9 +29,6 @@ const (
 	// DropInnerChecksum: the inner TCP/UDP checksum is neither valid nor a
 	// partial checksum we could complete.
 	DropInnerChecksum
-	// DropOversize: the inner frame exceeds the TAP MTU and could not be
-	// segmented (not TCP, or malformed).
-	DropOversize
 	// DropTapWrite: the TAP device refused the frame.
 	DropTapWrite
 	// DropTxShort: a frame read from the TAP is shorter than an Ethernet header.
@@ -56,7 +53,6 @@ var dropReasonNames = [numDropReasons]string{
 	DropMulticastSource: "multicast_source",
 	DropZeroSource:      "zero_source",
 	DropInnerChecksum:   "inner_checksum",
-	DropOversize:        "oversize",
 	DropTapWrite:        "tap_write",
 	DropTxShort:         "tx_short",
 	DropNoDestination:   "no_destination",

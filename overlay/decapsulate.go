@@ -28,10 +28,6 @@ type decapsulator struct {
 	srcs  []netip.AddrPort
 	// out collects the frames of a batch for one device write.
 	out [][]byte
-	// segs receive the segments of an oversized inner TCP frame.
-	segs     [][]byte
-	segSizes []int
-	segOut   [][]byte
 	// The datagrams of a batch mostly come from one VTEP and one inner
 	// source: the allowlist check and learning of the previous datagram
 	// are remembered for the rest of the batch.
@@ -51,16 +47,6 @@ func (o *Overlay) newDecapsulator(i int) *decapsulator {
 		bufs: make([][]byte, n), sizes: make([]int, n), srcs: make([]netip.AddrPort, n), out: make([][]byte, 0, n)}
 	for i := range d.bufs {
 		d.bufs[i] = make([]byte, Headroom+MaxFrameSize)
-	}
-	// Enough segments for the largest frame at the smallest payload per
-	// segment this MTU allows (IPv4 and TCP headers of 60 bytes each).
-	perSeg := max(o.cfg.MTU-120, 8)
-	nsegs := MaxFrameSize/perSeg + 1
-	d.segs = make([][]byte, nsegs)
-	d.segSizes = make([]int, nsegs)
-	d.segOut = make([][]byte, nsegs)
-	for i := range d.segs {
-		d.segs[i] = make([]byte, Headroom+o.cfg.MTU+encap.EthernetHeaderLen)
 	}
 	return d
 }
@@ -92,9 +78,9 @@ func (d *decapsulator) step() error {
 		}
 		d.learn(fdb.MAC(frame[6:12]), src)
 		if len(frame) > cfg.MTU+encap.EthernetHeaderLen {
-			d.flush()
-			d.writeSegmented(frame)
-			continue
+			// A kernel peer on a virtual underlay passes its tunnel's
+			// segmentation offload on: the device segments it.
+			d.qc.rxOversize.Add(1)
 		}
 		d.out = append(d.out, buf)
 	}
@@ -169,27 +155,4 @@ func (d *decapsulator) flush() {
 	}
 	clear(d.out)
 	d.out = d.out[:0]
-}
-
-// writeSegmented cuts an inner TCP frame larger than the MTU into segments
-// that fit. A kernel VXLAN peer on a veth underlay sends such frames: the
-// tunnel GSO packet crosses the veth unsegmented.
-func (d *decapsulator) writeSegmented(frame []byte) {
-	n, err := offload.SegmentTCP(frame, d.o.cfg.MTU, d.segs, d.segSizes, Headroom)
-	if err != nil {
-		d.qc.drop(DropOversize)
-		return
-	}
-	for i := range n {
-		d.segOut[i] = d.segs[i][:Headroom+d.segSizes[i]]
-	}
-	written, err := d.dev.Write(d.segOut[:n], Headroom)
-	for i := range written {
-		d.qc.rxBytes.Add(uint64(d.segSizes[i]))
-	}
-	d.qc.rxPackets.Add(uint64(written))
-	d.qc.rxOversize.Add(1)
-	if err != nil {
-		d.qc.dropN(DropTapWrite, n-written)
-	}
 }

@@ -170,7 +170,7 @@ func (q *Queue) readSys(b []byte, wait bool) (n int, err error) {
 	return n, err
 }
 
-// Write writes the frames bufs[i][offset:]; offset is at least Headroom.
+// Write writes the frames bufs[i][offset:]; offset is at least headroom.
 // The frames' checksums must be valid: the kernel recomputes a
 // super-frame's checksum, which would hide a corrupt one.
 //
@@ -185,7 +185,7 @@ func (q *Queue) readSys(b []byte, wait bool) (n int, err error) {
 // how many frames it is done with, written or dropped; it stops at the
 // first failing write(2).
 func (q *Queue) Write(bufs [][]byte, offset int) (int, error) {
-	if offset < Headroom {
+	if offset < headroom {
 		return 0, ErrNoHeadroom
 	}
 	if q.offload {
@@ -217,8 +217,8 @@ func (q *Queue) oversized(frame []byte) bool {
 
 func (q *Queue) writeCoalesced(bufs [][]byte, offset int) (int, error) {
 	for i, b := range bufs {
-		pkt := b[offset-Headroom:]
-		frame := pkt[Headroom:]
+		pkt := b[offset-headroom:]
+		frame := pkt[headroom:]
 		if q.oversized(frame) {
 			// What is pending goes first, so that the super-frame
 			// overtakes nothing of its flow.
@@ -240,7 +240,7 @@ func (q *Queue) writeCoalesced(bufs [][]byte, offset int) (int, error) {
 		if q.gro.Add(frame, false) {
 			continue
 		}
-		clear(pkt[:Headroom]) // GSO_NONE, no checksum to do
+		clear(pkt[:headroom]) // GSO_NONE, no checksum to do
 		if err := q.write(pkt); err != nil {
 			return i, err
 		}
@@ -251,7 +251,7 @@ func (q *Queue) writeCoalesced(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), nil
 }
 
-// writeSuperFrame writes the oversize frame in pkt[Headroom:] as one
+// writeSuperFrame writes the oversize frame in pkt[headroom:] as one
 // super-frame for the kernel to cut to the MTU.
 func (q *Queue) writeSuperFrame(pkt []byte) error {
 	n, err := offload.EncodeTCPSuperFrame(pkt, q.mtu)

@@ -48,13 +48,13 @@ type Options struct {
 // TAP offloads.
 var ErrNoOffload = errors.New("tap: the kernel refused the TAP offloads")
 
-// ErrNoHeadroom is returned by Write when offset is below Headroom.
+// ErrNoHeadroom is returned by Write when offset is below headroom.
 var ErrNoHeadroom = errors.New("tap: write offset leaves no headroom for the virtio-net header")
 
-// Headroom is the room Write needs in front of each frame (its offset),
+// headroom is the room Write needs in front of each frame (its offset),
 // for the virtio-net header of an offload device. A plain device asks for
 // it too, so that callers need not know the mode.
-const Headroom = offload.VirtioNetHdrLen
+const headroom = offload.VirtioNetHdrLen
 
 // The reasons a Queue counts its drops under (ReportDrops).
 const (
