@@ -1,0 +1,13 @@
+package udp_test
+
+import (
+	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/udp"
+)
+
+// The data plane serves a Conn from the thread of its TAP queue, and
+// sends flows from source ports of their own.
+var (
+	_ overlay.PolledConn = (*udp.Conn)(nil)
+	_ overlay.FlowSender = (*udp.Conn)(nil)
+)

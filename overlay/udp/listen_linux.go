@@ -1,0 +1,239 @@
+//go:build linux
+
+package udp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"sync"
+	"unsafe"
+
+	"github.com/vxland/vxland/overlay/poller"
+	"golang.org/x/sys/unix"
+)
+
+// Listen opens queues sockets on local (one when queues is 1 or less)
+// with the offloads of opt that the kernel accepts; each it refuses is
+// turned off and logged once through opt.Logger.
+//
+// More than one queue binds the sockets together with SO_REUSEPORT: the
+// kernel spreads the sending VTEPs' flows (their source ports) over them.
+// The queues share the sending sockets of SendFlow, so that a flow keeps
+// its source port whichever queue sends it.
+func Listen(local netip.AddrPort, queues int, opt Options) ([]*Conn, error) {
+	queues = max(queues, 1)
+	opt.Batch = max(opt.Batch, 1)
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	if queues > 1 && local.Port() != 0 {
+		// SO_REUSEPORT would let us join another socket on the port
+		// (a second vxland, say): make sure it is free first.
+		f, err := openSocket(local, false)
+		if err != nil {
+			return nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+		}
+		f.Close()
+	}
+	fds, err := openAll(queues, func(i int) (*poller.FD, error) {
+		f, err := openSocket(local, queues > 1)
+		if err != nil {
+			return nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+		}
+		if i == 0 {
+			// The first socket tells the port (when local asked
+			// for any) that the others bind to.
+			bound, err := boundAddr(f)
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+			}
+			local = bound
+		}
+		return f, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opt.GRO {
+		if err := setGRO(fds, 1); err != nil {
+			// A socket that took it would hand over coalesced
+			// reads that Read no longer splits.
+			_ = setGRO(fds, 0)
+			opt.GRO = false
+			log.Warn("the kernel refused a socket offload; continuing without it", "offload", "UDP_GRO", "err", err)
+		}
+	}
+	if opt.GSO {
+		err := fds[0].Control(func(fd int) error {
+			_, err := unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+			return err
+		})
+		if err != nil {
+			opt.GSO = false
+			log.Warn("the kernel refused a socket offload; continuing without it", "offload", "UDP_SEGMENT", "err", err)
+		}
+	}
+	src, err := openAll(opt.SourcePorts, func(int) (*poller.FD, error) {
+		return openSourceSocket(local.Addr())
+	})
+	if err != nil {
+		closeAll(fds)
+		return nil, err
+	}
+	g := &group{src: src, srcMu: make([]sync.Mutex, len(src)), log: log}
+	g.gso.Store(opt.GSO)
+	cs := make([]*Conn, len(fds))
+	for i, f := range fds {
+		cs[i] = newConn(f, g, local, opt)
+	}
+	return cs, nil
+}
+
+// setGRO sets UDP_GRO to on on every socket of fds, and returns the first
+// refusal.
+func setGRO(fds []*poller.FD, on int) error {
+	var first error
+	for _, f := range fds {
+		err := f.Control(func(fd int) error {
+			return unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, on)
+		})
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// openAll calls open n times and returns what it opened; when one fails,
+// it closes those opened before and returns the error.
+func openAll[C io.Closer](n int, open func(i int) (C, error)) ([]C, error) {
+	out := make([]C, 0, n)
+	for i := range n {
+		c, err := open(i)
+		if err != nil {
+			closeAll(out)
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func closeAll[C io.Closer](cs []C) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// openSocket opens a non-blocking UDP socket bound to local, with
+// SO_REUSEPORT when reuse is set.
+func openSocket(local netip.AddrPort, reuse bool) (*poller.FD, error) {
+	var family int
+	var sa unix.Sockaddr
+	if local.Addr().Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(local.Port()), Addr: local.Addr().As4()}
+	} else {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(local.Port()), Addr: local.Addr().As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	if family == unix.AF_INET6 {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+	}
+	if reuse {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			unix.Close(fd)
+			return nil, os.NewSyscallError("setsockopt SO_REUSEPORT", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("bind", err)
+	}
+	// Best effort: the kernel caps the sizes at net.core.[rw]mem_max.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+	f, err := poller.NewFD(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return f, nil
+}
+
+// boundAddr returns the address the socket of f is bound to.
+func boundAddr(f *poller.FD) (netip.AddrPort, error) {
+	var local netip.AddrPort
+	err := f.Control(func(fd int) error {
+		sa, err := unix.Getsockname(fd)
+		switch a := sa.(type) {
+		case *unix.SockaddrInet4:
+			local = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+		case *unix.SockaddrInet6:
+			local = netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+		}
+		return err
+	})
+	if err != nil {
+		return netip.AddrPort{}, os.NewSyscallError("getsockname", err)
+	}
+	return local, nil
+}
+
+// openSourceSocket opens a sending socket on addr and a free port of the
+// dynamic range: it tries ports from a random one on, and gives up after
+// 64 in use.
+func openSourceSocket(addr netip.Addr) (*poller.FD, error) {
+	span := srcPortMax - srcPortMin + 1
+	start := rand.IntN(span)
+	for i := range 64 {
+		port := uint16(srcPortMin + (start+i*7919)%span)
+		f, err := openSocket(netip.AddrPortFrom(addr, port), false)
+		if errors.Is(err, unix.EADDRINUSE) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("UDP source socket on %s: %w", addr, err)
+		}
+		return f, nil
+	}
+	return nil, fmt.Errorf("no free UDP source port on %s in %d-%d", addr, srcPortMin, srcPortMax)
+}
+
+func newConn(f *poller.FD, g *group, local netip.AddrPort, opt Options) *Conn {
+	n := opt.Batch
+	c := &Conn{
+		fd:     f,
+		group:  g,
+		local:  local,
+		v6:     local.Addr().Is6(),
+		batch:  n,
+		gro:    opt.GRO,
+		rmsgs:  make([]unix.Mmsghdr, n),
+		riovs:  make([]unix.Iovec, n),
+		rnames: make([]unix.RawSockaddrInet6, n),
+		roob:   make([]byte, n*cmsgSpace),
+		smsgs:  make([]unix.Mmsghdr, n),
+		// A message has up to MaxGSOSegments iovecs when GSO is on.
+		siovs: make([]unix.Iovec, n*MaxGSOSegments),
+		soob:  make([]byte, n*cmsgSpace),
+	}
+	c.snameV4 = (*unix.RawSockaddrInet4)(unsafe.Pointer(&c.sname))
+	if c.gro {
+		c.rbufs = make([][]byte, n)
+		for i := range c.rbufs {
+			c.rbufs[i] = make([]byte, maxReadOffset+groBufSize)
+		}
+	}
+	return c
+}
