@@ -7,6 +7,7 @@ import (
 
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/tap"
+	"github.com/vxland/vxland/overlay/udp"
 )
 
 // batchSize is how many datagrams one recvmmsg or sendmmsg moves.
@@ -18,33 +19,17 @@ const batchSize = 64
 const sourcePorts = 16
 
 // openUnderlay opens the underlay sockets, one per queue, with the
-// offloads --offload asks for; what the kernel refuses is turned off with
-// one log line.
+// offloads --offload asks for; the sockets log what the kernel refuses
+// and go on without it.
 func openUnderlay(cfg *config, local netip.AddrPort, log *slog.Logger) ([]overlay.PacketConn, error) {
 	o := cfg.Offload
-	if !o.GSO && !o.GRO && !o.Batch {
-		cs, err := overlay.ListenUDPQueues(local, cfg.Queues)
-		if err != nil {
-			return nil, err
-		}
-		if err := overlay.OpenSourcePorts(cs, sourcePorts); err != nil {
-			for _, c := range cs {
-				c.Close()
-			}
-			return nil, err
-		}
-		return conns(cs), nil
-	}
-	opt := overlay.BatchOptions{Batch: 1, GSO: o.GSO, GRO: o.GRO, SourcePorts: sourcePorts}
+	opt := udp.Options{Batch: 1, GSO: o.GSO, GRO: o.GRO, SourcePorts: sourcePorts, Logger: log}
 	if o.Batch {
 		opt.Batch = batchSize
 	}
-	cs, refused, err := overlay.ListenBatchUDPQueues(local, opt, cfg.Queues)
+	cs, err := udp.Listen(local, cfg.Queues, opt)
 	if err != nil {
 		return nil, err
-	}
-	for _, r := range refused {
-		log.Warn("the kernel refused a socket offload; continuing without it", "offload", r)
 	}
 	return conns(cs), nil
 }
