@@ -21,15 +21,18 @@ test:
 vet:
 	$(GO) vet $(PKGS)
 
-# The data plane also builds for arm64 (no poll(2) there, for one) and,
-# through its stubs, off Linux.
+# Everything also vets for arm64 (no poll(2) there, for one) and 386
+# (32-bit lengths in the system call structures); the data plane also vets
+# off Linux, through its stubs, and every command builds there.
 CROSSPKGS := ./encap/... ./overlay/...
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	GOARCH=arm64 $(GO) vet $(CROSSPKGS)
+	GOARCH=arm64 $(GO) vet $(PKGS)
+	GOARCH=386 $(GO) vet $(PKGS)
 	GOOS=darwin $(GO) vet $(CROSSPKGS)
+	GOOS=darwin $(GO) build $(PKGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -52,7 +55,7 @@ clean:
 #   make bench-micro > old.txt; ...; make bench-micro > new.txt; benchstat old.txt new.txt
 BENCHFLAGS ?=
 BENCHCOUNT ?= 6
-MICROPKGS  := ./encap ./overlay ./overlay/offload
+MICROPKGS  := ./encap ./overlay ./overlay/offload ./overlay/fdb ./overlay/poller ./overlay/udp ./overlay/tap
 
 .PHONY: bench bench-quick bench-micro bench-build
 

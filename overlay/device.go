@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"errors"
 	"net/netip"
 
 	"github.com/vxland/vxland/encap"
@@ -30,10 +29,6 @@ const Headroom = max(offload.VirtioNetHdrLen, encap.HeaderLen)
 // datagramOffset is where a datagram (VXLAN header and frame) starts in a
 // frame buffer.
 const datagramOffset = Headroom - encap.HeaderLen
-
-// ErrGSORefused is returned by Send when the kernel refused a segmented
-// send; the connection has turned GSO off and the caller may resend.
-var ErrGSORefused = errors.New("UDP GSO refused by the kernel")
 
 // FrameDevice is the Ethernet side of the overlay: a TAP device, or an
 // in-memory fake in tests (package overlaytest).

@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"errors"
 	"net/netip"
 
 	"github.com/vxland/vxland/encap"
@@ -195,10 +194,11 @@ func (e *encapsulator) flush() {
 }
 
 func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort, flow uint32) {
-	err := e.sendOnce(pkts, vtep, flow)
-	if errors.Is(err, ErrGSORefused) {
-		e.o.cfg.Logger.Warn("the kernel refused UDP segmentation offload; sending datagrams one by one", "err", err)
-		err = e.sendOnce(pkts, vtep, flow)
+	var err error
+	if e.flows != nil {
+		err = e.flows.SendFlow(pkts, vtep, flow)
+	} else {
+		err = e.conn.Send(pkts, vtep)
 	}
 	if err != nil {
 		e.qc.dropN(DropSendError, len(pkts))
@@ -210,11 +210,4 @@ func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort, flow uint32) {
 	}
 	e.qc.txPackets.Add(uint64(len(pkts)))
 	e.qc.txBytes.Add(uint64(bytes))
-}
-
-func (e *encapsulator) sendOnce(pkts [][]byte, vtep netip.AddrPort, flow uint32) error {
-	if e.flows != nil {
-		return e.flows.SendFlow(pkts, vtep, flow)
-	}
-	return e.conn.Send(pkts, vtep)
 }

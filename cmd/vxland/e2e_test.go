@@ -730,7 +730,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	transfer := make(chan error, 4)
 	for i := range 4 {
 		go func() {
-			transfer <- netlab.TCPTransfer(ctx, c1.ns, c2.ns, fmt.Sprintf("%s:%d", c2.ip, 5300+i), 4<<30)
+			transfer <- netlab.TCPTransfer(ctx, c1.ns, c2.ns, fmt.Sprintf("%s:%d", c2.ip, 5300+i), 1<<30) // far more than is sent before the stop
 		}()
 	}
 	for deadline := time.Now().Add(30 * time.Second); tp.stats(h1).TxBytes < 64<<20; {

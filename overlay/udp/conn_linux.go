@@ -83,8 +83,8 @@ func (c *Conn) FD() *poller.FD { return c.fd }
 // BatchSize is the largest number of datagrams Read returns at once.
 func (c *Conn) BatchSize() int {
 	if c.gro {
-		// One coalesced read holds up to MaxGSOSegments datagrams.
-		return c.batch * MaxGSOSegments
+		// One coalesced read holds up to maxGSOSegments datagrams.
+		return c.batch * maxGSOSegments
 	}
 	return c.batch
 }
@@ -329,7 +329,7 @@ func (c *Conn) prepare(bufs [][]byte, gso bool) int {
 		n, total := 1, first
 		if gso {
 			// A run: equal sizes, the last one may be shorter.
-			for used+n < len(bufs) && n < MaxGSOSegments {
+			for used+n < len(bufs) && n < maxGSOSegments {
 				l := len(bufs[used+n])
 				if l > first || total+l > maxGSOPayload {
 					break

@@ -224,8 +224,8 @@ func newConn(f *poller.FD, g *group, local netip.AddrPort, opt Options) *Conn {
 		rnames: make([]unix.RawSockaddrInet6, n),
 		roob:   make([]byte, n*cmsgSpace),
 		smsgs:  make([]unix.Mmsghdr, n),
-		// A message has up to MaxGSOSegments iovecs when GSO is on.
-		siovs: make([]unix.Iovec, n*MaxGSOSegments),
+		// A message has up to maxGSOSegments iovecs when GSO is on.
+		siovs: make([]unix.Iovec, n*maxGSOSegments),
 		soob:  make([]byte, n*cmsgSpace),
 	}
 	c.snameV4 = (*unix.RawSockaddrInet4)(unsafe.Pointer(&c.sname))

@@ -37,10 +37,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// MaxGSOSegments bounds the datagrams of one UDP_SEGMENT send and of one
+// maxGSOSegments bounds the datagrams of one UDP_SEGMENT send and of one
 // UDP_GRO read. Recent kernels take up to 128; we stay at the 64 of
 // older releases' UDP_MAX_SEGMENTS.
-const MaxGSOSegments = 64
+const maxGSOSegments = 64
 
 // socketBuffer is the send and receive buffer size asked of the kernel:
 // bursts of a fast sender must not overflow a receive queue that the
