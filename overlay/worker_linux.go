@@ -70,8 +70,8 @@ func (o *Overlay) work(i int, dev PolledDevice, conn PolledConn) error {
 		policy.Start()
 	}
 	for {
+		var err error
 		if ready == 0 {
-			var err error
 			start := time.Now()
 			if ready, err = set.Wait(); err != nil {
 				return fmt.Errorf("waiting for device and underlay: %w", err)
@@ -81,26 +81,29 @@ func (o *Overlay) work(i int, dev PolledDevice, conn PolledConn) error {
 			}
 		}
 		if ready&readyDevice != 0 {
-			switch err := e.step(); {
-			case err == nil:
-				ready = readyDevice | readyConn
-			case errors.Is(err, poller.ErrWouldBlock):
-				ready &^= readyDevice
-			default:
+			if ready, err = next(ready, readyDevice, e.step()); err != nil {
 				return fmt.Errorf("reading from device: %w", err)
 			}
 		}
 		if ready&readyConn != 0 {
-			switch err := d.step(); {
-			case err == nil:
-				ready = readyDevice | readyConn
-			case errors.Is(err, poller.ErrWouldBlock):
-				ready &^= readyConn
-			default:
+			if ready, err = next(ready, readyConn, d.step()); err != nil {
 				return fmt.Errorf("reading from underlay: %w", err)
 			}
 		}
 	}
+}
+
+// next returns which sides may have something after a step of side
+// that returned err: both after any work, the others when the side had
+// nothing; or the step's failure.
+func next(ready, side uint, err error) (uint, error) {
+	switch {
+	case err == nil:
+		return readyDevice | readyConn, nil
+	case errors.Is(err, poller.ErrWouldBlock):
+		return ready &^ side, nil
+	}
+	return 0, err
 }
 
 // setThreadPolicy, when set, replaces sched_setattr for the workers'

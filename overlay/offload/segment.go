@@ -59,38 +59,15 @@ func SegmentTCP(frame []byte, mtu int, out [][]byte, sizes []int, offset int) (i
 	headerLen := p.l4 + tcpHeaderLen // Ethernet, IP and TCP
 	payload := frame[headerLen:p.end]
 
-	n := 1
-	if len(payload) > mss {
-		n = (len(payload) + mss - 1) / mss
+	n, err := countSegments(len(payload), mss, headerLen, out, sizes, offset)
+	if err != nil {
+		return 0, err
 	}
-	if n > len(out) || n > len(sizes) {
-		return 0, ErrTooManySegments
-	}
-	if offset < 0 {
-		return 0, ErrBufferTooSmall
-	}
-	for i := range n {
-		segmentLen := min(mss, len(payload)-i*mss)
-		if len(out[i])-offset < headerLen+segmentLen {
-			return 0, ErrBufferTooSmall
-		}
-	}
-
 	seq := binary.BigEndian.Uint32(tcp[4:8])
 	flags := tcp[13]
-	var id uint16
-	if !p.v6 {
-		id = binary.BigEndian.Uint16(frame[p.ip+4 : p.ip+6])
-	}
 	for i := range n {
-		chunk := payload[i*mss : min((i+1)*mss, len(payload))]
-		seg := out[i][offset : offset+headerLen+len(chunk)]
-		copy(seg, frame[:headerLen])
-		copy(seg[headerLen:], chunk)
-
-		tcpLen := tcpHeaderLen + len(chunk)
-		setSegmentIP(seg[p.ip:p.l4], p.v6, tcpLen, id+uint16(i))
-
+		seg := cutSegment(frame, &p, headerLen, i, mss, out[i][offset:])
+		tcpLen := len(seg) - p.l4
 		th := seg[p.l4:]
 		binary.BigEndian.PutUint32(th[4:8], seq+uint32(i*mss))
 		f := flags
@@ -143,30 +120,13 @@ func SegmentUDP(frame []byte, gsoSize int, out [][]byte, sizes []int, offset int
 	}
 	headerLen := p.l4 + udpHeaderLen // Ethernet, IP and UDP
 	payload := frame[headerLen:p.end]
-	n := max((len(payload)+gsoSize-1)/gsoSize, 1)
-	if n > len(out) || n > len(sizes) {
-		return 0, ErrTooManySegments
-	}
-	if offset < 0 {
-		return 0, ErrBufferTooSmall
+	n, err := countSegments(len(payload), gsoSize, headerLen, out, sizes, offset)
+	if err != nil {
+		return 0, err
 	}
 	for i := range n {
-		if len(out[i])-offset < headerLen+min(gsoSize, len(payload)-i*gsoSize) {
-			return 0, ErrBufferTooSmall
-		}
-	}
-	var id uint16
-	if !p.v6 {
-		id = binary.BigEndian.Uint16(frame[p.ip+4 : p.ip+6])
-	}
-	for i := range n {
-		chunk := payload[min(i*gsoSize, len(payload)):min((i+1)*gsoSize, len(payload))]
-		seg := out[i][offset : offset+headerLen+len(chunk)]
-		copy(seg, frame[:headerLen])
-		copy(seg[headerLen:], chunk)
-
-		udpLen := udpHeaderLen + len(chunk)
-		setSegmentIP(seg[p.ip:p.l4], p.v6, udpLen, id+uint16(i))
+		seg := cutSegment(frame, &p, headerLen, i, gsoSize, out[i][offset:])
+		udpLen := len(seg) - p.l4
 		uh := seg[p.l4:]
 		binary.BigEndian.PutUint16(uh[4:6], uint16(udpLen))
 		uh[6], uh[7] = 0, 0
@@ -178,6 +138,45 @@ func SegmentUDP(frame []byte, gsoSize int, out [][]byte, sizes []int, offset int
 		sizes[i] = len(seg)
 	}
 	return n, nil
+}
+
+// countSegments returns how many segments of at most size payload bytes
+// (at least one) a payload of payloadLen bytes is cut into, after
+// checking that out and sizes have as many entries and that each out[i]
+// holds its segment, headers of headerLen bytes included, at offset.
+func countSegments(payloadLen, size, headerLen int, out [][]byte, sizes []int, offset int) (int, error) {
+	n := max((payloadLen+size-1)/size, 1)
+	if n > len(out) || n > len(sizes) {
+		return 0, ErrTooManySegments
+	}
+	if offset < 0 {
+		return 0, ErrBufferTooSmall
+	}
+	for i := range n {
+		if len(out[i])-offset < headerLen+min(size, payloadLen-i*size) {
+			return 0, ErrBufferTooSmall
+		}
+	}
+	return n, nil
+}
+
+// cutSegment writes segment i of frame into dst and returns it: the
+// frame's first headerLen bytes (Ethernet, IP and transport headers),
+// payload bytes i*size up to (i+1)*size, and the segment's own IP length,
+// identification (the frame's plus i) and header checksum. The transport
+// header is the caller's to finish.
+func cutSegment(frame []byte, p *ipPacket, headerLen, i, size int, dst []byte) []byte {
+	payload := frame[headerLen:p.end]
+	chunk := payload[min(i*size, len(payload)):min((i+1)*size, len(payload))]
+	seg := dst[:headerLen+len(chunk)]
+	copy(seg, frame[:headerLen])
+	copy(seg[headerLen:], chunk)
+	var id uint16
+	if !p.v6 {
+		id = binary.BigEndian.Uint16(frame[p.ip+4:p.ip+6]) + uint16(i)
+	}
+	setSegmentIP(seg[p.ip:p.l4], p.v6, len(seg)-p.l4, id)
+	return seg
 }
 
 // setSegmentIP sets the IP header ip of a segment carrying l4Len bytes of
