@@ -21,6 +21,7 @@ import (
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/tap"
 )
 
 // topo is an underlay switch (a bridge in its own namespace) with hosts on
@@ -501,6 +502,13 @@ func testKernelInterop(t *testing.T, underlay, offload string, port int) {
 		s.RxPackets, s.RxChecksumCompleted, s.RxSegmented, nonZero(s.Drops))
 	if s.RxBytes < uint64(size) || s.TxBytes < uint64(size) {
 		t.Fatalf("the transfers did not go through vxland: %+v", s)
+	}
+	// The TAP driver counts its own drops; the daemon's statistics (what
+	// vxland show stats prints) carry them.
+	for _, reason := range []string{tap.DropMalformed, tap.DropOversize} {
+		if _, ok := s.Drops[reason]; !ok {
+			t.Errorf("the TAP's drop reason %q is missing from the daemon's stats: %v", reason, s.Drops)
+		}
 	}
 }
 
