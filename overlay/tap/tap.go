@@ -23,6 +23,8 @@ package tap
 import (
 	"errors"
 
+	"github.com/vxland/vxland/encap"
+
 	"github.com/vxland/vxland/overlay/offload"
 )
 
@@ -68,8 +70,8 @@ const (
 )
 
 const (
-	ethHeaderLen = 14
-	vlanTagLen   = 4
+	ethHeaderLen = encap.EthernetHeaderLen
+	vlanTagLen   = 4 // an IEEE 802.1Q tag
 	minMTU       = 68
 	maxMTU       = 0xffff
 )
