@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/netip"
 
+	"github.com/vxland/vxland/overlay/capture"
+
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/offload"
@@ -61,6 +63,7 @@ func (d *decapsulator) step() error {
 	}
 	cfg := &d.o.cfg
 	d.memo = decapMemo{}
+	capt := d.o.capture.Load()
 	for i := range n {
 		buf := d.bufs[i][:datagramOffset+d.sizes[i]]
 		src := d.srcs[i].Addr()
@@ -81,6 +84,9 @@ func (d *decapsulator) step() error {
 			// A kernel peer on a virtual underlay passes its tunnel's
 			// segmentation offload on: the device segments it.
 			d.qc.rxOversize.Add(1)
+		}
+		if capt != nil {
+			capt.Offer(capture.Rx, d.srcs[i], buf[datagramOffset:], frame)
 		}
 		d.out = append(d.out, buf)
 	}

@@ -3,6 +3,8 @@ package overlay
 import (
 	"net/netip"
 
+	"github.com/vxland/vxland/overlay/capture"
+
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/offload"
@@ -210,4 +212,9 @@ func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort, flow uint32) {
 	}
 	e.qc.txPackets.Add(uint64(len(pkts)))
 	e.qc.txBytes.Add(uint64(bytes))
+	if c := e.o.capture.Load(); c != nil {
+		for _, p := range pkts {
+			c.Offer(capture.Tx, vtep, p, p[encap.HeaderLen:])
+		}
+	}
 }

@@ -22,6 +22,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+
+	"github.com/vxland/vxland/overlay/capture"
 
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay/fdb"
@@ -64,6 +67,9 @@ type Overlay struct {
 	// schedRefused logs, once, that the kernel refused a worker's change
 	// of scheduling policy (Config.BatchWhenIdle).
 	schedRefused sync.Once
+	// capture is the running capture, if any: the forwarding threads load
+	// it once per batch or run.
+	capture atomic.Pointer[capture.Session]
 }
 
 // Queue is one queue of the data plane: a queue of the device and a socket
@@ -90,6 +96,21 @@ func New(cfg Config, queues []Queue, table *fdb.Table) (*Overlay, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Overlay{cfg: cfg, queues: queues, fdb: table, counters: make([]queueCounters, len(queues))}, nil
+}
+
+// ErrCaptureRunning is returned by Capture while another capture runs.
+var ErrCaptureRunning = errors.New("overlay: a capture is already running")
+
+// Capture offers every packet forwarded from now on to s, until stop is
+// called, which also closes s. One capture runs at a time.
+func (o *Overlay) Capture(s *capture.Session) (stop func(), err error) {
+	if !o.capture.CompareAndSwap(nil, s) {
+		return nil, ErrCaptureRunning
+	}
+	return func() {
+		o.capture.CompareAndSwap(s, nil)
+		s.Close()
+	}, nil
 }
 
 // FDB returns the forwarding database the overlay uses.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/capture"
 	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/overlaytest"
 )
@@ -308,5 +309,55 @@ func TestRunReturnsDeviceFailure(t *testing.T) {
 	err := r.ov.Run(context.Background())
 	if !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Run = %v, want the device's error", err)
+	}
+}
+
+// A capture sees what crosses the data plane each way, and only one runs
+// at a time.
+func TestCaptureSeesBothDirections(t *testing.T) {
+	r := newRig(t)
+	r.fdb.Set(testVNI, macB, peer2, fdb.OriginStatic)
+	s, err := capture.New(capture.Filter{Inner: true, MAC: macB, HasMAC: true}, capture.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := r.ov.Capture(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ov.Capture(s); !errors.Is(err, overlay.ErrCaptureRunning) {
+		t.Fatalf("a second capture: %v, want ErrCaptureRunning", err)
+	}
+	out, in := udpFrame(t, macA, macB, 10), udpFrame(t, macB, macA, 20)
+	r.dev.Inject(out)
+	r.dev.Inject(udpFrame(t, macA, fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 30)) // filtered out
+	r.conn.Inject(vxlanPacket(testVNI, in), netip.AddrPortFrom(peer2, 50000))
+	for range 2 {
+		if err := r.encap(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.decap(); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	ctx := context.Background()
+	for _, want := range []struct {
+		dir   capture.Direction
+		frame []byte
+	}{{capture.Tx, out}, {capture.Rx, in}} {
+		rec, err := s.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Dir != want.dir || !bytes.Equal(rec.Data, want.frame) {
+			t.Fatalf("record %v %x, want %v %x", rec.Dir, rec.Data, want.dir, want.frame)
+		}
+	}
+	if _, err := s.Next(ctx); err != capture.ErrClosed {
+		t.Fatalf("a third record or %v; want the session closed after two", err)
+	}
+	if _, err := r.ov.Capture(s); err != nil {
+		t.Fatalf("a capture after stop: %v", err)
 	}
 }
