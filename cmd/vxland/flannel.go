@@ -123,7 +123,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		PublicIP: publicIP, VtepMAC: mac, MTU: mtu, SubnetFile: cfg.SubnetFile,
 		Dataplane: dev, Logger: log,
 	})
-	st.stats.Store(control.Handler(ov))
+	st.stats.Store(dataPlaneHandler(ov, netip.AddrPortFrom(u.Addr, be.Port)))
 	st.node.Store(node)
 
 	nodeCtx, stopNode := context.WithCancel(ctx)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -36,6 +37,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "show" {
 		return show(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "capture" {
+		return capture(args[1:], stdout, stderr)
 	}
 	cfg, err := parseConfig(args, os.Getenv, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
@@ -176,7 +180,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var ctlErr error
-	wg.Go(func() { ctlErr = control.Serve(ctx, ln, control.Handler(ov)) })
+	wg.Go(func() { ctlErr = control.Serve(ctx, ln, dataPlaneHandler(ov, netip.AddrPortFrom(u.Addr, cfg.Port))) })
 
 	if cfg.UseEtcd() {
 		stopDiscovery, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, table, log)
@@ -262,4 +266,14 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 	}()
 	stops = append(stops, func() { cancel(); <-done })
 	return stop, nil
+}
+
+// dataPlaneHandler serves the data plane's state and captures on the
+// control socket; local is the VTEP address that outer packets of a
+// capture are built with.
+func dataPlaneHandler(ov *overlay.Overlay, local netip.AddrPort) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", control.Handler(ov))
+	mux.Handle("GET /capture", control.CaptureHandler(ov, local))
+	return mux
 }

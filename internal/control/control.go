@@ -7,6 +7,8 @@
 // flood lists, FDBState), GET /runtime (the Go runtime's allocation totals,
 // Runtime: how a benchmark checks that forwarding allocates nothing), and
 // the Go profiler under /debug/pprof/ (CPU profile, heap, goroutines).
+// CaptureHandler serves GET /capture, a pcap stream of what the data plane
+// forwards (vxland capture).
 package control
 
 import (
