@@ -22,12 +22,24 @@ import (
 
 // usageError is a bad flag or configuration value: vxland says which and
 // exits with status 2.
-type usageError struct{ msg string }
+type usageError struct {
+	msg string
+	// flag is the flag the message is about, if one, and detail the
+	// message without it: a value from the configuration file is named
+	// by its key and place instead (configFile.blame).
+	flag, detail string
+}
 
 func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// flagErrorf is a usage error about one flag's value: "--flag detail".
+func flagErrorf(flag, format string, args ...any) error {
+	detail := fmt.Sprintf(format, args...)
+	return &usageError{msg: "--" + flag + " " + detail, flag: flag, detail: detail}
 }
 
 // maxQueues bounds --queues: the kernel's limit is 256 queues per TAP
@@ -48,6 +60,7 @@ type config struct {
 	MTU           int // 0: underlay MTU less the VXLAN overhead
 	Peers         []netip.Addr
 	LogLevel      slog.Level
+	LogFormat     string // logText or logJSON
 	FDBAgeing     time.Duration
 	ControlSocket string
 	Offload       offloads
@@ -70,7 +83,17 @@ type config struct {
 	PublicIP      netip.Addr // invalid: the VTEP address
 	SubnetFile    string
 	HealthzListen string // "": no TCP health endpoint
+
+	// Settings is every flag's value after all sources, by name: what a
+	// reload compares to tell what changed.
+	Settings map[string]string
 }
+
+// The formats of --log-format.
+const (
+	logText = "text"
+	logJSON = "json"
+)
 
 // The modes of --mode.
 const (
@@ -94,6 +117,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.SetOutput(out)
 	fs.SortFlags = false
 	r := &rawFlags{}
+	fs.StringVar(&r.configFile, "config", "", "YAML file of settings, keyed by the long flag names (e.g. vni: 42, peer: [10.0.0.2]); flags and VXLAND_* win over it; SIGHUP reads it again")
 	fs.Uint64Var(&r.vni, "vni", 1, "VXLAN Network Identifier, 0 to 16777215")
 	fs.IntVar(&r.port, "port", encap.DefaultPort, "UDP port of the VXLAN tunnel, on this host and on every peer (8472 is the Linux and flannel default)")
 	fs.StringVar(&r.localIP, "local-ip", "", "underlay address of this VTEP (default: the address of --iface, else of the default route's interface)")
@@ -103,6 +127,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.IntVar(&r.mtu, "mtu", 0, "MTU of the TAP device (default: underlay MTU - 50 on IPv4, - 70 on IPv6)")
 	fs.StringSliceVar(&r.peers, "peer", nil, "underlay address of a peer VTEP; repeat or separate with commas (static peers, no etcd)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&r.logFormat, "log-format", logText, "log format: text (key=value) or json (one object a line)")
 	fs.DurationVar(&r.fdbAgeing, "fdb-ageing", 300*time.Second, "how long a learned MAC stays in the FDB without traffic (0 disables ageing)")
 	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
 	fs.StringVar(&r.idleSched, "idle-sched", "batch", "scheduling policy of a forwarding thread whose traffic is sparse (waits of 5 ms or more): batch (SCHED_BATCH, so that a lone packet does not preempt its sender and the round trip stays on one CPU; SCHED_OTHER again once traffic is steady) or normal (always SCHED_OTHER)")
@@ -124,6 +149,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 }
 
 type rawFlags struct {
+	configFile    string
 	vni           uint64
 	port          int
 	localIP       string
@@ -133,6 +159,7 @@ type rawFlags struct {
 	mtu           int
 	peers         []string
 	logLevel      string
+	logFormat     string
 	fdbAgeing     time.Duration
 	controlSocket string
 	offload       []string
@@ -157,16 +184,18 @@ type rawFlags struct {
 	changed func(flag string) bool
 }
 
-// parseConfig parses the command line and the VXLAND_* environment (read
-// through getenv), the command line winning, and validates what can be
-// validated without touching the system. It returns pflag.ErrHelp for
-// --help, and a *usageError for anything bad.
+// parseConfig parses the command line, the VXLAND_* environment (read
+// through getenv) and the --config file, in that order of precedence over
+// the defaults, and validates what can be validated without touching the
+// system. It returns pflag.ErrHelp for --help, and a *usageError for
+// anything bad.
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
 	fs, r := newFlagSet(out)
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: vxland [flags]\n       vxland show stats|fdb [--control-socket PATH]\n\n")
 		fmt.Fprintf(out, "vxland carries Ethernet frames between hosts over VXLAN (RFC 7348).\n")
-		fmt.Fprintf(out, "Every flag can also be set in the environment: --local-ip as VXLAND_LOCAL_IP.\n\nFlags:\n")
+		fmt.Fprintf(out, "Every flag can also be set in the environment: --local-ip as VXLAND_LOCAL_IP,\n")
+		fmt.Fprintf(out, "or in the --config file: local-ip: 10.0.0.1.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -192,41 +221,57 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	if envErr != nil {
 		return nil, envErr
 	}
+	var file *configFile
+	if r.configFile != "" {
+		var err error
+		if file, err = readConfigFile(r.configFile); err != nil {
+			return nil, err
+		}
+		if err := file.apply(fs); err != nil {
+			return nil, err
+		}
+	}
 	r.changed = fs.Changed
-	return r.validate()
+	c, err := r.validate()
+	if err != nil {
+		return nil, file.blame(err)
+	}
+	c.Settings = map[string]string{}
+	fs.VisitAll(func(f *pflag.Flag) { c.Settings[f.Name] = f.Value.String() })
+	return c, nil
 }
 
 func (r *rawFlags) validate() (*config, error) {
 	c := &config{Iface: r.iface, FDBAgeing: r.fdbAgeing}
 	if r.vni > encap.MaxVNI {
-		return nil, usagef("--vni %d: a VNI is 24 bits, 0 to %d", r.vni, encap.MaxVNI)
+		return nil, flagErrorf("vni", "%d: a VNI is 24 bits, 0 to %d", r.vni, encap.MaxVNI)
 	}
 	c.VNI = uint32(r.vni)
 	if r.port < 1 || r.port > 65535 {
-		return nil, usagef("--port %d: must be 1 to 65535", r.port)
+		return nil, flagErrorf("port", "%d: must be 1 to 65535", r.port)
 	}
 	c.Port = uint16(r.port)
 	if r.localIP != "" {
 		ip, err := netip.ParseAddr(r.localIP)
 		if err != nil || ip.Zone() != "" {
-			return nil, usagef("--local-ip %q is not an IP address", r.localIP)
+			return nil, flagErrorf("local-ip", "%q is not an IP address", r.localIP)
 		}
 		if !ip.Unmap().IsGlobalUnicast() {
-			return nil, usagef("--local-ip %s: must be a unicast address", ip)
+			return nil, flagErrorf("local-ip", "%s: must be a unicast address", ip)
 		}
 		c.LocalIP = ip.Unmap()
 	}
 	for _, p := range r.peers {
 		ip, err := netip.ParseAddr(strings.TrimSpace(p))
 		if err != nil || ip.Zone() != "" {
-			return nil, usagef("--peer %q is not an IP address", p)
+			return nil, flagErrorf("peer", "%q is not an IP address", p)
 		}
 		ip = ip.Unmap()
 		if !ip.IsGlobalUnicast() {
-			return nil, usagef("--peer %s: must be a unicast address", ip)
+			return nil, flagErrorf("peer", "%s: must be a unicast address", ip)
 		}
 		if c.LocalIP.IsValid() && ip.Is4() != c.LocalIP.Is4() {
-			return nil, usagef("--peer %s: not the same address family as --local-ip %s", ip, c.LocalIP)
+			return nil, flagErrorf("peer", "%s: not the same address family as --local-ip %s", ip, c.LocalIP)
 		}
 		c.Peers = append(c.Peers, ip)
 	}
@@ -238,23 +283,29 @@ func (r *rawFlags) validate() (*config, error) {
 	if c.TAP == "" {
 		c.TAP = fmt.Sprintf("vxtap%d", c.VNI)
 	}
-	for _, n := range []struct{ flag, name string }{{"--bridge", c.Bridge}, {"--tap", c.TAP}, {"--iface", c.Iface}} {
+	for _, n := range []struct{ flag, name string }{{"bridge", c.Bridge}, {"tap", c.TAP}, {"iface", c.Iface}} {
 		if len(n.name) > maxIfNameLen || strings.ContainsAny(n.name, "/ \t\n:") {
-			return nil, usagef("%s %q: an interface name has at most %d characters and no '/', ':' or spaces", n.flag, n.name, maxIfNameLen)
+			return nil, flagErrorf(n.flag, "%q: an interface name has at most %d characters and no '/', ':' or spaces", n.name, maxIfNameLen)
 		}
 	}
 	if c.Bridge == c.TAP {
-		return nil, usagef("--bridge and --tap are both %q", c.TAP)
+		return nil, flagErrorf("bridge", "and --tap are both %q", c.TAP)
 	}
 	if r.mtu != 0 && (r.mtu < 68 || r.mtu > 65535-encap.OverheadIPv6) {
-		return nil, usagef("--mtu %d: must be 68 to %d (0 picks the underlay MTU less the VXLAN overhead)", r.mtu, 65535-encap.OverheadIPv6)
+		return nil, flagErrorf("mtu", "%d: must be 68 to %d (0 picks the underlay MTU less the VXLAN overhead)", r.mtu, 65535-encap.OverheadIPv6)
 	}
 	c.MTU = r.mtu
 	if err := c.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
-		return nil, usagef("--log-level %q: must be debug, info, warn or error", r.logLevel)
+		return nil, flagErrorf("log-level", "%q: must be debug, info, warn or error", r.logLevel)
+	}
+	switch r.logFormat {
+	case logText, logJSON:
+		c.LogFormat = r.logFormat
+	default:
+		return nil, flagErrorf("log-format", "%q: must be %s or %s", r.logFormat, logText, logJSON)
 	}
 	if r.fdbAgeing < 0 {
-		return nil, usagef("--fdb-ageing %s: must not be negative", r.fdbAgeing)
+		return nil, flagErrorf("fdb-ageing", "%s: must not be negative", r.fdbAgeing)
 	}
 	c.ControlSocket = r.controlSocket
 	if c.ControlSocket == "" {
@@ -267,7 +318,7 @@ func (r *rawFlags) validate() (*config, error) {
 	c.Offload = off
 	switch {
 	case r.queues < 0 || r.queues > maxQueues:
-		return nil, usagef("--queues %d: must be 1 to %d, or 0 for one per CPU", r.queues, maxQueues)
+		return nil, flagErrorf("queues", "%d: must be 1 to %d, or 0 for one per CPU", r.queues, maxQueues)
 	case r.queues == 0:
 		c.Queues = min(runtime.NumCPU(), maxQueues)
 	default:
@@ -278,7 +329,7 @@ func (r *rawFlags) validate() (*config, error) {
 		c.BatchWhenIdle = true
 	case "normal":
 	default:
-		return nil, usagef("--idle-sched %q: want batch or normal", r.idleSched)
+		return nil, flagErrorf("idle-sched", "%q: want batch or normal", r.idleSched)
 	}
 	if err := r.validateEtcd(c); err != nil {
 		return nil, err
@@ -294,33 +345,33 @@ func (r *rawFlags) validateEtcd(c *config) error {
 		e = strings.TrimSpace(e)
 		u, err := url.Parse(e)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return usagef("--etcd-endpoints %q: want a URL such as http://127.0.0.1:2379", e)
+			return flagErrorf("etcd-endpoints", "%q: want a URL such as http://127.0.0.1:2379", e)
 		}
 		c.EtcdEndpoints = append(c.EtcdEndpoints, e)
 	}
 	if !strings.HasPrefix(r.etcdPrefix, "/") || strings.HasSuffix(r.etcdPrefix, "/") && r.etcdPrefix != "/" {
-		return usagef("--etcd-prefix %q: must start with '/' and not end with one", r.etcdPrefix)
+		return flagErrorf("etcd-prefix", "%q: must start with '/' and not end with one", r.etcdPrefix)
 	}
 	c.EtcdPrefix = r.etcdPrefix
-	for _, f := range []struct{ flag, path string }{{"--etcd-cafile", r.etcdCAFile}, {"--etcd-certfile", r.etcdCertFile}, {"--etcd-keyfile", r.etcdKeyFile}} {
+	for _, f := range []struct{ flag, path string }{{"etcd-cafile", r.etcdCAFile}, {"etcd-certfile", r.etcdCertFile}, {"etcd-keyfile", r.etcdKeyFile}} {
 		if f.path == "" {
 			continue
 		}
 		if _, err := os.Stat(f.path); err != nil {
-			return usagef("%s %s: %v", f.flag, f.path, errors.Unwrap(err))
+			return flagErrorf(f.flag, "%s: %v", f.path, errors.Unwrap(err))
 		}
 	}
 	if (r.etcdCertFile == "") != (r.etcdKeyFile == "") {
-		return usagef("--etcd-certfile and --etcd-keyfile go together")
+		return flagErrorf("etcd-certfile", "and --etcd-keyfile go together")
 	}
 	c.EtcdCAFile, c.EtcdCertFile, c.EtcdKeyFile = r.etcdCAFile, r.etcdCertFile, r.etcdKeyFile
 	if r.leaseTTL < 2*time.Second || r.leaseTTL%time.Second != 0 {
-		return usagef("--lease-ttl %s: must be whole seconds, at least 2s", r.leaseTTL)
+		return flagErrorf("lease-ttl", "%s: must be whole seconds, at least 2s", r.leaseTTL)
 	}
 	c.LeaseTTL = r.leaseTTL
 	c.EmbeddedEtcd = r.embeddedEtcd
 	if _, port, err := net.SplitHostPort(r.embeddedEtcdListen); err != nil || port == "0" {
-		return usagef("--embedded-etcd-listen %q: want host:port", r.embeddedEtcdListen)
+		return flagErrorf("embedded-etcd-listen", "%q: want host:port", r.embeddedEtcdListen)
 	}
 	c.EmbeddedEtcdListen = r.embeddedEtcdListen
 	return nil
@@ -348,7 +399,7 @@ func parseOffloads(list []string) (offloads, error) {
 		case "batch":
 			o.Batch = true
 		default:
-			return o, usagef("--offload %q: want tso, gso, gro, batch, all or none", v)
+			return o, flagErrorf("offload", "%q: want tso, gso, gro, batch, all or none", v)
 		}
 	}
 	return o, nil
@@ -367,14 +418,14 @@ func (r *rawFlags) validateMode(c *config) error {
 		c.Mode = modeL2
 		for _, f := range []string{"public-ip", "subnet-file", "healthz-listen"} {
 			if changed(f) {
-				return usagef("--%s needs --mode=flannel", f)
+				return flagErrorf(f, "needs --mode=flannel")
 			}
 		}
 		return nil
 	case modeFlannel:
 		c.Mode = modeFlannel
 	default:
-		return usagef("--mode %q: must be %s or %s", r.mode, modeL2, modeFlannel)
+		return flagErrorf("mode", "%q: must be %s or %s", r.mode, modeL2, modeFlannel)
 	}
 	for _, f := range []struct{ flag, why string }{
 		{"vni", "the VNI is Backend.VNI of the network config in etcd"},
@@ -385,7 +436,7 @@ func (r *rawFlags) validateMode(c *config) error {
 		{"lease-ttl", "subnet leases last 24h, as flannel's"},
 	} {
 		if changed(f.flag) {
-			return usagef("--%s does not apply with --mode=flannel: %s", f.flag, f.why)
+			return flagErrorf(f.flag, "does not apply with --mode=flannel: %s", f.why)
 		}
 	}
 	if len(c.EtcdEndpoints) == 0 {
@@ -401,23 +452,23 @@ func (r *rawFlags) validateMode(c *config) error {
 		c.ControlSocket = "/run/vxland/flannel.sock"
 	}
 	if c.LocalIP.IsValid() && !c.LocalIP.Is4() {
-		return usagef("--local-ip %s: flannel mode needs an IPv4 underlay", c.LocalIP)
+		return flagErrorf("local-ip", "%s: flannel mode needs an IPv4 underlay", c.LocalIP)
 	}
 	if r.publicIP != "" {
 		ip, err := netip.ParseAddr(r.publicIP)
 		if err != nil || !ip.Unmap().Is4() || !ip.Unmap().IsGlobalUnicast() {
-			return usagef("--public-ip %q: must be a unicast IPv4 address", r.publicIP)
+			return flagErrorf("public-ip", "%q: must be a unicast IPv4 address", r.publicIP)
 		}
 		c.PublicIP = ip.Unmap()
 	}
 	if r.subnetFile == "" || strings.HasSuffix(r.subnetFile, "/") {
-		return usagef("--subnet-file %q: must name a file", r.subnetFile)
+		return flagErrorf("subnet-file", "%q: must name a file", r.subnetFile)
 	}
 	c.SubnetFile = r.subnetFile
 	if r.healthzListen != "" {
 		_, port, err := net.SplitHostPort(r.healthzListen)
 		if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 0 || p > 65535 {
-			return usagef("--healthz-listen %q: want host:port, e.g. 127.0.0.1:8471", r.healthzListen)
+			return flagErrorf("healthz-listen", "%q: want host:port, e.g. 127.0.0.1:8471", r.healthzListen)
 		}
 		c.HealthzListen = r.healthzListen
 	}

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +126,136 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		if !strings.Contains(out.String(), def) {
 			t.Errorf("--help does not show %s", def)
 		}
+	}
+}
+
+// writeConfig writes a --config file in a test's temporary directory.
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "vxland.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const testConfigFile = `# every kind of value a flag takes
+vni: 42
+peer: [192.0.2.2, 192.0.2.3]
+offload: gso,gro
+fdb-ageing: 1m
+log-level: debug
+log-format: json
+`
+
+func TestConfigFile(t *testing.T) {
+	path := writeConfig(t, testConfigFile)
+	c, err := parse([]string{"--config", path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VNI != 42 || c.TAP != "vxtap42" || c.FDBAgeing != time.Minute || c.LogLevel != slog.LevelDebug || c.LogFormat != logJSON {
+		t.Errorf("file not applied: %+v", c)
+	}
+	if want := []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")}; !slices.Equal(c.Peers, want) {
+		t.Errorf("peers %v, want %v", c.Peers, want)
+	}
+	if want := (offloads{GSO: true, GRO: true}); c.Offload != want {
+		t.Errorf("offload %+v, want %+v", c.Offload, want)
+	}
+	// An empty list is an empty list, not the default.
+	c, err = parse([]string{"--config", writeConfig(t, "offload: []\n")}, nil)
+	if err != nil || c.Offload != (offloads{}) {
+		t.Errorf("offload: []: %+v, %v", c, err)
+	}
+	// So is an empty file: the defaults.
+	if c, err = parse([]string{"--config", writeConfig(t, "# nothing\n")}, nil); err != nil || c.VNI != 1 {
+		t.Errorf("empty file: %+v, %v", c, err)
+	}
+	// VXLAND_CONFIG names the file as well as --config.
+	if c, err = parse(nil, map[string]string{"VXLAND_CONFIG": path}); err != nil || c.VNI != 42 {
+		t.Errorf("VXLAND_CONFIG: %+v, %v", c, err)
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	path := writeConfig(t, testConfigFile)
+	env := map[string]string{"VXLAND_VNI": "7", "VXLAND_PEER": "192.0.2.9"}
+	c, err := parse([]string{"--config", path}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VNI != 7 || len(c.Peers) != 1 || c.Peers[0] != netip.MustParseAddr("192.0.2.9") {
+		t.Errorf("the environment must win over the file: vni %d, peers %v", c.VNI, c.Peers)
+	}
+	if c.FDBAgeing != time.Minute {
+		t.Errorf("the file's fdb-ageing is lost: %s", c.FDBAgeing)
+	}
+	c, err = parse([]string{"--config", path, "--vni", "9"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VNI != 9 {
+		t.Errorf("VNI = %d: the command line must win over the environment and the file", c.VNI)
+	}
+}
+
+func TestConfigFileRejects(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want []string // what the message must name, besides the file
+	}{
+		{yaml: "vni: 1\nvnii: 42\n", want: []string{`"vnii"`, ":2:"}},
+		{yaml: "vni: ten\n", want: []string{"vni", `"ten"`, ":1:"}},
+		{yaml: "port: 80\nvni: 16777216\n", want: []string{"vni 16777216", ":2:"}},
+		{yaml: "peer: [192.0.2.2, not-an-ip]\n", want: []string{"peer", "not-an-ip"}},
+		{yaml: "offload: [gso, turbo]\n", want: []string{"offload", "turbo"}},
+		{yaml: "log-format: xml\n", want: []string{"log-format", "xml"}},
+		{yaml: "vni: [1, 2]\n", want: []string{"vni", "not a list"}},
+		{yaml: "vni: {a: 1}\n", want: []string{"vni"}},
+		{yaml: "vni: 1\nvni: 2\n", want: []string{`"vni"`, ":2:"}},
+		{yaml: "config: other.yaml\n", want: []string{`"config"`}},
+		{yaml: "- vni\n", want: []string{"mapping"}},
+		{yaml: "vni: [1\n", want: []string{"yaml"}},
+	} {
+		path := writeConfig(t, tc.yaml)
+		_, err := parse([]string{"--config", path}, nil)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%q: err = %v, want a usage error", tc.yaml, err)
+			continue
+		}
+		for _, w := range append(tc.want, path) {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: %q does not name %s", tc.yaml, err, w)
+			}
+		}
+	}
+	// A value that a flag overrides is the flag's; a bad one elsewhere
+	// is still named with the flag, not the file.
+	path := writeConfig(t, "vni: 42\n")
+	if _, err := parse([]string{"--config", path, "--vni", "16777216"}, nil); err == nil || strings.Contains(err.Error(), path) {
+		t.Errorf("a bad --vni blamed on the file: %v", err)
+	}
+	if _, err := parse([]string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, nil); err == nil || !strings.Contains(err.Error(), "--config") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestParseLogFormat(t *testing.T) {
+	if c, err := parse(nil, nil); err != nil || c.LogFormat != logText {
+		t.Errorf("default --log-format: %+v, %v", c, err)
+	}
+	if c, err := parse([]string{"--log-format", "json"}, nil); err != nil || c.LogFormat != logJSON {
+		t.Errorf("--log-format json: %+v, %v", c, err)
+	}
+	if _, err := parse([]string{"--log-format", "xml"}, nil); err == nil || !strings.Contains(err.Error(), "--log-format") {
+		t.Errorf("--log-format xml: %v", err)
+	}
+	var out bytes.Buffer
+	newLogger(&out, logJSON, slog.LevelInfo).Info("hello", "vni", 42)
+	var line map[string]any
+	if err := json.Unmarshal(out.Bytes(), &line); err != nil || line["msg"] != "hello" || line["vni"] != 42.0 {
+		t.Errorf("--log-format json wrote %q (%v)", out.String(), err)
 	}
 }

@@ -56,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	// Each queue's forwarding thread keeps its P while it waits for
 	// packets, so that a wake-up costs the runtime nothing (overlay.Run):
 	// one more P per queue lets the rest of the daemon (etcd client,
@@ -78,6 +78,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("vxland stopped")
 	return 0
+}
+
+func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == logJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // tunPath is the TUN/TAP clone device.
