@@ -114,7 +114,14 @@ func (tp *topo) start(h *testHost, peers []string, extra ...string) {
 	for _, p := range peers {
 		args = append(args, "--peer", p)
 	}
-	p, err := h.ns.StartCmd(tp.daemonCmd(h.ns, append(args, extra...)...))
+	tp.launch(h, tp.daemonCmd(h.ns, append(args, extra...)...))
+}
+
+// launch runs cmd, a vxland made by daemonCmd, on h and waits until its
+// control socket answers.
+func (tp *topo) launch(h *testHost, cmd *exec.Cmd) {
+	tp.t.Helper()
+	p, err := h.ns.StartCmd(cmd)
 	if err != nil {
 		tp.t.Fatal(err)
 	}

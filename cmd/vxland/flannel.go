@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/discovery/flannel"
@@ -28,8 +29,9 @@ const (
 // flannelDaemon runs vxland as a node of a flannel network (--mode=flannel):
 // a routed TAP called flannel.<VNI> in place of flannel's kernel vxlan
 // device, its subnet leased in etcd, the other nodes' subnets routed
-// through the TAP. See docs/flannel.md.
-func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
+// through the TAP. See docs/flannel.md. It is ready for systemd when
+// /readyz is (flannel.Node.Ready).
+func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) error {
 	u, publicIP, err := flannelUnderlay(cfg)
 	if err != nil {
 		return err
@@ -132,6 +134,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		defer close(nodeDone)
 		node.Run(nodeCtx)
 	}()
+	go sv.readyWhen(nodeCtx, nodeReady(nodeCtx, node))
 	log.Info("vxland up in flannel mode", "network", network.Network, "vni", be.VNI, "port", be.Port,
 		"local", u.Addr, "public_ip", publicIP, "iface", u.Iface, "tap", tapDev.Name(), "vtep_mac", mac, "mtu", mtu,
 		"etcd_prefix", cfg.EtcdPrefix, "subnet_file", cfg.SubnetFile, "control", cfg.ControlSocket)
@@ -144,6 +147,24 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		err = errors.Join(wrapErr("control socket", ctlErr), wrapErr("--healthz-listen", healthErr))
 	}
 	return err
+}
+
+// nodeReady is closed once node is first ready.
+func nodeReady(ctx context.Context, node *flannel.Node) <-chan struct{} {
+	ready := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for ok, _ := node.Ready(); !ok; ok, _ = node.Ready() {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		close(ready)
+	}()
+	return ready
 }
 
 func wrapErr(what string, err error) error {

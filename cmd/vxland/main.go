@@ -56,19 +56,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	level := new(slog.LevelVar)
+	level.Set(cfg.LogLevel)
+	log := newLogger(stderr, cfg.LogFormat, level)
 	// Each queue's forwarding thread keeps its P while it waits for
 	// packets, so that a wake-up costs the runtime nothing (overlay.Run):
 	// one more P per queue lets the rest of the daemon (etcd client,
 	// control socket, the runtime's own work) keep the ones it had.
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + cfg.Queues)
+	// SIGHUP reloads the configuration; without Notify it would end the
+	// process on the spot, its etcd lease left to expire.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	sv := newSupervisor(cfg, func() (*config, error) { return parseConfig(args, os.Getenv, io.Discard) }, level, log)
 	start := daemon
 	if cfg.Mode == modeFlannel {
 		start = flannelDaemon
 	}
-	if err := start(ctx, cfg, log); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- start(ctx, cfg, log, sv) }()
+	if err := sv.serve(ctx, hup, done); err != nil {
 		log.Error("vxland stopped", "err", err)
 		var ue *usageError
 		if errors.As(err, &ue) {
@@ -107,7 +117,9 @@ func preflight(cfg *config) error {
 }
 
 // daemon brings the overlay up, runs it until ctx is done and takes it down.
-func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
+// It is ready for systemd once the data plane is up and, with etcd, the
+// FDB is in step with it; a reload changes its static peers (sv).
+func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) error {
 	u, err := hostnet.ResolveUnderlay(cfg.Iface, cfg.LocalIP)
 	if err != nil {
 		switch {
@@ -118,10 +130,8 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		return usagef("%v", err)
 	}
-	for _, p := range cfg.Peers {
-		if p.Is4() != u.Addr.Is4() {
-			return usagef("--peer %s: not the same address family as the local VTEP address %s", p, u.Addr)
-		}
+	if err := checkPeerFamily(cfg.Peers, u.Addr); err != nil {
+		return err
 	}
 	mtu := cfg.MTU
 	if mtu == 0 {
@@ -163,13 +173,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 
 	table := fdb.New(cfg.Port, cfg.FDBAgeing)
-	for _, p := range cfg.Peers {
-		if p == u.Addr {
-			log.Warn("ignoring --peer that is this host's own address", "peer", p)
-			continue
-		}
-		table.AddFlood(cfg.VNI, p)
-	}
+	sv.attachPeers(table, cfg.VNI, u.Addr)
 	ovCfg := overlay.Config{VNI: cfg.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}
 	if cfg.UseEtcd() {
 		ovCfg.Local, ovCfg.Neighbors = fdb.NewLocalTable(), fdb.NewNeighbors()
@@ -190,8 +194,11 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	var ctlErr error
 	wg.Go(func() { ctlErr = control.Serve(ctx, ln, dataPlaneHandler(ov, netip.AddrPortFrom(u.Addr, cfg.Port))) })
 
+	up := make(chan struct{})
+	close(up)
+	ready := (<-chan struct{})(up)
 	if cfg.UseEtcd() {
-		stopDiscovery, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, table, log)
+		stopDiscovery, synced, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, table, log)
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -199,7 +206,9 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 			return err
 		}
 		closers = append(closers, stopDiscovery)
+		ready = synced
 	}
+	go sv.readyWhen(ctx, ready)
 
 	log.Info("vxland up", "vni", cfg.VNI, "local", u.Addr, "port", cfg.Port, "iface", u.Iface,
 		"tap", tapDev.Name(), "mac", mac, "bridge", cfg.Bridge, "mtu", mtu, "peers", len(cfg.Peers),
@@ -216,8 +225,9 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 
 // startDiscovery starts the embedded etcd if asked, connects to etcd and
 // runs the control plane in the background. The returned function stops
-// all of it, revoking this host's lease.
-func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg overlay.Config, table *fdb.Table, log *slog.Logger) (stop func(), err error) {
+// all of it, revoking this host's lease; synced is closed once the FDB is
+// in step with etcd for the first time.
+func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg overlay.Config, table *fdb.Table, log *slog.Logger) (stop func(), synced <-chan struct{}, err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -229,9 +239,9 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 		e, err := discovery.StartEmbedded(ctx, discovery.EmbeddedConfig{Dir: cfg.EmbeddedEtcd, Listen: cfg.EmbeddedEtcdListen})
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err() // stopped while etcd was starting
+				return nil, nil, ctx.Err() // stopped while etcd was starting
 			}
-			return nil, usagef("--embedded-etcd %s: %v", cfg.EmbeddedEtcd, err)
+			return nil, nil, usagef("--embedded-etcd %s: %v", cfg.EmbeddedEtcd, err)
 		}
 		stops = append(stops, e.Close)
 		log.Info("embedded etcd serving", "endpoints", e.Endpoints(), "dir", cfg.EmbeddedEtcd)
@@ -250,7 +260,7 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 		CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile})
 	if err != nil {
 		stop()
-		return nil, err
+		return nil, nil, err
 	}
 	stops = append(stops, func() { cli.Close() })
 	hostname, _ := os.Hostname()
@@ -273,7 +283,7 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 		}
 	}()
 	stops = append(stops, func() { cancel(); <-done })
-	return stop, nil
+	return stop, agent.Synced(), nil
 }
 
 // dataPlaneHandler serves the data plane's state and captures on the
