@@ -46,6 +46,9 @@ const (
 	OriginRemote
 	// OriginStatic entries were configured by the operator.
 	OriginStatic
+
+	// NumOrigins is the number of origins, for arrays indexed by Origin.
+	NumOrigins = int(OriginStatic) + 1
 )
 
 func (o Origin) String() string {
@@ -385,6 +388,28 @@ func (f *Table) Entries() []Entry {
 		return cmp.Compare(a.MAC, b.MAC)
 	})
 	return out
+}
+
+// CountEntries returns how many live entries vni has, by origin
+// (counts[OriginLearned] and so on). It counts without copying, for a
+// reader that wants the sizes and not the entries.
+func (f *Table) CountEntries(vni uint32) (counts [NumOrigins]int) {
+	now := f.now()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for k, e := range f.entries {
+		if k.vni == vni && !f.expired(e, now) {
+			counts[e.origin]++
+		}
+	}
+	return counts
+}
+
+// KnownVTEPs returns how many VTEPs packets are accepted from.
+func (f *Table) KnownVTEPs() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.vteps)
 }
 
 // Floods returns a snapshot of the flood lists, sorted by VNI.

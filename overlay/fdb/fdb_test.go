@@ -180,3 +180,32 @@ func TestFDBAllowWithoutFlooding(t *testing.T) {
 		t.Fatal("Allow after an unbalanced Disallow did not take")
 	}
 }
+
+// The counts agree with Entries and the flood lists: by VNI and origin,
+// without aged entries, and the known VTEPs include those only allowed.
+func TestFDBCounts(t *testing.T) {
+	f := New(4789, time.Minute)
+	f.AddFlood(1, vtepA)
+	f.AddFlood(2, vtepA)
+	f.Allow(vtepB)
+	f.Learn(1, macX, vtepA)
+	f.Learn(1, MAC{2, 0, 0, 0, 0, 0x0c}, vtepA)
+	f.Set(1, MAC{2, 0, 0, 0, 0, 0x0b}, vtepB, OriginRemote)
+	f.Set(2, MAC{2, 0, 0, 0, 0, 0x0d}, vtepB, OriginStatic)
+	f.mu.RLock()
+	f.entries[fdbKey{1, MAC{2, 0, 0, 0, 0, 0x0c}}].seen.Add(-int64(time.Hour))
+	f.mu.RUnlock()
+	if got, want := f.CountEntries(1), [NumOrigins]int{OriginLearned: 1, OriginRemote: 1}; got != want {
+		t.Errorf("CountEntries(1) = %v, want %v (the aged entry not counted)", got, want)
+	}
+	if got, want := f.CountEntries(2), [NumOrigins]int{OriginStatic: 1}; got != want {
+		t.Errorf("CountEntries(2) = %v, want %v", got, want)
+	}
+	if n := f.KnownVTEPs(); n != 2 {
+		t.Errorf("KnownVTEPs = %d, want 2 (a flood list member and an allowed one)", n)
+	}
+	f.Disallow(vtepB)
+	if n := f.KnownVTEPs(); n != 1 {
+		t.Errorf("KnownVTEPs after Disallow = %d, want 1", n)
+	}
+}
