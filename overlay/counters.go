@@ -74,8 +74,9 @@ type queueCounters struct {
 	// txPackets and txBytes count VXLAN datagrams sent and their inner
 	// frame bytes: a flooded frame counts once per VTEP it is sent to.
 	txPackets, txBytes atomic.Uint64
-	// txFlooded counts frames sent to the flood list.
-	txFlooded atomic.Uint64
+	// txFlooded counts frames sent to the flood list, txFloodCopies the
+	// copies of them handed to the socket, one per VTEP of the list.
+	txFlooded, txFloodCopies atomic.Uint64
 	// rxChecksumCompleted counts inner frames whose partial checksum was
 	// completed; rxOversize counts inner frames larger than the MTU,
 	// handed to the device to segment.
@@ -105,6 +106,7 @@ type Stats struct {
 	TxPackets           uint64 `json:"tx_packets"`
 	TxBytes             uint64 `json:"tx_bytes"`
 	TxFlooded           uint64 `json:"tx_flooded"`
+	TxFloodCopies       uint64 `json:"tx_flood_copies"`
 	RxChecksumCompleted uint64 `json:"rx_checksum_completed"`
 	// RxSegmented counts inner frames larger than the MTU (a kernel
 	// peer's unsegmented burst) handed to the device to segment.
@@ -142,6 +144,7 @@ func (o *Overlay) Stats() Stats {
 		s.TxPackets += s.Queues[i].TxPackets
 		s.TxBytes += c.txBytes.Load()
 		s.TxFlooded += c.txFlooded.Load()
+		s.TxFloodCopies += c.txFloodCopies.Load()
 		s.RxChecksumCompleted += c.rxChecksumCompleted.Load()
 		s.RxSegmented += c.rxOversize.Load()
 		s.ARPAnswered += c.arpAnswered.Load()

@@ -180,6 +180,7 @@ func (e *encapsulator) flood(pkt []byte, flow uint32) {
 	}
 	e.flush()
 	e.qc.txFlooded.Add(1)
+	e.qc.txFloodCopies.Add(uint64(len(vteps)))
 	e.one[0] = pkt
 	for _, vtep := range vteps {
 		e.send(e.one, vtep, flow)

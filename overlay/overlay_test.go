@@ -121,8 +121,8 @@ func TestEncapFloodsBroadcastAndUnknown(t *testing.T) {
 			if len(sent) != 2 || sent[0].Addr.Addr() != peer1 || sent[1].Addr.Addr() != peer2 {
 				t.Fatalf("sent to %v, want one copy to each of %v and %v", sent, peer1, peer2)
 			}
-			if r.ov.Stats().TxFlooded != 1 {
-				t.Fatal("flooded frame not counted")
+			if s := r.ov.Stats(); s.TxFlooded != 1 || s.TxFloodCopies != 2 {
+				t.Fatalf("flooded %d frames in %d copies, want 1 in 2", s.TxFlooded, s.TxFloodCopies)
 			}
 		})
 	}

@@ -60,7 +60,7 @@ func show(args []string, stdout, stderr io.Writer) int {
 func printStats(w io.Writer, s overlay.Stats) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "rx\t%d packets\t%d bytes\n", s.RxPackets, s.RxBytes)
-	fmt.Fprintf(tw, "tx\t%d packets\t%d bytes\t%d flooded\n", s.TxPackets, s.TxBytes, s.TxFlooded)
+	fmt.Fprintf(tw, "tx\t%d packets\t%d bytes\t%d flooded (%d copies)\n", s.TxPackets, s.TxBytes, s.TxFlooded, s.TxFloodCopies)
 	fmt.Fprintf(tw, "rx checksums completed\t%d\n", s.RxChecksumCompleted)
 	fmt.Fprintf(tw, "rx frames segmented\t%d\n", s.RxSegmented)
 	if len(s.Queues) > 1 {
