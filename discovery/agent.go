@@ -86,13 +86,18 @@ type Agent struct {
 	// badLogged remembers the malformed values already logged, by key and
 	// revision, so that each is logged once.
 	badLogged map[string]int64
-	// rev is the revision the view reflects.
-	rev int64
+	// rev is the revision the view reflects; written under mu, read
+	// without it.
+	rev atomic.Int64
 	// synced is closed after the first full list has been applied.
 	synced chan struct{}
-	// compactions counts the watches that found their revision compacted
-	// and re-listed.
-	compactions atomic.Int64
+	// follow keeps the view, and counts its re-lists and errors.
+	follow *etcdwatch.Follower
+	// leaseDeadline is when this host's lease expires unless etcd
+	// answers another keep-alive, in Unix nanoseconds; 0 without a lease.
+	leaseDeadline atomic.Int64
+	// errors counts failed registrations and publications.
+	errors atomic.Int64
 }
 
 // New returns an agent; Run starts it.
@@ -103,7 +108,7 @@ func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:       cfg,
 		keys:      NewKeys(cfg.Prefix, cfg.VNI),
 		log:       cfg.Logger.With("component", "discovery"),
@@ -112,16 +117,45 @@ func New(cfg Config) *Agent {
 		badLogged: make(map[string]int64),
 		synced:    make(chan struct{}),
 	}
+	a.follow = &etcdwatch.Follower{Client: cfg.Client, Prefix: a.keys.Prefix(), Store: (*agentStore)(a), Logger: a.log}
+	return a
 }
 
 // Synced is closed once the agent has applied a full list of etcd.
 func (a *Agent) Synced() <-chan struct{} { return a.synced }
 
 // Revision returns the etcd revision the agent's view reflects.
-func (a *Agent) Revision() int64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.rev
+func (a *Agent) Revision() int64 { return a.rev.Load() }
+
+// The accessors below read atomics: a metrics scrape never waits for the
+// agent.
+
+// LeaseTTLLeft returns how long this host's lease lives without another
+// keep-alive, as of etcd's last answer; 0 while the host holds no lease
+// or etcd has not answered within the TTL.
+func (a *Agent) LeaseTTLLeft() time.Duration {
+	d := a.leaseDeadline.Load()
+	if d == 0 {
+		return 0
+	}
+	return max(time.Until(time.Unix(0, d)), 0)
+}
+
+// Connected reports whether this host is registered and etcd renewed its
+// lease within the TTL.
+func (a *Agent) Connected() bool { return a.LeaseTTLLeft() > 0 }
+
+// Relists returns how many times the watch found its revision compacted
+// and listed the VNI's keys again.
+func (a *Agent) Relists() int64 { return a.follow.Relists() }
+
+// Errors returns how many etcd operations failed: registrations,
+// publications of local MACs, lists and watches.
+func (a *Agent) Errors() int64 { return a.errors.Load() + a.follow.Errors() }
+
+// leaseRenewed records that etcd keeps the lease for ttl from now.
+func (a *Agent) leaseRenewed(ttl time.Duration) {
+	a.leaseDeadline.Store(time.Now().Add(ttl).UnixNano())
 }
 
 // Run registers this host, publishes its MACs and follows the other hosts
@@ -143,6 +177,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		lease, err := a.register(ctx, started)
 		if err != nil {
 			if ctx.Err() == nil {
+				a.errors.Add(1)
 				a.log.Warn("etcd registration failed; retrying", "err", err, "attempt", attempt+1)
 			}
 			if !etcdwatch.Sleep(ctx, etcdwatch.Backoff(attempt)) {
@@ -153,7 +188,9 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		}
 		attempt = 0
 		a.log.Info("registered in etcd", "key", a.keys.Member(a.cfg.Self), "lease", fmt.Sprintf("%x", lease), "ttl", a.cfg.LeaseTTL)
+		a.leaseRenewed(a.cfg.LeaseTTL)
 		a.keepPublished(ctx, lease)
+		a.leaseDeadline.Store(0)
 		if ctx.Err() != nil {
 			revoke, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			_, _ = a.cfg.Client.Revoke(revoke, lease)
@@ -215,10 +252,11 @@ func (a *Agent) keepPublished(ctx context.Context, lease clientv3.LeaseID) {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-ka:
+		case r, ok := <-ka:
 			if !ok {
 				return
 			}
+			a.leaseRenewed(time.Duration(r.TTL) * time.Second)
 		case <-changed:
 			a.syncLocal(ctx, lease)
 		case <-tick.C:
@@ -266,6 +304,7 @@ func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
 	defer cancel()
 	for _, mac := range puts {
 		if _, err := a.cfg.Client.Put(opCtx, a.keys.MAC(mac), string(want[mac]), clientv3.WithLease(lease)); err != nil {
+			a.errors.Add(1)
 			a.log.Debug("publishing MAC failed; will retry", "mac", mac, "err", err)
 			return
 		}
@@ -282,6 +321,7 @@ func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
 			If(clientv3.Compare(clientv3.Value(key), "=", string(old[mac]))).
 			Then(clientv3.OpDelete(key)).Commit()
 		if err != nil {
+			a.errors.Add(1)
 			a.log.Debug("withdrawing MAC failed; will retry", "mac", mac, "err", err)
 			return
 		}
@@ -294,18 +334,7 @@ func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
 
 // ---- watching and applying ----
 
-func (a *Agent) watchLoop(ctx context.Context) {
-	f := a.follower()
-	f.Run(ctx)
-}
-
-// follower follows the VNI's keys into the agent (etcdwatch.Store).
-func (a *Agent) follower() *etcdwatch.Follower {
-	return &etcdwatch.Follower{
-		Client: a.cfg.Client, Prefix: a.keys.Prefix(), Store: (*agentStore)(a), Logger: a.log,
-		OnCompacted: func() { a.compactions.Add(1) },
-	}
-}
+func (a *Agent) watchLoop(ctx context.Context) { a.follow.Run(ctx) }
 
 // agentStore is the Agent as the etcdwatch.Store of its view.
 type agentStore Agent
@@ -330,7 +359,7 @@ func (s *agentStore) Replace(kvs []*mvccpb.KeyValue, rev int64) {
 			delete(a.badLogged, key)
 		}
 	}
-	a.rev = rev
+	a.rev.Store(rev)
 	select {
 	case <-a.synced:
 	default:
@@ -351,8 +380,8 @@ func (s *agentStore) Apply(events []*clientv3.Event, rev int64) {
 			a.deleteLocked(string(ev.Kv.Key))
 		}
 	}
-	if rev > a.rev {
-		a.rev = rev
+	if rev > a.rev.Load() {
+		a.rev.Store(rev)
 	}
 }
 

@@ -548,7 +548,7 @@ func TestCompactedWatchResyncs(t *testing.T) {
 	waitFor(t, "B applies the records before the gap", func() error {
 		return snapshot(t, b, s.all()).compare(want)
 	})
-	if n := b.agent.compactions.Load(); n != 0 {
+	if n := b.agent.Relists(); n != 0 {
 		t.Fatalf("%d compactions seen before any", n)
 	}
 
@@ -567,7 +567,7 @@ func TestCompactedWatchResyncs(t *testing.T) {
 	pw.Resume()
 
 	checkResynced(t, cli, b, s)
-	if n := b.agent.compactions.Load(); n != 1 {
+	if n := b.agent.Relists(); n != 1 {
 		t.Errorf("B re-listed after %d compacted watches, want 1", n)
 	}
 	if n := b.log.count(t, "etcd compacted past our revision; re-listing"); n != 1 {
@@ -653,7 +653,7 @@ func TestRelistIsIdempotent(t *testing.T) {
 
 	ctx := t.Context()
 	for i := range 2 {
-		if err := b.agent.follower().List(ctx); err != nil {
+		if err := b.agent.follow.List(ctx); err != nil {
 			t.Fatal(err)
 		}
 		check(fmt.Sprintf("after list %d", i+1))
@@ -676,7 +676,7 @@ func TestRelistIsIdempotent(t *testing.T) {
 	// What was listed twice goes with one list.
 	del(t, cli, testKeys.Member(netip.MustParseAddr("192.0.2.30")))
 	del(t, cli, testKeys.MAC(mustMAC("02:00:00:00:00:d0")))
-	if err := b.agent.follower().List(ctx); err != nil {
+	if err := b.agent.follow.List(ctx); err != nil {
 		t.Fatal(err)
 	}
 	want.flood = []netip.AddrPort{vtepOf("192.0.2.31")}
@@ -728,5 +728,56 @@ func TestWithdrawalKeepsAnotherOwnersClaim(t *testing.T) {
 	a.agent.mu.Unlock()
 	if n != 0 {
 		t.Errorf("A still counts %d MACs as published", n)
+	}
+}
+
+// The accessors that metrics read: a registered host is connected, its
+// lease has time left and its view a revision; no error was counted.
+// Once stopped it holds no lease; an agent whose etcd does not answer
+// counts errors and is not connected.
+func TestAgentReportsEtcdState(t *testing.T) {
+	cli := startEtcd(t)
+	h := newHost(t, cli, "192.0.2.1")
+	if h.agent.Connected() || h.agent.LeaseTTLLeft() != 0 {
+		t.Fatal("connected before Run")
+	}
+	h.start()
+	h.waitSynced()
+	waitFor(t, "the host is connected", func() error {
+		if !h.agent.Connected() {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	if left := h.agent.LeaseTTLLeft(); left <= 0 || left > 30*time.Second {
+		t.Errorf("lease TTL left %s, want within the TTL of 30s", left)
+	}
+	if h.agent.Revision() == 0 {
+		t.Error("revision 0 after the first list")
+	}
+	if n := h.agent.Errors(); n != 0 {
+		t.Errorf("%d errors with etcd up, want 0", n)
+	}
+	h.stop()
+	if h.agent.Connected() || h.agent.LeaseTTLLeft() != 0 {
+		t.Error("still connected after Run returned")
+	}
+
+	closed, _ := freeLoopbackPorts(t) // free, and closed again: nothing answers there
+	dead, err := NewClient(ClientConfig{Endpoints: []string{"http://" + closed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dead.Close() })
+	d := newHost(t, dead, "192.0.2.2", func(c *Config) { c.LeaseTTL = 2 * time.Second })
+	d.start()
+	waitFor(t, "errors are counted", func() error {
+		if d.agent.Errors() == 0 {
+			return errors.New("no error counted")
+		}
+		return nil
+	})
+	if d.agent.Connected() {
+		t.Error("connected to an etcd that does not answer")
 	}
 }

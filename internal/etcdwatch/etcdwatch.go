@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -37,16 +38,27 @@ const MaxBackoff = 5 * time.Second
 // listTimeout bounds one list of the prefix.
 const listTimeout = 10 * time.Second
 
-// Follower follows one prefix into a Store.
+// Follower follows one prefix into a Store. What it did is counted, and
+// can be read while it runs.
 type Follower struct {
 	Client *clientv3.Client
 	Prefix string
 	Store  Store
 	Logger *slog.Logger
-	// OnCompacted, when set, is called each time a watch found its
-	// revision compacted (and the Follower is about to list again).
-	OnCompacted func()
+
+	// relists counts the lists after a watch found its revision
+	// compacted; errors the failed lists and the watches that ended with
+	// an error.
+	relists, errors atomic.Int64
 }
+
+// Relists returns how many times a watch found its revision compacted
+// and the Follower listed the prefix again.
+func (f *Follower) Relists() int64 { return f.relists.Load() }
+
+// Errors returns how many lists failed and how many watches ended with an
+// error (etcd unreachable, no leader).
+func (f *Follower) Errors() int64 { return f.errors.Load() }
 
 // Backoff is the wait before retry n (0-based): 100 ms doubling up to
 // MaxBackoff.
@@ -75,6 +87,7 @@ func (f *Follower) Run(ctx context.Context) {
 		if relist {
 			if err := f.List(ctx); err != nil {
 				if ctx.Err() == nil {
+					f.errors.Add(1)
 					log.Warn("listing etcd failed; retrying", "prefix", f.Prefix, "err", err)
 				}
 				if !Sleep(ctx, Backoff(attempt)) {
@@ -91,11 +104,12 @@ func (f *Follower) Run(ctx context.Context) {
 		}
 		if compacted {
 			log.Warn("etcd compacted past our revision; re-listing", "prefix", f.Prefix, "revision", f.Store.Revision())
-			if f.OnCompacted != nil {
-				f.OnCompacted()
-			}
+			f.relists.Add(1)
 			relist = true
 			continue
+		}
+		if err != nil {
+			f.errors.Add(1)
 		}
 		log.Debug("etcd watch ended; resuming", "prefix", f.Prefix, "revision", f.Store.Revision(), "err", err)
 		if !Sleep(ctx, Backoff(attempt)) {

@@ -166,9 +166,7 @@ func TestFollower(t *testing.T) {
 	// The store's first watch asks for the old revision, as a store that
 	// was away would: the follower must notice and list again.
 	s := &mapStore{stale: first.Header.Revision}
-	compacted := make(chan struct{}, 8)
-	f := &etcdwatch.Follower{Client: cli, Prefix: prefix, Store: s,
-		OnCompacted: func() { compacted <- struct{}{} }}
+	f := &etcdwatch.Follower{Client: cli, Prefix: prefix, Store: s}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); f.Run(runCtx) }()
@@ -180,10 +178,10 @@ func TestFollower(t *testing.T) {
 			t.Error("Run did not return after its context was cancelled")
 		}
 	}()
-	select {
-	case <-compacted:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the compacted watch was not noticed")
+	for deadline := time.Now().Add(10 * time.Second); f.Relists() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the compacted watch was not noticed")
+		}
 	}
 	// After the compaction the follower lists again, and stays equal.
 	for deadline := time.Now().Add(5 * time.Second); s.lists() < 2; time.Sleep(5 * time.Millisecond) {
@@ -202,8 +200,11 @@ func TestFollower(t *testing.T) {
 	if _, ok := s.snapshot()["/other/x"]; ok {
 		t.Fatal("a key outside the prefix reached the store")
 	}
-	if len(compacted) != 0 {
-		t.Fatalf("%d more compactions noticed, want none", len(compacted))
+	if n := f.Relists(); n != 1 {
+		t.Fatalf("%d compactions noticed, want 1", n)
+	}
+	if n := f.Errors(); n != 0 {
+		t.Fatalf("%d errors counted with etcd up all along, want none", n)
 	}
 }
 
