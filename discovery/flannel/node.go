@@ -33,6 +33,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -125,6 +126,11 @@ type Node struct {
 	// gen counts changes of what should be installed; applied is the gen
 	// the reconciler last installed in full.
 	gen, applied uint64
+
+	// leaseHeld and routes mirror own != nil and the number of other
+	// nodes installed, for readers that must not wait for mu.
+	leaseHeld atomic.Bool
+	routes    atomic.Int64
 }
 
 // NewNode returns a node; Run starts it.
@@ -184,6 +190,13 @@ func (n *Node) Ready() (bool, string) {
 	return true, "ok"
 }
 
+// LeaseHeld reports whether the node holds a subnet lease.
+func (n *Node) LeaseHeld() bool { return n.leaseHeld.Load() }
+
+// Routes returns how many other nodes are installed: a route, a
+// neighbour and an FDB entry each.
+func (n *Node) Routes() int { return int(n.routes.Load()) }
+
 // Run takes part in the network until ctx is done. It does not give up
 // its lease on return: a node that comes back keeps its subnet, as with
 // flannel.
@@ -231,6 +244,7 @@ func (n *Node) leaseLoop(ctx context.Context) {
 		}
 		n.mu.Lock()
 		n.own, n.localReady = own, false
+		n.leaseHeld.Store(true)
 		n.gen++
 		// The watcher may have seen the key go before it knew it was ours.
 		if v, ok := n.view[own.key]; n.rev >= own.rev && (!ok || v != own.lease) {
@@ -249,6 +263,7 @@ func (n *Node) leaseLoop(ctx context.Context) {
 		}
 		n.mu.Lock()
 		n.own, n.localReady = nil, false
+		n.leaseHeld.Store(false)
 		n.gen++
 		n.mu.Unlock()
 		signal(n.wake)
@@ -671,6 +686,7 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 			}
 			installed[s] = l
 		}
+		n.routes.Store(int64(len(installed)))
 		retry = nil
 		if failed > 0 {
 			retry = time.After(etcdwatch.Backoff(attempt))

@@ -252,6 +252,10 @@ func TestNodesJoin(t *testing.T) {
 		if local != s || len(peers) != 2 {
 			t.Errorf("node %s: local %s, %d peers; want %s and 2", n.ip, local, len(peers), s)
 		}
+		waitFor(t, fmt.Sprintf("node %s to report both others installed", n.ip), func() bool { return n.Routes() == 2 })
+		if !n.LeaseHeld() {
+			t.Errorf("node %s holds %s but does not report a lease", n.ip, s)
+		}
 		for ps, pl := range peers {
 			if inEtcd[ps].lease != pl || ps == s {
 				t.Errorf("node %s installed %+v, etcd holds %+v", n.ip, pl, inEtcd[ps].lease)
