@@ -5,6 +5,7 @@ package hostnet
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -143,4 +144,28 @@ func AttachTAP(tap, bridge string, mtu int) (fdb.MAC, error) {
 func InterfaceExists(name string) bool {
 	_, err := netlink.LinkByName(name)
 	return err == nil
+}
+
+// CheckTAP reports why the TAP is not serving: missing, down, or (when
+// bridge is not "") not attached to bridge. A readiness check, run when
+// asked.
+func CheckTAP(tap, bridge string) error {
+	link, err := netlink.LinkByName(tap)
+	if err != nil {
+		return fmt.Errorf("TAP %s: %w", tap, err)
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		return fmt.Errorf("TAP %s is down", tap)
+	}
+	if bridge == "" {
+		return nil
+	}
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", bridge, err)
+	}
+	if link.Attrs().MasterIndex != br.Attrs().Index {
+		return fmt.Errorf("TAP %s is not attached to bridge %s", tap, bridge)
+	}
+	return nil
 }

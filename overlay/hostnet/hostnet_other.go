@@ -24,3 +24,6 @@ func InterfaceExists(name string) bool { return false }
 
 // SetupRoutedTAP is not supported on this OS.
 func SetupRoutedTAP(tap string, mac fdb.MAC, mtu int) error { return errNotLinux }
+
+// CheckTAP is not supported on this OS.
+func CheckTAP(tap, bridge string) error { return errNotLinux }
