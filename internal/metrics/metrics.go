@@ -1,0 +1,217 @@
+// Package metrics exports a running vxland to Prometheus: the data
+// plane's counters, the FDB's size, the state of the control plane (the
+// etcd agent, or the flannel node), the Go runtime and the process, and
+// the build.
+//
+// Nothing is counted for it on the packet path: each collector reads what
+// the data plane and the control plane already keep (overlay.Stats, a sum
+// of per-queue atomics; fdb.Table's counts; the agents' atomics) when
+// Prometheus scrapes, and turns it into const metrics.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vxland/vxland/internal/health"
+	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
+)
+
+const namespace = "vxland"
+
+// Registry holds vxland's collectors. Collectors are added as what they
+// read comes up; a scrape shows what is up at that moment.
+type Registry struct {
+	reg *prometheus.Registry
+}
+
+// NewRegistry returns a registry with the Go runtime and process
+// collectors and vxland_build_info{version, goversion}.
+func NewRegistry(version string) *Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace:   namespace,
+			Name:        "build_info",
+			Help:        "Always 1; the labels say which vxland this is and the Go release that built it.",
+			ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+		}, func() float64 { return 1 }),
+	)
+	return &Registry{reg: reg}
+}
+
+// Add registers c. A collector whose metrics are already registered is a
+// mistake in the program: Add panics.
+func (r *Registry) Add(c prometheus.Collector) { r.reg.MustRegister(c) }
+
+// Handler serves the metrics on /metrics, and ready's /healthz and
+// /readyz.
+func (r *Registry) Handler(ready *health.Checks) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
+	ready.Register(mux)
+	return mux
+}
+
+// StatsSource is the data plane's counters (overlay.Overlay).
+type StatsSource interface {
+	Stats() overlay.Stats
+}
+
+// desc is a metric's description with the labels that follow the VNI.
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+}
+
+var (
+	rxPackets     = desc("rx_packets_total", "Inner frames written to the TAP.", "vni")
+	rxBytes       = desc("rx_bytes_total", "Bytes of the inner frames written to the TAP.", "vni")
+	txPackets     = desc("tx_packets_total", "VXLAN datagrams sent; a flooded frame counts once per VTEP it is sent to.", "vni")
+	txBytes       = desc("tx_bytes_total", "Bytes of the inner frames of the VXLAN datagrams sent.", "vni")
+	drops         = desc("drops_total", "Packets dropped, by reason (the data plane's and its devices' own).", "vni", "reason")
+	floodedFrames = desc("tx_flooded_frames_total", "Frames sent to the flood list (broadcast, multicast, unknown unicast).", "vni")
+	floodCopies   = desc("tx_flood_copies_total", "Copies of flooded frames sent, one per VTEP of the flood list.", "vni")
+	arpAnswered   = desc("arp_answered_total", "ARP requests answered from the neighbour table instead of flooded.", "vni")
+	arpFlooded    = desc("arp_flooded_total", "Broadcast ARP requests sent to the flood list.", "vni")
+	checksums     = desc("rx_checksums_completed_total", "Inner frames whose partial TCP/UDP checksum was completed.", "vni")
+	segmented     = desc("rx_segmented_frames_total", "Inner frames larger than the MTU handed to the TAP to segment.", "vni")
+	queueRx       = desc("queue_rx_packets_total", "Inner frames written to the TAP, by queue.", "vni", "queue")
+	queueTx       = desc("queue_tx_packets_total", "VXLAN datagrams sent, by queue.", "vni", "queue")
+	fdbEntries    = desc("fdb_entries", "Live FDB entries, by origin (learned, remote: from etcd, static).", "vni", "origin")
+	floodVTEPs    = desc("flood_vteps", "VTEPs on the VNI's flood list.", "vni")
+	knownVTEPs    = desc("known_vteps", "VTEPs that VXLAN packets are accepted from.")
+)
+
+// DataPlane collects the counters of one VNI's data plane and the size of
+// its FDB.
+type DataPlane struct {
+	VNI   uint32
+	Stats StatsSource
+	FDB   *fdb.Table
+}
+
+// Describe implements prometheus.Collector.
+func (d *DataPlane) Describe(ch chan<- *prometheus.Desc) {
+	for _, x := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, drops, floodedFrames, floodCopies,
+		arpAnswered, arpFlooded, checksums, segmented, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs} {
+		ch <- x
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (d *DataPlane) Collect(ch chan<- prometheus.Metric) {
+	vni := strconv.FormatUint(uint64(d.VNI), 10)
+	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), append([]string{vni}, labels...)...)
+	}
+	s := d.Stats.Stats()
+	counter(rxPackets, s.RxPackets)
+	counter(rxBytes, s.RxBytes)
+	counter(txPackets, s.TxPackets)
+	counter(txBytes, s.TxBytes)
+	for reason, n := range s.Drops {
+		counter(drops, n, reason)
+	}
+	counter(floodedFrames, s.TxFlooded)
+	counter(floodCopies, s.TxFloodCopies)
+	counter(arpAnswered, s.ARPAnswered)
+	counter(arpFlooded, s.ARPFlooded)
+	counter(checksums, s.RxChecksumCompleted)
+	counter(segmented, s.RxSegmented)
+	for i, q := range s.Queues {
+		counter(queueRx, q.RxPackets, strconv.Itoa(i))
+		counter(queueTx, q.TxPackets, strconv.Itoa(i))
+	}
+	for o, n := range d.FDB.CountEntries(d.VNI) {
+		ch <- prometheus.MustNewConstMetric(fdbEntries, prometheus.GaugeValue, float64(n), vni, fdb.Origin(o).String())
+	}
+	ch <- prometheus.MustNewConstMetric(floodVTEPs, prometheus.GaugeValue, float64(len(d.FDB.Flood(d.VNI))), vni)
+	ch <- prometheus.MustNewConstMetric(knownVTEPs, prometheus.GaugeValue, float64(d.FDB.KnownVTEPs()))
+}
+
+// EtcdSource is the L2 mode's etcd agent (discovery.Agent).
+type EtcdSource interface {
+	Synced() <-chan struct{}
+	Connected() bool
+	LeaseTTLLeft() time.Duration
+	Revision() int64
+	Relists() int64
+	Errors() int64
+}
+
+var (
+	etcdSynced    = desc("etcd_synced", "1 once the FDB has been filled from a full list of etcd.")
+	etcdConnected = desc("etcd_connected", "1 while this host is registered in etcd and its lease is being renewed.")
+	etcdLeaseTTL  = desc("etcd_lease_ttl_seconds", "How long this host's etcd lease lives without another keep-alive.")
+	etcdRevision  = desc("etcd_watch_revision", "The etcd revision the FDB reflects.")
+	etcdRelists   = desc("etcd_relists_total", "Full lists of etcd after the watch found its revision compacted.")
+	etcdErrors    = desc("etcd_errors_total", "Failed etcd operations: registrations, publications, lists and watches.")
+)
+
+// Etcd collects the state of the etcd agent.
+type Etcd struct{ Agent EtcdSource }
+
+// Describe implements prometheus.Collector.
+func (e *Etcd) Describe(ch chan<- *prometheus.Desc) {
+	for _, x := range []*prometheus.Desc{etcdSynced, etcdConnected, etcdLeaseTTL, etcdRevision, etcdRelists, etcdErrors} {
+		ch <- x
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (e *Etcd) Collect(ch chan<- prometheus.Metric) {
+	synced := false
+	select {
+	case <-e.Agent.Synced():
+		synced = true
+	default:
+	}
+	ch <- prometheus.MustNewConstMetric(etcdSynced, prometheus.GaugeValue, boolValue(synced))
+	ch <- prometheus.MustNewConstMetric(etcdConnected, prometheus.GaugeValue, boolValue(e.Agent.Connected()))
+	ch <- prometheus.MustNewConstMetric(etcdLeaseTTL, prometheus.GaugeValue, e.Agent.LeaseTTLLeft().Seconds())
+	ch <- prometheus.MustNewConstMetric(etcdRevision, prometheus.GaugeValue, float64(e.Agent.Revision()))
+	ch <- prometheus.MustNewConstMetric(etcdRelists, prometheus.CounterValue, float64(e.Agent.Relists()))
+	ch <- prometheus.MustNewConstMetric(etcdErrors, prometheus.CounterValue, float64(e.Agent.Errors()))
+}
+
+// FlannelSource is the flannel mode's node (flannel.Node).
+type FlannelSource interface {
+	LeaseHeld() bool
+	Routes() int
+}
+
+var (
+	flannelLease  = desc("flannel_lease_held", "1 while this node holds a subnet lease.")
+	flannelRoutes = desc("flannel_routes", "Other nodes' subnets installed: a route, a neighbour and an FDB entry each.")
+)
+
+// Flannel collects the state of the flannel node.
+type Flannel struct{ Node FlannelSource }
+
+// Describe implements prometheus.Collector.
+func (f *Flannel) Describe(ch chan<- *prometheus.Desc) {
+	ch <- flannelLease
+	ch <- flannelRoutes
+}
+
+// Collect implements prometheus.Collector.
+func (f *Flannel) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(flannelLease, prometheus.GaugeValue, boolValue(f.Node.LeaseHeld()))
+	ch <- prometheus.MustNewConstMetric(flannelRoutes, prometheus.GaugeValue, float64(f.Node.Routes()))
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

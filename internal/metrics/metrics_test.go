@@ -1,0 +1,130 @@
+package metrics_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vxland/vxland/internal/health"
+	"github.com/vxland/vxland/internal/metrics"
+	"github.com/vxland/vxland/internal/metrics/metricstest"
+	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
+)
+
+type fixedStats overlay.Stats
+
+func (s *fixedStats) Stats() overlay.Stats { return overlay.Stats(*s) }
+
+type fakeAgent struct {
+	synced chan struct{}
+}
+
+func (a *fakeAgent) Synced() <-chan struct{}     { return a.synced }
+func (a *fakeAgent) Connected() bool             { return true }
+func (a *fakeAgent) LeaseTTLLeft() time.Duration { return 19 * time.Second }
+func (a *fakeAgent) Revision() int64             { return 1234 }
+func (a *fakeAgent) Relists() int64              { return 2 }
+func (a *fakeAgent) Errors() int64               { return 5 }
+
+type fakeNode struct{}
+
+func (fakeNode) LeaseHeld() bool { return true }
+func (fakeNode) Routes() int     { return 3 }
+
+func scrape(t *testing.T, h http.Handler) metricstest.Families {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", rec.Code, rec.Body)
+	}
+	f, err := metricstest.Parse(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// Every value the sources hold is exported under its name and labels,
+// read at scrape time: a second scrape shows what changed in between.
+func TestCollectorsExportTheirSources(t *testing.T) {
+	stats := &fixedStats{RxPackets: 10, RxBytes: 1000, TxPackets: 20, TxBytes: 2000, TxFlooded: 3, TxFloodCopies: 6,
+		ARPAnswered: 4, ARPFlooded: 1, RxChecksumCompleted: 7, RxSegmented: 8,
+		Drops:  map[string]uint64{"vni_mismatch": 2, "short": 0, "tap_malformed": 9},
+		Queues: []overlay.QueueStats{{RxPackets: 4, TxPackets: 5}, {RxPackets: 6, TxPackets: 15}}}
+	table := fdb.New(4789, time.Minute)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	table.AddFlood(42, a)
+	table.AddFlood(42, b)
+	table.Learn(42, fdb.MAC{2, 0, 0, 0, 0, 1}, a)
+	table.Set(42, fdb.MAC{2, 0, 0, 0, 0, 2}, b, fdb.OriginRemote)
+	table.Set(42, fdb.MAC{2, 0, 0, 0, 0, 3}, b, fdb.OriginRemote)
+
+	reg := metrics.NewRegistry("v1.2.3-test")
+	reg.Add(&metrics.DataPlane{VNI: 42, Stats: stats, FDB: table})
+	agent := &fakeAgent{synced: make(chan struct{})}
+	reg.Add(&metrics.Etcd{Agent: agent})
+	reg.Add(&metrics.Flannel{Node: fakeNode{}})
+	h := reg.Handler(&health.Checks{})
+	f := scrape(t, h)
+	for _, w := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"vxland_rx_packets_total", []string{"vni", "42"}, 10},
+		{"vxland_rx_bytes_total", []string{"vni", "42"}, 1000},
+		{"vxland_tx_packets_total", []string{"vni", "42"}, 20},
+		{"vxland_tx_bytes_total", []string{"vni", "42"}, 2000},
+		{"vxland_drops_total", []string{"vni", "42", "reason", "vni_mismatch"}, 2},
+		{"vxland_drops_total", []string{"vni", "42", "reason", "short"}, 0},
+		{"vxland_drops_total", []string{"vni", "42", "reason", "tap_malformed"}, 9},
+		{"vxland_tx_flooded_frames_total", []string{"vni", "42"}, 3},
+		{"vxland_tx_flood_copies_total", []string{"vni", "42"}, 6},
+		{"vxland_arp_answered_total", []string{"vni", "42"}, 4},
+		{"vxland_arp_flooded_total", []string{"vni", "42"}, 1},
+		{"vxland_rx_checksums_completed_total", []string{"vni", "42"}, 7},
+		{"vxland_rx_segmented_frames_total", []string{"vni", "42"}, 8},
+		{"vxland_queue_rx_packets_total", []string{"vni", "42", "queue", "1"}, 6},
+		{"vxland_queue_tx_packets_total", []string{"vni", "42", "queue", "0"}, 5},
+		{"vxland_fdb_entries", []string{"vni", "42", "origin", "learned"}, 1},
+		{"vxland_fdb_entries", []string{"vni", "42", "origin", "remote"}, 2},
+		{"vxland_fdb_entries", []string{"vni", "42", "origin", "static"}, 0},
+		{"vxland_flood_vteps", []string{"vni", "42"}, 2},
+		{"vxland_known_vteps", nil, 2},
+		{"vxland_etcd_synced", nil, 0},
+		{"vxland_etcd_connected", nil, 1},
+		{"vxland_etcd_lease_ttl_seconds", nil, 19},
+		{"vxland_etcd_watch_revision", nil, 1234},
+		{"vxland_etcd_relists_total", nil, 2},
+		{"vxland_etcd_errors_total", nil, 5},
+		{"vxland_flannel_lease_held", nil, 1},
+		{"vxland_flannel_routes", nil, 3},
+		{"vxland_build_info", []string{"version", "v1.2.3-test"}, 1},
+	} {
+		if got, ok := f.Value(w.name, w.labels...); !ok || got != w.want {
+			t.Errorf("%s%v = %v (present %v), want %v", w.name, w.labels, got, ok, w.want)
+		}
+	}
+	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
+		if _, ok := f[name]; !ok {
+			t.Errorf("%s missing: the Go and process collectors are not registered", name)
+		}
+	}
+	if l := f.Labels("vxland_build_info"); len(l) != 1 || l[0]["goversion"] == "" {
+		t.Errorf("build info labels %v, want a version and a goversion", l)
+	}
+
+	stats.RxPackets = 11
+	close(agent.synced)
+	f = scrape(t, h)
+	if v, _ := f.Value("vxland_rx_packets_total"); v != 11 {
+		t.Errorf("rx packets %v after the source changed, want 11", v)
+	}
+	if v, _ := f.Value("vxland_etcd_synced"); v != 1 {
+		t.Errorf("etcd synced %v after the first list, want 1", v)
+	}
+}
