@@ -63,6 +63,7 @@ type config struct {
 	LogFormat     string // logText or logJSON
 	FDBAgeing     time.Duration
 	ControlSocket string
+	MetricsListen string // "": no metrics listener
 	Offload       offloads
 	Queues        int // queues of the TAP and sockets on the port, ≥ 1
 	// BatchWhenIdle: --idle-sched=batch (overlay.Config.BatchWhenIdle).
@@ -133,6 +134,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.idleSched, "idle-sched", "batch", "scheduling policy of a forwarding thread whose traffic is sparse (waits of 5 ms or more): batch (SCHED_BATCH, so that a lone packet does not preempt its sender and the round trip stays on one CPU; SCHED_OTHER again once traffic is steady) or normal (always SCHED_OTHER)")
 	fs.IntVar(&r.queues, "queues", 0, "queues of the TAP (IFF_MULTI_QUEUE) and sockets on --port (SO_REUSEPORT), one forwarding thread each (default 0: one per CPU)")
 	fs.StringVar(&r.controlSocket, "control-socket", "", "Unix socket serving stats and the FDB (default \"/run/vxland/<tap>.sock\")")
+	fs.StringVar(&r.metricsListen, "metrics-listen", "", "TCP host:port serving Prometheus metrics on /metrics, and /healthz and /readyz (default off; e.g. 127.0.0.1:"+defaultMetricsPort+")")
 	fs.StringSliceVar(&r.etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints, comma-separated (e.g. https://10.0.0.1:2379); enables discovery through etcd")
 	fs.StringVar(&r.etcdPrefix, "etcd-prefix", discovery.DefaultPrefix, "etcd key prefix (see docs/etcd-schema.md; default /coreos.com/network with --mode=flannel)")
 	fs.StringVar(&r.etcdCAFile, "etcd-cafile", "", "CA certificate that verifies the etcd servers (TLS)")
@@ -145,6 +147,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.publicIP, "public-ip", "", "flannel mode: IPv4 address the other nodes reach this one at (default: the VTEP address)")
 	fs.StringVar(&r.subnetFile, "subnet-file", defaultSubnetFile, "flannel mode: where subnet.env is written for the flannel CNI plugin")
 	fs.StringVar(&r.healthzListen, "healthz-listen", "", "flannel mode: TCP host:port serving /healthz and /readyz (default off; the control socket always serves them)")
+	fs.BoolVar(&r.version, "version", false, "print the version and exit")
 	return fs, r
 }
 
@@ -162,6 +165,7 @@ type rawFlags struct {
 	logFormat     string
 	fdbAgeing     time.Duration
 	controlSocket string
+	metricsListen string
 	offload       []string
 	queues        int
 	idleSched     string
@@ -179,16 +183,26 @@ type rawFlags struct {
 	publicIP      string
 	subnetFile    string
 	healthzListen string
+	version       bool
 	// changed reports whether a flag was set on the command line or in
 	// the environment.
 	changed func(flag string) bool
 }
 
+// errVersion is what parseConfig returns for --version.
+var errVersion = errors.New("version requested")
+
+// defaultMetricsPort is the port the documentation suggests for
+// --metrics-listen: next to 8471 (the health port of flannel's examples)
+// and 8472 (the VXLAN port of Linux and flannel), and used by nothing
+// common.
+const defaultMetricsPort = "8473"
+
 // parseConfig parses the command line, the VXLAND_* environment (read
 // through getenv) and the --config file, in that order of precedence over
 // the defaults, and validates what can be validated without touching the
-// system. It returns pflag.ErrHelp for --help, and a *usageError for
-// anything bad.
+// system. It returns pflag.ErrHelp for --help, errVersion for --version,
+// and a *usageError for anything bad.
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
 	fs, r := newFlagSet(out)
 	fs.Usage = func() {
@@ -204,6 +218,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 		}
 		return nil, usagef("%v", err)
 	}
+	if r.version {
+		return nil, errVersion
+	}
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q", fs.Arg(0))
 	}
@@ -211,7 +228,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	fs.VisitAll(func(f *pflag.Flag) {
 		name := envName(f.Name)
 		v := getenv(name)
-		if envErr != nil || f.Changed || v == "" {
+		// --version is an action, not a setting: VXLAND_VERSION in a
+		// service's environment must not turn the daemon into a printer.
+		if envErr != nil || f.Changed || v == "" || f.Name == "version" {
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
@@ -310,6 +329,12 @@ func (r *rawFlags) validate() (*config, error) {
 	c.ControlSocket = r.controlSocket
 	if c.ControlSocket == "" {
 		c.ControlSocket = "/run/vxland/" + c.TAP + ".sock"
+	}
+	if r.metricsListen != "" {
+		if err := checkListen("metrics-listen", r.metricsListen, "127.0.0.1:"+defaultMetricsPort); err != nil {
+			return nil, err
+		}
+		c.MetricsListen = r.metricsListen
 	}
 	off, err := parseOffloads(r.offload)
 	if err != nil {
@@ -466,11 +491,21 @@ func (r *rawFlags) validateMode(c *config) error {
 	}
 	c.SubnetFile = r.subnetFile
 	if r.healthzListen != "" {
-		_, port, err := net.SplitHostPort(r.healthzListen)
-		if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 0 || p > 65535 {
-			return flagErrorf("healthz-listen", "%q: want host:port, e.g. 127.0.0.1:8471", r.healthzListen)
+		if err := checkListen("healthz-listen", r.healthzListen, "127.0.0.1:8471"); err != nil {
+			return err
 		}
 		c.HealthzListen = r.healthzListen
+	}
+	return nil
+}
+
+// checkListen checks the TCP listen address addr of flag: host:port with
+// a numeric port, as in example. Whether the host is this one's is found
+// when listening.
+func checkListen(flag, addr, example string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 0 || p > 65535 {
+		return flagErrorf(flag, "%q: want host:port, e.g. %s", addr, example)
 	}
 	return nil
 }

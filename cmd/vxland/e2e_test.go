@@ -779,6 +779,8 @@ func TestBadFlagsExit2(t *testing.T) {
 		{name: "bad peer", args: []string{"--peer", "host-b"}, want: "--peer"},
 		{name: "address not on host", args: []string{"--local-ip", "10.77.0.200"}, want: "--local-ip"},
 		{name: "no such interface", args: []string{"--iface", "nosuch0"}, want: "--iface"},
+		{name: "bad metrics address", args: []string{"--metrics-listen", "8473"}, want: "--metrics-listen"},
+		{name: "metrics address not on host", args: []string{"--local-ip", h.ip, "--metrics-listen", "10.77.0.200:8473"}, want: "--metrics-listen"},
 		{name: "env var", args: nil, want: "VXLAND_VNI", prep: func(cmd *exec.Cmd) *exec.Cmd {
 			cmd.Env = append(cmd.Env, "VXLAND_VNI=abc")
 			return cmd

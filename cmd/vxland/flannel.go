@@ -5,16 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/discovery/flannel"
-	"github.com/vxland/vxland/internal/control"
+	"github.com/vxland/vxland/internal/metrics"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/hostnet"
@@ -36,27 +32,20 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 	if err != nil {
 		return err
 	}
-	// cancel runs before wg.Wait: every return stops the servers first.
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Health answers from the start: alive while waiting for etcd, ready
+	// only once the node is. Every return stops the servers (cancel) and
+	// waits for them.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
-	// Health answers from the start: alive while waiting for etcd, ready
-	// only once the node is.
-	var st flannelStatus
-	ln, err := control.Listen(cfg.ControlSocket)
+	const noConfig = "waiting for the flannel network config in etcd"
+	st, err := startStatus(ctx, cfg, log, pending{checkTAP, "TAP not open yet: " + noConfig},
+		pending{checkUnderlay, "UDP sockets not bound yet: " + noConfig}, pending{checkFlannel, "flannel network config not read from etcd yet"})
+	defer func() {
+		cancel()
+		st.wait()
+	}()
 	if err != nil {
 		return err
-	}
-	var ctlErr, healthErr error
-	wg.Go(func() { ctlErr = control.Serve(ctx, ln, st.controlHandler()) })
-	if cfg.HealthzListen != "" {
-		hl, err := net.Listen("tcp", cfg.HealthzListen)
-		if err != nil {
-			return usagef("--healthz-listen %s: %v", cfg.HealthzListen, err)
-		}
-		wg.Go(func() { healthErr = control.Serve(ctx, hl, st.healthHandler()) })
 	}
 
 	cli, err := discovery.NewClient(discovery.ClientConfig{Endpoints: cfg.EtcdEndpoints,
@@ -101,6 +90,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 	if err != nil {
 		return err
 	}
+	st.done(checkUnderlay)
 	tapDev, err := openTAP(&devCfg, mtu, log)
 	if err != nil {
 		closeConns(conns)
@@ -120,13 +110,20 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		closeConns(conns)
 		return err
 	}
+	st.tapUp(tapDev.Name(), "")
+	st.dataPlaneUp(ov, be.VNI, table, netip.AddrPortFrom(u.Addr, be.Port))
 	node := flannel.NewNode(flannel.NodeConfig{
 		Client: cli, Prefix: cfg.EtcdPrefix, Network: network,
 		PublicIP: publicIP, VtepMAC: mac, MTU: mtu, SubnetFile: cfg.SubnetFile,
 		Dataplane: dev, Logger: log,
 	})
-	st.stats.Store(dataPlaneHandler(ov, netip.AddrPortFrom(u.Addr, be.Port)))
-	st.node.Store(node)
+	st.ready.Set(checkFlannel, func() error {
+		if ok, why := node.Ready(); !ok {
+			return errors.New(why)
+		}
+		return nil
+	})
+	st.metrics.Add(&metrics.Flannel{Node: node})
 
 	nodeCtx, stopNode := context.WithCancel(ctx)
 	nodeDone := make(chan struct{})
@@ -135,18 +132,14 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		node.Run(nodeCtx)
 	}()
 	go sv.readyWhen(nodeCtx, nodeReady(nodeCtx, node))
-	log.Info("vxland up in flannel mode", "network", network.Network, "vni", be.VNI, "port", be.Port,
+	log.Info("vxland up in flannel mode", "version", versionString(), "network", network.Network, "vni", be.VNI, "port", be.Port,
 		"local", u.Addr, "public_ip", publicIP, "iface", u.Iface, "tap", tapDev.Name(), "vtep_mac", mac, "mtu", mtu,
 		"etcd_prefix", cfg.EtcdPrefix, "subnet_file", cfg.SubnetFile, "control", cfg.ControlSocket)
 	err = ov.Run(ctx)
 	stopNode()
 	<-nodeDone
 	cancel()
-	wg.Wait()
-	if err == nil {
-		err = errors.Join(wrapErr("control socket", ctlErr), wrapErr("--healthz-listen", healthErr))
-	}
-	return err
+	return errors.Join(err, st.wait())
 }
 
 // nodeReady is closed once node is first ready.
@@ -165,13 +158,6 @@ func nodeReady(ctx context.Context, node *flannel.Node) <-chan struct{} {
 		close(ready)
 	}()
 	return ready
-}
-
-func wrapErr(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 // flannelUnderlay finds the VTEP address and the PublicIP: --public-ip
@@ -202,47 +188,4 @@ func flannelUnderlay(cfg *config) (hostnet.Underlay, netip.Addr, error) {
 		pub = u.Addr
 	}
 	return u, pub, nil
-}
-
-// flannelStatus is what the health endpoints and the control socket
-// report on; the node and the overlay appear once the network config has
-// been read.
-type flannelStatus struct {
-	node  atomic.Pointer[flannel.Node]
-	stats atomic.Value // http.Handler
-}
-
-// healthHandler serves /healthz (the process answers) and /readyz (the
-// node holds a lease, wrote subnet.env and installed every other node).
-func (st *flannelStatus) healthHandler() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ready, why := false, "flannel network config not read from etcd yet"
-		if n := st.node.Load(); n != nil {
-			ready, why = n.Ready()
-		}
-		if !ready {
-			http.Error(w, why, http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, why)
-	})
-	return mux
-}
-
-// controlHandler adds /stats and /fdb to the health endpoints.
-func (st *flannelStatus) controlHandler() http.Handler {
-	mux := st.healthHandler()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		h, _ := st.stats.Load().(http.Handler)
-		if h == nil {
-			http.Error(w, "data plane not up yet: waiting for the flannel network config", http.StatusServiceUnavailable)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-	return mux
 }

@@ -18,13 +18,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"sync"
 	"syscall"
 
 	"github.com/spf13/pflag"
 
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/internal/control"
+	"github.com/vxland/vxland/internal/metrics"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/hostnet"
@@ -43,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := parseConfig(args, os.Getenv, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, errVersion) {
+		fmt.Fprintln(stdout, "vxland", versionString())
 		return 0
 	}
 	if err == nil {
@@ -141,6 +145,23 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		}
 	}
 
+	// The servers answer from here on; every return stops them (cancel)
+	// and waits for them.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	checks := []pending{{checkTAP, "TAP not open yet"}, {checkUnderlay, "UDP sockets not bound yet"}}
+	if cfg.UseEtcd() {
+		checks = append(checks, pending{checkEtcd, "FDB not yet filled from etcd"})
+	}
+	st, err := startStatus(ctx, cfg, log, checks...)
+	defer func() {
+		cancel()
+		st.wait()
+	}()
+	if err != nil {
+		return err
+	}
+
 	// Everything opened below is closed in reverse order on return.
 	var closers []func()
 	defer func() {
@@ -153,6 +174,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err != nil {
 		return err
 	}
+	st.done(checkUnderlay)
 	tapDev, err := openTAP(cfg, mtu, log)
 	if err != nil {
 		closeConns(conns)
@@ -171,6 +193,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err != nil {
 		return err
 	}
+	st.tapUp(tapDev.Name(), cfg.Bridge)
 
 	table := fdb.New(cfg.Port, cfg.FDBAgeing)
 	sv.attachPeers(table, cfg.VNI, u.Addr)
@@ -182,23 +205,13 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err != nil {
 		return err
 	}
-	ln, err := control.Listen(cfg.ControlSocket)
-	if err != nil {
-		return err
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	var ctlErr error
-	wg.Go(func() { ctlErr = control.Serve(ctx, ln, dataPlaneHandler(ov, netip.AddrPortFrom(u.Addr, cfg.Port))) })
+	st.dataPlaneUp(ov, cfg.VNI, table, netip.AddrPortFrom(u.Addr, cfg.Port))
 
 	up := make(chan struct{})
 	close(up)
 	ready := (<-chan struct{})(up)
 	if cfg.UseEtcd() {
-		stopDiscovery, synced, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, table, log)
+		stopDiscovery, synced, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, table, st, log)
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -210,24 +223,20 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	}
 	go sv.readyWhen(ctx, ready)
 
-	log.Info("vxland up", "vni", cfg.VNI, "local", u.Addr, "port", cfg.Port, "iface", u.Iface,
+	log.Info("vxland up", "version", versionString(), "vni", cfg.VNI, "local", u.Addr, "port", cfg.Port, "iface", u.Iface,
 		"tap", tapDev.Name(), "mac", mac, "bridge", cfg.Bridge, "mtu", mtu, "peers", len(cfg.Peers),
 		"etcd", cfg.UseEtcd(), "control", cfg.ControlSocket)
 	running = true
 	err = ov.Run(ctx)
 	cancel()
-	wg.Wait()
-	if ctlErr != nil && err == nil {
-		err = fmt.Errorf("control socket: %w", ctlErr)
-	}
-	return err
+	return errors.Join(err, st.wait())
 }
 
 // startDiscovery starts the embedded etcd if asked, connects to etcd and
 // runs the control plane in the background. The returned function stops
 // all of it, revoking this host's lease; synced is closed once the FDB is
 // in step with etcd for the first time.
-func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg overlay.Config, table *fdb.Table, log *slog.Logger) (stop func(), synced <-chan struct{}, err error) {
+func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg overlay.Config, table *fdb.Table, st *status, log *slog.Logger) (stop func(), synced <-chan struct{}, err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -269,6 +278,15 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 		LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing,
 		FDB: table, Local: ovCfg.Local, Neighbors: ovCfg.Neighbors, Logger: log,
 	})
+	st.ready.Set(checkEtcd, func() error {
+		select {
+		case <-agent.Synced():
+			return nil
+		default:
+			return errors.New("FDB not yet filled from etcd")
+		}
+	})
+	st.metrics.Add(&metrics.Etcd{Agent: agent})
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

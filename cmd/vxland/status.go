@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vxland/vxland/internal/control"
+	"github.com/vxland/vxland/internal/health"
+	"github.com/vxland/vxland/internal/metrics"
+	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
+	"github.com/vxland/vxland/overlay/hostnet"
+)
+
+// The readiness checks, in the order /readyz lists them.
+const (
+	checkTAP      = "tap"      // the TAP is up (and on its bridge in L2 mode)
+	checkUnderlay = "underlay" // the UDP sockets are bound
+	checkEtcd     = "etcd"     // the first full list of etcd is applied
+	checkFlannel  = "flannel"  // the flannel node holds a lease, wrote subnet.env and installed every route
+)
+
+// status is what a running daemon reports on, the same in both modes:
+// health from the start, on the control socket, --metrics-listen and (in
+// flannel mode) --healthz-listen; the data plane's endpoints and metrics
+// once it is up.
+type status struct {
+	ready   health.Checks
+	metrics *metrics.Registry
+	// dataPlane serves /stats, /fdb and the rest of the control socket
+	// once the data plane is up.
+	dataPlane atomic.Pointer[http.Handler]
+
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+}
+
+// pending is a readiness check that does not pass until the daemon sets
+// it, and why.
+type pending struct{ name, why string }
+
+// startStatus starts the servers with the given checks pending; the
+// servers stop when ctx is done, and wait returns their errors. On error
+// the servers already started run until ctx is done.
+func startStatus(ctx context.Context, cfg *config, log *slog.Logger, checks ...pending) (*status, error) {
+	st := &status{metrics: metrics.NewRegistry(versionString())}
+	for _, c := range checks {
+		st.ready.Set(c.name, health.Pending(c.why))
+	}
+	ln, err := control.Listen(cfg.ControlSocket)
+	if err != nil {
+		return st, err
+	}
+	st.serve(ctx, "control socket", ln, st.controlHandler())
+	for _, l := range []struct {
+		flag, addr string
+		h          http.Handler
+	}{
+		{"--metrics-listen", cfg.MetricsListen, st.metrics.Handler(&st.ready)},
+		{"--healthz-listen", cfg.HealthzListen, st.healthHandler()},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		tl, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return st, usagef("%s %s: %v", l.flag, l.addr, err)
+		}
+		log.Info("serving", "flag", l.flag, "addr", tl.Addr())
+		st.serve(ctx, l.flag, tl, l.h)
+	}
+	return st, nil
+}
+
+func (st *status) serve(ctx context.Context, what string, ln net.Listener, h http.Handler) {
+	st.wg.Go(func() {
+		if err := control.Serve(ctx, ln, h); err != nil {
+			st.mu.Lock()
+			st.errs = append(st.errs, fmt.Errorf("%s: %w", what, err))
+			st.mu.Unlock()
+		}
+	})
+}
+
+// wait waits for the servers to stop (ctx done) and returns their errors.
+func (st *status) wait() error {
+	st.wg.Wait()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return errors.Join(st.errs...)
+}
+
+func (st *status) healthHandler() *http.ServeMux {
+	mux := http.NewServeMux()
+	st.ready.Register(mux)
+	return mux
+}
+
+// controlHandler adds the data plane's endpoints to the health endpoints.
+func (st *status) controlHandler() http.Handler {
+	mux := st.healthHandler()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h := st.dataPlane.Load()
+		if h == nil {
+			http.Error(w, "data plane not up yet", http.StatusServiceUnavailable)
+			return
+		}
+		(*h).ServeHTTP(w, r)
+	})
+	return mux
+}
+
+// dataPlaneUp serves ov on the control socket, captures included (local
+// is the VTEP address that outer packets of a capture are built with),
+// and exports its counters and table.
+func (st *status) dataPlaneUp(ov *overlay.Overlay, vni uint32, table *fdb.Table, local netip.AddrPort) {
+	h := dataPlaneHandler(ov, local)
+	st.dataPlane.Store(&h)
+	st.metrics.Add(&metrics.DataPlane{VNI: vni, Stats: ov, FDB: table})
+}
+
+// tapUp makes readiness follow the TAP's state: up, and on bridge unless
+// bridge is "".
+func (st *status) tapUp(tap, bridge string) {
+	st.ready.Set(checkTAP, func() error { return hostnet.CheckTAP(tap, bridge) })
+}
+
+// done marks a check that, once passed, stays passed.
+func (st *status) done(name string) { st.ready.Set(name, func() error { return nil }) }
