@@ -197,6 +197,13 @@ func TestMetricsFollowTraffic(t *testing.T) {
 			t.Errorf("%s missing", name)
 		}
 	}
+
+	// Readiness is checked when asked: a TAP taken off its bridge is
+	// not ready.
+	h2.ns.MustRun(t, "ip", "link", "set", "vxtap0", "nomaster")
+	if body := checkProbes(t, h2.sock, h2.ns, metricsAddr(h2), http.StatusServiceUnavailable); !strings.Contains(body, "[-]tap: TAP vxtap0 is not attached to bridge br0") {
+		t.Errorf("/readyz with the TAP off its bridge: %q", body)
+	}
 }
 
 // A daemon whose etcd does not answer is alive but not ready, on the
@@ -293,7 +300,9 @@ func TestVersion(t *testing.T) {
 	if code := run([]string{"--version"}, &out, &errOut); code != 0 || out.String() != fmt.Sprintf("vxland %s\n", version) {
 		t.Fatalf("--version with a linked-in version: exit %d, stdout %q", code, out.String())
 	}
-	if _, err := parse(nil, map[string]string{"VXLAND_VERSION": "true"}); err != nil {
-		t.Fatalf("VXLAND_VERSION=true: %v, want the daemon's configuration", err)
+	for _, v := range []string{"true", "not-a-bool"} {
+		if _, err := parse(nil, map[string]string{"VXLAND_VERSION": v}); err != nil {
+			t.Errorf("VXLAND_VERSION=%s: %v, want the daemon's configuration", v, err)
+		}
 	}
 }
