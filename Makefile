@@ -7,13 +7,17 @@ BIN     := bin
 PKGS    := ./...
 # The whole suite is bounded; each integration test also bounds itself.
 TESTTIMEOUT ?= 9m
+# vxland --version and vxland_build_info say which commit this is; a
+# plain go build says "devel".
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X main.version=$(VERSION)
 
 .PHONY: all build test lint vet fmt demo clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 test:
 	$(GO) test -count=1 -timeout $(TESTTIMEOUT) $(PKGS)
@@ -41,7 +45,7 @@ fmt:
 # discovery on each host; needs root. vxdemo removes everything on exit and
 # on Ctrl-C.
 demo:
-	$(GO) build -o $(BIN)/ ./cmd/vxland ./cmd/vxdemo
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/vxland ./cmd/vxdemo
 	$(BIN)/vxdemo --vxland $(BIN)/vxland
 
 clean:
@@ -62,7 +66,7 @@ MICROPKGS  := ./encap ./overlay ./overlay/offload ./overlay/fdb ./overlay/poller
 # Only the two programs the bench runs, so that it does not depend on the
 # rest of cmd/ building.
 bench-build:
-	$(GO) build -o $(BIN)/ ./cmd/vxland ./cmd/vxbench
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/vxland ./cmd/vxbench
 
 bench: bench-build
 	$(BIN)/vxbench --vxland $(BIN)/vxland $(BENCHFLAGS)
