@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -146,20 +145,11 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	// A datagram for VNI 43 from h1's address, a known peer of h2.
 	reason := []string{"vni", "42", "reason", "vni_mismatch"}
 	before := value(t, a2, "vxland_drops_total", reason...)
-	if err := h1.ns.Do(func() error {
-		c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(h1.ip+":0")),
-			net.UDPAddrFromAddrPort(netip.MustParseAddrPort(h2.ip+":4789")))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		pkt := make([]byte, encap.HeaderLen+60)
-		if err := encap.Encode(pkt, 43); err != nil {
-			return err
-		}
-		_, err = c.Write(pkt)
-		return err
-	}); err != nil {
+	pkt := make([]byte, encap.HeaderLen+60)
+	if err := encap.Encode(pkt, 43); err != nil {
+		t.Fatal(err)
+	}
+	if err := sendUDP(h1.ns, h1.ip, h2.ip+":4789", pkt); err != nil {
 		t.Fatal(err)
 	}
 	var after metricstest.Families

@@ -618,16 +618,7 @@ func TestBadUnderlayInput(t *testing.T) {
 	want := map[string]uint64{}
 	for _, s := range sends {
 		want[s.reason]++
-		if err := x.ns.Do(func() error {
-			c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(s.from+":0")),
-				net.UDPAddrFromAddrPort(netip.MustParseAddrPort(h2.ip+":4789")))
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = c.Write(s.pkt)
-			return err
-		}); err != nil {
+		if err := sendUDP(x.ns, s.from, h2.ip+":4789", s.pkt); err != nil {
 			t.Fatalf("sending %s from %s: %v", s.reason, s.from, err)
 		}
 	}
@@ -662,6 +653,21 @@ func TestBadUnderlayInput(t *testing.T) {
 	if n, from, err := victim.ReadFrom(make([]byte, 2048)); err == nil {
 		t.Fatalf("a forged frame from a non-peer reached the container: %d bytes from %v", n, from)
 	}
+}
+
+// sendUDP sends pkt in one IPv4 datagram from the address from (any
+// port) in ns to the address and port to.
+func sendUDP(ns *netlab.NS, from, to string, pkt []byte) error {
+	return ns.Do(func() error {
+		c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(from+":0")),
+			net.UDPAddrFromAddrPort(netip.MustParseAddrPort(to)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write(pkt)
+		return err
+	})
 }
 
 // forgedUDP is an Ethernet/IPv4/UDP frame to the container at dstIP.
