@@ -447,7 +447,7 @@ func (a *Agent) applyLocked(r record) {
 	switch {
 	case r.member != nil:
 		if r.member.Addr != a.cfg.Self {
-			if a.cfg.FDB.AddFlood(vni, r.member.Addr) {
+			if a.cfg.FDB.AddFlood(vni, r.member.Addr, fdb.SourceEtcd) {
 				a.log.Info("VTEP joined", "vtep", r.member.Addr, "hostname", r.member.Hostname)
 			}
 		}
@@ -479,7 +479,7 @@ func (a *Agent) applyLocked(r record) {
 func (a *Agent) unapplyLocked(r record) {
 	switch {
 	case r.member != nil:
-		if r.member.Addr != a.cfg.Self && a.cfg.FDB.RemoveFlood(a.cfg.VNI, r.member.Addr) {
+		if r.member.Addr != a.cfg.Self && a.cfg.FDB.RemoveFlood(a.cfg.VNI, r.member.Addr, fdb.SourceEtcd) {
 			a.log.Info("VTEP left", "vtep", r.member.Addr)
 		}
 	case r.mac != nil:

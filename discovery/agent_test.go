@@ -41,8 +41,8 @@ func TestAgentsPublishAndWithdraw(t *testing.T) {
 		vtep  netip.Addr
 		known bool
 	}{{a, b.addr, true}, {a, a.addr, false}, {b, a.addr, true}, {b, b.addr, false}} {
-		if got := c.h.fdb.IsKnownVTEP(c.vtep); got != c.known {
-			t.Errorf("host %s: IsKnownVTEP(%s) = %t, want %t", c.h.addr, c.vtep, got, c.known)
+		if got := isKnown(c.h.fdb, c.vtep); got != c.known {
+			t.Errorf("host %s: KnownVTEP(%s) = %t, want %t", c.h.addr, c.vtep, got, c.known)
 		}
 	}
 
@@ -138,7 +138,7 @@ func TestStoppedHostIsForgotten(t *testing.T) {
 		if err := d.compare(dataPlane{}); err != nil {
 			return err
 		}
-		if b.fdb.IsKnownVTEP(a.addr) {
+		if isKnown(b.fdb, a.addr) {
 			return errors.New("B still accepts packets from A")
 		}
 		return nil
@@ -261,7 +261,7 @@ func TestMalformedValuesAreSkipped(t *testing.T) {
 	waitFor(t, "B skips the garbage and applies what follows it", func() error {
 		return snapshot(t, b, ips).compare(want)
 	})
-	if b.fdb.IsKnownVTEP(netip.MustParseAddr("192.0.2.10")) {
+	if isKnown(b.fdb, netip.MustParseAddr("192.0.2.10")) {
 		t.Errorf("B accepts packets from a member on another port")
 	}
 	logCounts := func() []int {
@@ -684,7 +684,7 @@ func TestRelistIsIdempotent(t *testing.T) {
 	delete(want.neigh, ips[0])
 	delete(want.neigh, ips[1])
 	check("after a list without the deleted records")
-	if b.fdb.IsKnownVTEP(netip.MustParseAddr("192.0.2.30")) {
+	if isKnown(b.fdb, netip.MustParseAddr("192.0.2.30")) {
 		t.Errorf("B still accepts packets from the VTEP that left")
 	}
 }

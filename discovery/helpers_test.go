@@ -231,7 +231,7 @@ type dataPlane struct {
 func snapshot(t *testing.T, h *host, ips []netip.Addr) dataPlane {
 	t.Helper()
 	d := dataPlane{
-		flood: slices.SortedFunc(slices.Values(h.fdb.Flood(testVNI)), netip.AddrPort.Compare),
+		flood: slices.SortedFunc(slices.Values(floodAddrs(h.fdb)), netip.AddrPort.Compare),
 		fdb:   make(map[fdb.MAC]netip.AddrPort),
 		neigh: make(map[netip.Addr]fdb.MAC),
 	}
@@ -373,4 +373,19 @@ func addrPorts(hosts ...*host) []netip.AddrPort {
 
 func vtepOf(addr string) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr(addr), testPort)
+}
+
+// isKnown reports whether f accepts packets from a.
+func isKnown(f *fdb.Table, a netip.Addr) bool {
+	_, ok := f.KnownVTEP(a)
+	return ok
+}
+
+// floodAddrs returns the addresses of f's flood list for testVNI.
+func floodAddrs(f *fdb.Table) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, v := range f.Flood(testVNI) {
+		out = append(out, v.AddrPort())
+	}
+	return out
 }

@@ -37,9 +37,14 @@ type decapsulator struct {
 }
 
 type decapMemo struct {
-	checked, known, learned bool
-	vtep                    netip.Addr
-	mac                     fdb.MAC
+	checked, learned bool
+	src              netip.Addr
+	// vtep is src's record, nil when src is not a known VTEP. Its
+	// traffic is summed here, and added to it when the sender changes
+	// and at the end of the batch.
+	vtep           *fdb.VTEP
+	packets, bytes int
+	mac            fdb.MAC
 }
 
 func (o *Overlay) newDecapsulator(i int) *decapsulator {
@@ -80,6 +85,8 @@ func (d *decapsulator) step() error {
 			d.qc.rxChecksumCompleted.Add(1)
 		}
 		d.learn(fdb.MAC(frame[6:12]), src)
+		d.memo.packets++
+		d.memo.bytes += len(frame)
 		if len(frame) > cfg.MTU+encap.EthernetHeaderLen {
 			// A kernel peer on a virtual underlay passes its tunnel's
 			// segmentation offload on: the device segments it.
@@ -90,6 +97,7 @@ func (d *decapsulator) step() error {
 		}
 		d.out = append(d.out, buf)
 	}
+	d.countVTEP()
 	d.flush()
 	return nil
 }
@@ -129,10 +137,20 @@ func checkDatagram(pkt []byte, vni uint32, fromKnownVTEP bool, own fdb.MAC) (fra
 // knownVTEP reports whether src is on the receive allowlist, asking the
 // FDB once per sender and batch.
 func (d *decapsulator) knownVTEP(src netip.Addr) bool {
-	if !d.memo.checked || src != d.memo.vtep {
-		d.memo = decapMemo{checked: true, known: d.o.fdb.IsKnownVTEP(src), vtep: src}
+	if !d.memo.checked || src != d.memo.src {
+		d.countVTEP()
+		v, _ := d.o.fdb.KnownVTEP(src)
+		d.memo = decapMemo{checked: true, src: src, vtep: v}
 	}
-	return d.memo.known
+	return d.memo.vtep != nil
+}
+
+// countVTEP adds the traffic summed for the memo's sender to its record.
+func (d *decapsulator) countVTEP() {
+	if d.memo.packets > 0 {
+		d.memo.vtep.CountRx(d.memo.packets, d.memo.bytes)
+		d.memo.packets, d.memo.bytes = 0, 0
+	}
 }
 
 // learn records that mac lives behind the VTEP src, as the kernel learns

@@ -29,7 +29,7 @@ type encapsulator struct {
 	// and flow, so that the socket sends them in one call (and one GSO
 	// message).
 	run     [][]byte
-	runDst  netip.AddrPort
+	runDst  *fdb.VTEP
 	runFlow uint32
 	// flows, when the socket supports it, sends each inner flow from a
 	// source port of its own.
@@ -43,7 +43,7 @@ type encapsulator struct {
 type encapMemo struct {
 	valid    bool
 	src, dst fdb.MAC
-	vtep     netip.AddrPort
+	vtep     *fdb.VTEP
 	known    bool
 }
 
@@ -147,10 +147,10 @@ func (e *encapsulator) answerARP(buf, arp []byte) bool {
 }
 
 // lookup returns the VTEP that owns the frame's unicast destination.
-func (e *encapsulator) lookup(frame []byte) (netip.AddrPort, bool) {
+func (e *encapsulator) lookup(frame []byte) (*fdb.VTEP, bool) {
 	dst := fdb.MAC(frame[0:6])
 	if dst.IsMulticast() {
-		return netip.AddrPort{}, false
+		return nil, false
 	}
 	if !e.memo.valid || dst != e.memo.dst {
 		e.memo.vtep, e.memo.known = e.o.fdb.Lookup(e.o.cfg.VNI, dst)
@@ -161,7 +161,7 @@ func (e *encapsulator) lookup(frame []byte) (netip.AddrPort, bool) {
 
 // queue adds the datagram pkt to the run, sending the run first when pkt
 // is for another VTEP or flow.
-func (e *encapsulator) queue(pkt []byte, vtep netip.AddrPort, flow uint32) {
+func (e *encapsulator) queue(pkt []byte, vtep *fdb.VTEP, flow uint32) {
 	if vtep != e.runDst || flow != e.runFlow {
 		e.flush()
 		e.runDst, e.runFlow = vtep, flow
@@ -196,12 +196,14 @@ func (e *encapsulator) flush() {
 	e.run = e.run[:0]
 }
 
-func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort, flow uint32) {
+// send sends a run of datagrams to vtep, and counts them for the queue
+// and for the VTEP: once per run, not per datagram.
+func (e *encapsulator) send(pkts [][]byte, vtep *fdb.VTEP, flow uint32) {
 	var err error
 	if e.flows != nil {
-		err = e.flows.SendFlow(pkts, vtep, flow)
+		err = e.flows.SendFlow(pkts, vtep.AddrPort(), flow)
 	} else {
-		err = e.conn.Send(pkts, vtep)
+		err = e.conn.Send(pkts, vtep.AddrPort())
 	}
 	if err != nil {
 		e.qc.dropN(DropSendError, len(pkts))
@@ -213,9 +215,10 @@ func (e *encapsulator) send(pkts [][]byte, vtep netip.AddrPort, flow uint32) {
 	}
 	e.qc.txPackets.Add(uint64(len(pkts)))
 	e.qc.txBytes.Add(uint64(bytes))
+	vtep.CountTx(len(pkts), bytes)
 	if c := e.o.capture.Load(); c != nil {
 		for _, p := range pkts {
-			c.Offer(capture.Tx, vtep, p, p[encap.HeaderLen:])
+			c.Offer(capture.Tx, vtep.AddrPort(), p, p[encap.HeaderLen:])
 		}
 	}
 }

@@ -43,8 +43,8 @@ type rig struct {
 func newRig(t testing.TB) *rig {
 	t.Helper()
 	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: fdb.New(4789, time.Minute)}
-	r.fdb.AddFlood(testVNI, peer1)
-	r.fdb.AddFlood(testVNI, peer2)
+	r.fdb.AddFlood(testVNI, peer1, fdb.SourceStatic)
+	r.fdb.AddFlood(testVNI, peer2, fdb.SourceStatic)
 	var err error
 	r.ov, err = overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450}, []overlay.Queue{{Device: r.dev, Conn: r.conn}}, r.fdb)
 	if err != nil {
@@ -131,8 +131,8 @@ func TestEncapFloodsBroadcastAndUnknown(t *testing.T) {
 func TestEncapDrops(t *testing.T) {
 	r := newRig(t)
 	r.dev.Inject(make([]byte, 13))
-	r.fdb.RemoveFlood(testVNI, peer1)
-	r.fdb.RemoveFlood(testVNI, peer2)
+	r.fdb.RemoveFlood(testVNI, peer1, fdb.SourceStatic)
+	r.fdb.RemoveFlood(testVNI, peer2, fdb.SourceStatic)
 	r.dev.Inject(udpFrame(t, macA, macB, 10))
 	for range 2 {
 		if err := r.encap(); err != nil {
@@ -159,7 +159,7 @@ func TestDecapDeliversAndLearns(t *testing.T) {
 	}
 	// Learned with the VTEP's address and the tunnel port, not the
 	// sender's (hashed) source port.
-	if got, ok := r.fdb.Lookup(testVNI, macB); !ok || got != netip.AddrPortFrom(peer2, 4789) {
+	if got, ok := r.fdb.Lookup(testVNI, macB); !ok || got.AddrPort() != netip.AddrPortFrom(peer2, 4789) {
 		t.Fatalf("learned %v, %v; want %v:4789", got, ok, peer2)
 	}
 	if s := r.ov.Stats(); s.RxPackets != 1 || s.RxBytes != uint64(len(frame)) {
@@ -359,5 +359,51 @@ func TestCaptureSeesBothDirections(t *testing.T) {
 	}
 	if _, err := r.ov.Capture(s); err != nil {
 		t.Fatalf("a capture after stop: %v", err)
+	}
+}
+
+// Each VTEP's record counts what was sent to it (flooded copies too) and
+// what was accepted from it, in batches that mix VTEPs.
+func TestPerVTEPCounters(t *testing.T) {
+	dev, conn := overlaytest.NewDevice(8), overlaytest.NewConn(8)
+	table := fdb.New(4789, time.Minute)
+	table.AddFlood(testVNI, peer1, fdb.SourceStatic)
+	table.AddFlood(testVNI, peer2, fdb.SourceStatic)
+	table.Set(testVNI, macB, peer2, fdb.OriginStatic)
+	ov, err := overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450}, []overlay.Queue{{Device: dev, Conn: conn}}, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unicast, bcast := udpFrame(t, macA, macB, 100), udpFrame(t, macA, fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 10)
+	for _, f := range [][]byte{unicast, unicast, bcast, unicast} {
+		dev.Inject(f)
+	}
+	if err := ov.EncapStepper()(); err != nil {
+		t.Fatal(err)
+	}
+	from := udpFrame(t, fdb.MAC{0x02, 0xbb, 0, 0, 0, 1}, macA, 50)
+	for _, src := range []netip.Addr{peer1, peer1, stranger, peer2, peer1} {
+		conn.Inject(vxlanPacket(testVNI, from), netip.AddrPortFrom(src, 40000))
+	}
+	if err := ov.DecapStepper()(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[netip.Addr]fdb.VTEPState{}
+	for _, v := range table.VTEPs() {
+		got[v.VTEP.Addr()] = v
+	}
+	u, b, r := uint64(len(unicast)), uint64(len(bcast)), uint64(len(from))
+	for _, w := range []struct {
+		vtep               netip.Addr
+		txP, txB, rxP, rxB uint64
+	}{
+		{peer1, 1, b, 3, 3 * r},
+		{peer2, 4, 3*u + b, 1, r},
+	} {
+		g := got[w.vtep]
+		if g.TxPackets != w.txP || g.TxBytes != w.txB || g.RxPackets != w.rxP || g.RxBytes != w.rxB || !g.Seen {
+			t.Errorf("%v: tx %d/%d rx %d/%d seen %v; want tx %d/%d rx %d/%d, seen",
+				w.vtep, g.TxPackets, g.TxBytes, g.RxPackets, g.RxBytes, g.Seen, w.txP, w.txB, w.rxP, w.rxB)
+		}
 	}
 }

@@ -150,13 +150,13 @@ func (p *staticPeers) set(peers []netip.Addr) {
 	}
 	for a := range p.added {
 		if !want[a] {
-			p.table.RemoveFlood(p.vni, a)
+			p.table.RemoveFlood(p.vni, a, fdb.SourceStatic)
 			p.log.Info("static peer removed", "peer", a)
 		}
 	}
 	for a := range want {
 		if !p.added[a] {
-			p.table.AddFlood(p.vni, a)
+			p.table.AddFlood(p.vni, a, fdb.SourceStatic)
 			p.log.Info("static peer added", "peer", a)
 		}
 	}

@@ -109,9 +109,9 @@ func (d *Device) AddPeer(l Lease) error {
 	}
 	d.mu.Lock()
 	if old, ok := d.allowed[l.Subnet]; !ok || old != l.PublicIP {
-		d.fdb.Allow(l.PublicIP)
+		d.fdb.Allow(l.PublicIP, fdb.SourceFlannel)
 		if ok {
-			d.fdb.Disallow(old)
+			d.fdb.Disallow(old, fdb.SourceFlannel)
 		}
 		d.allowed[l.Subnet] = l.PublicIP
 	}
@@ -132,7 +132,7 @@ func (d *Device) RemovePeer(l Lease) error {
 	d.mu.Lock()
 	d.fdb.Delete(d.vni, l.VtepMAC, fdb.OriginRemote)
 	if old, ok := d.allowed[l.Subnet]; ok {
-		d.fdb.Disallow(old)
+		d.fdb.Disallow(old, fdb.SourceFlannel)
 		delete(d.allowed, l.Subnet)
 	}
 	d.mu.Unlock()

@@ -28,7 +28,7 @@ func TestServeAndGet(t *testing.T) {
 	}
 	src := &source{fdb: fdb.New(4789, time.Minute)}
 	src.stats = overlay.Stats{RxPackets: 7, Drops: map[string]uint64{"vni_mismatch": 1, "short": 0}}
-	src.fdb.AddFlood(42, netip.MustParseAddr("192.0.2.1"))
+	src.fdb.AddFlood(42, netip.MustParseAddr("192.0.2.1"), fdb.SourceStatic)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, ln, Handler(src)) }()

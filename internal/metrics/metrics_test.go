@@ -57,8 +57,8 @@ func TestCollectorsExportTheirSources(t *testing.T) {
 		Queues: []overlay.QueueStats{{RxPackets: 4, TxPackets: 5}, {RxPackets: 6, TxPackets: 15}}}
 	table := fdb.New(4789, time.Minute)
 	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	table.AddFlood(42, a)
-	table.AddFlood(42, b)
+	table.AddFlood(42, a, fdb.SourceStatic)
+	table.AddFlood(42, b, fdb.SourceEtcd)
 	table.Learn(42, fdb.MAC{2, 0, 0, 0, 0, 1}, a)
 	table.Set(42, fdb.MAC{2, 0, 0, 0, 0, 2}, b, fdb.OriginRemote)
 	table.Set(42, fdb.MAC{2, 0, 0, 0, 0, 3}, b, fdb.OriginRemote)

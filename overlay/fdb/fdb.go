@@ -74,7 +74,7 @@ type floodKey struct {
 }
 
 type fdbEntry struct {
-	vtep   netip.AddrPort
+	vtep   *VTEP
 	origin Origin
 	// seen is when a learned entry was last confirmed, in nanoseconds
 	// since the table's epoch (monotonic clock).
@@ -97,15 +97,17 @@ type Table struct {
 	entries map[fdbKey]*fdbEntry
 	// flood lists are replaced, never modified in place, so a slice handed
 	// out by Flood stays valid without the lock.
-	flood map[uint32][]netip.AddrPort
-	// floodRefs counts the AddFlood calls per membership: a VTEP that is
-	// both a --peer and registered in etcd stays when one of them goes.
-	floodRefs map[floodKey]int
-	// vteps counts, per VTEP address, the flood lists it is a member of:
-	// exactly the addresses we accept VXLAN packets from. An entry that
-	// names a VTEP does not make it known: only membership does, which is
-	// what registration in etcd and --peer say.
-	vteps map[netip.Addr]int
+	flood map[uint32][]*VTEP
+	// floodRefs counts the AddFlood calls per membership and source: a
+	// VTEP that is both a --peer and registered in etcd stays when one of
+	// them goes.
+	floodRefs map[floodKey][numSources]int
+	// vteps has the record of every VTEP that a flood list, an Allow or
+	// an entry names. Those that a flood list or an Allow names (VTEP.refs)
+	// are known: exactly the addresses we accept VXLAN packets from. An
+	// entry that names a VTEP does not make it known: only membership
+	// does, which is what registration in etcd and --peer say.
+	vteps map[netip.Addr]*VTEP
 }
 
 // New returns an empty table. port is the UDP destination port of every
@@ -116,9 +118,9 @@ func New(port uint16, ageing time.Duration) *Table {
 		ageing:    ageing,
 		epoch:     time.Now(),
 		entries:   make(map[fdbKey]*fdbEntry),
-		flood:     make(map[uint32][]netip.AddrPort),
-		floodRefs: make(map[floodKey]int),
-		vteps:     make(map[netip.Addr]int),
+		flood:     make(map[uint32][]*VTEP),
+		floodRefs: make(map[floodKey][numSources]int),
+		vteps:     make(map[netip.Addr]*VTEP),
 	}
 }
 
@@ -129,64 +131,126 @@ func (f *Table) expired(e *fdbEntry, now int64) bool {
 }
 
 // Lookup returns the VTEP that owns mac in vni.
-func (f *Table) Lookup(vni uint32, mac MAC) (netip.AddrPort, bool) {
+func (f *Table) Lookup(vni uint32, mac MAC) (*VTEP, bool) {
 	f.mu.RLock()
 	e, ok := f.entries[fdbKey{vni, mac}]
 	f.mu.RUnlock()
 	if !ok || f.expired(e, f.now()) {
-		return netip.AddrPort{}, false
+		return nil, false
 	}
 	return e.vtep, true
 }
 
 // Flood returns the VTEPs that receive vni's broadcast, multicast and
 // unknown unicast. The caller must not modify the slice.
-func (f *Table) Flood(vni uint32) []netip.AddrPort {
+func (f *Table) Flood(vni uint32) []*VTEP {
 	f.mu.RLock()
 	l := f.flood[vni]
 	f.mu.RUnlock()
 	return l
 }
 
-// IsKnownVTEP reports whether addr is a VTEP we accept packets from.
-func (f *Table) IsKnownVTEP(addr netip.Addr) bool {
+// KnownVTEP returns the VTEP at addr if it is one we accept packets from.
+func (f *Table) KnownVTEP(addr netip.Addr) (*VTEP, bool) {
 	f.mu.RLock()
-	_, ok := f.vteps[addr.Unmap()]
+	v := f.vteps[addr.Unmap()]
+	ok := v != nil && v.known()
 	f.mu.RUnlock()
-	return ok
+	if !ok {
+		return nil, false
+	}
+	return v, true
+}
+
+// recordLocked returns the record of the VTEP at addr, creating it.
+func (f *Table) recordLocked(addr netip.Addr) *VTEP {
+	v := f.vteps[addr]
+	if v == nil {
+		v = &VTEP{addr: netip.AddrPortFrom(addr, f.port)}
+		f.vteps[addr] = v
+	}
+	return v
+}
+
+// releaseLocked drops v from the table once nothing names it, and forgets
+// what was learned from it once it is no longer known, so that traffic is
+// not sent to a host that has left.
+func (f *Table) releaseLocked(v *VTEP) {
+	if v.known() {
+		return
+	}
+	for k, e := range f.entries {
+		if e.origin == OriginLearned && e.vtep == v {
+			f.deleteEntryLocked(k)
+		}
+	}
+	if v.entries == 0 && f.vteps[v.addr.Addr()] == v {
+		delete(f.vteps, v.addr.Addr())
+	}
+}
+
+// putEntryLocked installs e under key, keeping the records' entry counts.
+func (f *Table) putEntryLocked(key fdbKey, e *fdbEntry) {
+	old := f.entries[key]
+	f.entries[key] = e
+	e.vtep.entries++
+	if old != nil {
+		old.vtep.entries--
+		f.releaseLocked(old.vtep)
+	}
+}
+
+// deleteEntryLocked removes the entry under key, if any.
+func (f *Table) deleteEntryLocked(key fdbKey) {
+	old, ok := f.entries[key]
+	if !ok {
+		return
+	}
+	delete(f.entries, key)
+	if old.vtep.entries--; old.vtep.entries == 0 && !old.vtep.known() {
+		delete(f.vteps, old.vtep.addr.Addr())
+	}
 }
 
 // Learn records that mac in vni was seen behind the VTEP at addr, as the
-// kernel learns from the outer source address. It does nothing when addr is
-// not a known VTEP, or when an entry of a higher origin owns the MAC. It
-// reports whether the FDB changed (a new or moved entry).
+// kernel learns from the outer source address, and that the VTEP was seen
+// now. It does nothing when addr is not a known VTEP, or when an entry of
+// a higher origin owns the MAC. It reports whether the FDB changed (a new
+// or moved entry).
 func (f *Table) Learn(vni uint32, mac MAC, addr netip.Addr) bool {
 	addr = addr.Unmap()
 	key := fdbKey{vni, mac}
 	now := f.now()
 	f.mu.RLock()
 	e, ok := f.entries[key]
-	_, known := f.vteps[addr]
+	v := f.vteps[addr]
+	known := v != nil && v.known()
 	f.mu.RUnlock()
 	if !known {
 		return false
 	}
-	if ok && (e.origin != OriginLearned || e.vtep.Addr() == addr) {
+	// Refresh at most once a second: a store per packet would bounce
+	// the cache line between the forwarding goroutines.
+	if s := v.seen.Load(); s == 0 || now-s > int64(time.Second) {
+		v.seen.Store(now)
+	}
+	if ok && (e.origin != OriginLearned || e.vtep == v) {
 		if e.origin == OriginLearned && now-e.seen.Load() > int64(time.Second) {
-			// Refresh at most once a second: a store per packet would
-			// bounce the cache line between the forwarding goroutines.
 			e.seen.Store(now)
 		}
 		return false
 	}
-	n := &fdbEntry{vtep: netip.AddrPortFrom(addr, f.port), origin: OriginLearned}
-	n.seen.Store(now)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if cur, ok := f.entries[key]; ok && cur.origin != OriginLearned {
 		return false // lost a race with the control plane
 	}
-	f.entries[key] = n
+	if v = f.vteps[addr]; v == nil || !v.known() {
+		return false // lost a race with its removal
+	}
+	n := &fdbEntry{vtep: v, origin: OriginLearned}
+	n.seen.Store(now)
+	f.putEntryLocked(key, n)
 	return true
 }
 
@@ -199,13 +263,13 @@ func (f *Table) Set(vni uint32, mac MAC, vtep netip.Addr, o Origin) bool {
 	defer f.mu.Unlock()
 	key := fdbKey{vni, mac}
 	if cur, ok := f.entries[key]; ok {
-		if cur.origin > o || (cur.origin == o && cur.vtep.Addr() == vtep) {
+		if cur.origin > o || (cur.origin == o && cur.vtep.addr.Addr() == vtep) {
 			return false
 		}
 	}
-	e := &fdbEntry{vtep: netip.AddrPortFrom(vtep, f.port), origin: o}
+	e := &fdbEntry{vtep: f.recordLocked(vtep), origin: o}
 	e.seen.Store(f.now())
-	f.entries[key] = e
+	f.putEntryLocked(key, e)
 	return true
 }
 
@@ -218,95 +282,87 @@ func (f *Table) Delete(vni uint32, mac MAC, o Origin) bool {
 	if !ok || cur.origin != o {
 		return false
 	}
-	delete(f.entries, key)
+	f.deleteEntryLocked(key)
 	return true
 }
 
-func (f *Table) unrefLocked(a netip.Addr) {
-	if f.vteps[a] <= 1 {
-		delete(f.vteps, a)
-		f.purgeLearnedLocked(a)
-		return
-	}
-	f.vteps[a]--
-}
-
-// purgeLearnedLocked forgets what was learned from a VTEP that is no longer
-// known, so that traffic is not sent to a host that has left.
-func (f *Table) purgeLearnedLocked(a netip.Addr) {
-	for k, e := range f.entries {
-		if e.origin == OriginLearned && e.vtep.Addr() == a {
-			delete(f.entries, k)
-		}
-	}
-}
-
-// AddFlood adds vtep to vni's flood list, which also makes it a known VTEP,
-// and reports whether it was not a member before. Memberships are counted:
-// each AddFlood is undone by one RemoveFlood.
-func (f *Table) AddFlood(vni uint32, vtep netip.Addr) bool {
+// AddFlood adds vtep to vni's flood list, which also makes it a known VTEP
+// for the reason src, and reports whether it was not a member before.
+// Memberships are counted: each AddFlood is undone by one RemoveFlood of
+// the same source.
+func (f *Table) AddFlood(vni uint32, vtep netip.Addr, src Source) bool {
 	vtep = vtep.Unmap()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := floodKey{vni, vtep}
-	f.floodRefs[key]++
-	if f.floodRefs[key] > 1 {
+	refs := f.floodRefs[key]
+	member := refs != [numSources]int{}
+	refs[src]++
+	f.floodRefs[key] = refs
+	v := f.recordLocked(vtep)
+	v.refs[src]++
+	if member {
 		return false
 	}
 	cur := f.flood[vni]
-	next := make([]netip.AddrPort, len(cur), len(cur)+1)
+	next := make([]*VTEP, len(cur), len(cur)+1)
 	copy(next, cur)
-	f.flood[vni] = append(next, netip.AddrPortFrom(vtep, f.port))
-	f.vteps[vtep]++
+	f.flood[vni] = append(next, v)
 	return true
 }
 
-// RemoveFlood undoes one AddFlood and reports whether vtep left vni's
-// flood list.
-func (f *Table) RemoveFlood(vni uint32, vtep netip.Addr) bool {
+// RemoveFlood undoes one AddFlood of source src and reports whether vtep
+// left vni's flood list.
+func (f *Table) RemoveFlood(vni uint32, vtep netip.Addr, src Source) bool {
 	vtep = vtep.Unmap()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := floodKey{vni, vtep}
-	if f.floodRefs[key] == 0 {
+	refs := f.floodRefs[key]
+	if refs[src] == 0 {
 		return false
 	}
-	if f.floodRefs[key]--; f.floodRefs[key] > 0 {
+	refs[src]--
+	v := f.vteps[vtep]
+	v.refs[src]--
+	defer f.releaseLocked(v)
+	if refs != [numSources]int{} {
+		f.floodRefs[key] = refs
 		return false
 	}
 	delete(f.floodRefs, key)
 	cur := f.flood[vni]
-	i := slices.Index(cur, netip.AddrPortFrom(vtep, f.port))
-	if i < 0 {
-		return false
-	}
+	i := slices.Index(cur, v)
 	next := slices.Delete(slices.Clone(cur), i, i+1)
 	if len(next) == 0 {
 		delete(f.flood, vni)
 	} else {
 		f.flood[vni] = next
 	}
-	f.unrefLocked(vtep)
 	return true
 }
 
-// Allow makes vtep a known VTEP without adding it to any flood list: the
-// flannel mode accepts packets from every lease holder but floods nothing.
-// Each Allow is undone by one Disallow.
-func (f *Table) Allow(vtep netip.Addr) {
+// Allow makes vtep a known VTEP for the reason src without adding it to
+// any flood list: the flannel mode accepts packets from every lease holder
+// but floods nothing. Each Allow is undone by one Disallow.
+func (f *Table) Allow(vtep netip.Addr, src Source) {
 	f.mu.Lock()
-	f.vteps[vtep.Unmap()]++
+	f.recordLocked(vtep.Unmap()).refs[src]++
 	f.mu.Unlock()
 }
 
-// Disallow undoes one Allow. When no flood list or Allow names vtep any
-// more, it is no longer accepted and what was learned from it is dropped.
-func (f *Table) Disallow(vtep netip.Addr) {
+// Disallow undoes one Allow of source src. When no flood list or Allow
+// names vtep any more, it is no longer accepted and what was learned from
+// it is dropped.
+func (f *Table) Disallow(vtep netip.Addr, src Source) {
 	f.mu.Lock()
-	if _, ok := f.vteps[vtep.Unmap()]; ok {
-		f.unrefLocked(vtep.Unmap())
+	defer f.mu.Unlock()
+	v := f.vteps[vtep.Unmap()]
+	if v == nil || v.refs[src] == 0 {
+		return
 	}
-	f.mu.Unlock()
+	v.refs[src]--
+	f.releaseLocked(v)
 }
 
 // Expire removes learned entries not confirmed within the ageing time and
@@ -321,7 +377,7 @@ func (f *Table) Expire() int {
 	n := 0
 	for k, e := range f.entries {
 		if f.expired(e, now) {
-			delete(f.entries, k)
+			f.deleteEntryLocked(k)
 			n++
 		}
 	}
@@ -365,28 +421,39 @@ type FloodList struct {
 	VTEPs []netip.AddrPort `json:"vteps"`
 }
 
+func (f *Table) entryLocked(k fdbKey, e *fdbEntry, now int64) Entry {
+	fe := Entry{VNI: k.vni, MAC: k.mac.String(), VTEP: e.vtep.addr, Origin: e.origin.String()}
+	if e.origin == OriginLearned {
+		fe.Age = time.Duration(now - e.seen.Load())
+	}
+	return fe
+}
+
+// Entry returns the live entry for (vni, mac).
+func (f *Table) Entry(vni uint32, mac MAC) (Entry, bool) {
+	now := f.now()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	k := fdbKey{vni, mac}
+	e, ok := f.entries[k]
+	if !ok || f.expired(e, now) {
+		return Entry{}, false
+	}
+	return f.entryLocked(k, e, now), true
+}
+
 // Entries returns a snapshot of the live entries, sorted by VNI and MAC.
 func (f *Table) Entries() []Entry {
 	now := f.now()
 	f.mu.RLock()
 	out := make([]Entry, 0, len(f.entries))
 	for k, e := range f.entries {
-		if f.expired(e, now) {
-			continue
+		if !f.expired(e, now) {
+			out = append(out, f.entryLocked(k, e, now))
 		}
-		fe := Entry{VNI: k.vni, MAC: k.mac.String(), VTEP: e.vtep, Origin: e.origin.String()}
-		if e.origin == OriginLearned {
-			fe.Age = time.Duration(now - e.seen.Load())
-		}
-		out = append(out, fe)
 	}
 	f.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Entry) int {
-		if c := cmp.Compare(a.VNI, b.VNI); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.MAC, b.MAC)
-	})
+	slices.SortFunc(out, compareEntries)
 	return out
 }
 
@@ -409,7 +476,20 @@ func (f *Table) CountEntries(vni uint32) (counts [NumOrigins]int) {
 func (f *Table) KnownVTEPs() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return len(f.vteps)
+	n := 0
+	for _, v := range f.vteps {
+		if v.known() {
+			n++
+		}
+	}
+	return n
+}
+
+func compareEntries(a, b Entry) int {
+	if c := cmp.Compare(a.VNI, b.VNI); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.MAC, b.MAC)
 }
 
 // Floods returns a snapshot of the flood lists, sorted by VNI.
@@ -417,9 +497,74 @@ func (f *Table) Floods() []FloodList {
 	f.mu.RLock()
 	out := make([]FloodList, 0, len(f.flood))
 	for vni, l := range f.flood {
-		out = append(out, FloodList{VNI: vni, VTEPs: slices.Clone(l)})
+		fl := FloodList{VNI: vni, VTEPs: make([]netip.AddrPort, len(l))}
+		for i, v := range l {
+			fl.VTEPs[i] = v.addr
+		}
+		out = append(out, fl)
 	}
 	f.mu.RUnlock()
 	slices.SortFunc(out, func(a, b FloodList) int { return cmp.Compare(a.VNI, b.VNI) })
+	return out
+}
+
+// VTEPState is one VTEP as reported by VTEPs.
+type VTEPState struct {
+	VTEP netip.AddrPort `json:"vtep"`
+	// Sources says why the VTEP is known (Source), each once. Empty: only
+	// entries name it, and its packets are not accepted.
+	Sources []string `json:"sources"`
+	// Flood lists the VNIs whose flood list has the VTEP.
+	Flood []uint32 `json:"flood_vnis"`
+	// MACs are the live entries that name the VTEP, sorted.
+	MACs      []Entry `json:"macs"`
+	TxPackets uint64  `json:"tx_packets"`
+	TxBytes   uint64  `json:"tx_bytes"`
+	RxPackets uint64  `json:"rx_packets"`
+	RxBytes   uint64  `json:"rx_bytes"`
+	// Seen says whether a frame from the VTEP was ever accepted;
+	// SinceSeen is how long ago the last was (to a second).
+	Seen      bool          `json:"seen"`
+	SinceSeen time.Duration `json:"since_seen_ns,omitempty"`
+}
+
+// VTEPs returns a snapshot of every VTEP the table names, sorted by
+// address.
+func (f *Table) VTEPs() []VTEPState {
+	now := f.now()
+	f.mu.RLock()
+	out := make([]VTEPState, 0, len(f.vteps))
+	index := make(map[*VTEP]int, len(f.vteps))
+	for _, v := range f.vteps {
+		st := VTEPState{VTEP: v.addr, Sources: []string{}, Flood: []uint32{}, MACs: []Entry{},
+			TxPackets: v.txPackets.Load(), TxBytes: v.txBytes.Load(),
+			RxPackets: v.rxPackets.Load(), RxBytes: v.rxBytes.Load()}
+		for s, n := range v.refs {
+			if n > 0 {
+				st.Sources = append(st.Sources, Source(s).String())
+			}
+		}
+		if seen := v.seen.Load(); seen != 0 {
+			st.Seen, st.SinceSeen = true, time.Duration(now-seen)
+		}
+		index[v] = len(out)
+		out = append(out, st)
+	}
+	for k := range f.floodRefs {
+		if i, ok := index[f.vteps[k.vtep]]; ok {
+			out[i].Flood = append(out[i].Flood, k.vni)
+		}
+	}
+	for k, e := range f.entries {
+		if i, ok := index[e.vtep]; ok && !f.expired(e, now) {
+			out[i].MACs = append(out[i].MACs, f.entryLocked(k, e, now))
+		}
+	}
+	f.mu.RUnlock()
+	for i := range out {
+		slices.Sort(out[i].Flood)
+		slices.SortFunc(out[i].MACs, compareEntries)
+	}
+	slices.SortFunc(out, func(a, b VTEPState) int { return a.VTEP.Compare(b.VTEP) })
 	return out
 }

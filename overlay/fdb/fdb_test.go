@@ -21,12 +21,12 @@ func TestFDBLearnOnlyFromKnownVTEPs(t *testing.T) {
 	if _, ok := f.Lookup(1, macX); ok {
 		t.Fatal("lookup found an entry learned from an unknown VTEP")
 	}
-	f.AddFlood(1, vtepA)
+	f.AddFlood(1, vtepA, SourceStatic)
 	if !f.Learn(1, macX, vtepA) {
 		t.Fatal("did not learn from a known VTEP")
 	}
 	got, ok := f.Lookup(1, macX)
-	if want := netip.AddrPortFrom(vtepA, 4789); !ok || got != want {
+	if want := netip.AddrPortFrom(vtepA, 4789); !ok || got.AddrPort() != want {
 		t.Fatalf("Lookup = %v, %v; want %v", got, ok, want)
 	}
 	if _, ok := f.Lookup(2, macX); ok {
@@ -39,31 +39,31 @@ func TestFDBLearnOnlyFromKnownVTEPs(t *testing.T) {
 
 func TestFDBLearnedEntryMoves(t *testing.T) {
 	f := New(4789, time.Minute)
-	f.AddFlood(1, vtepA)
-	f.AddFlood(1, vtepB)
+	f.AddFlood(1, vtepA, SourceStatic)
+	f.AddFlood(1, vtepB, SourceStatic)
 	f.Learn(1, macX, vtepA)
 	if !f.Learn(1, macX, netip.MustParseAddr("::ffff:192.0.2.2")) {
 		t.Fatal("a MAC seen behind another VTEP did not move")
 	}
-	if got, _ := f.Lookup(1, macX); got.Addr() != vtepB {
+	if got, _ := f.Lookup(1, macX); got.AddrPort().Addr() != vtepB {
 		t.Fatalf("Lookup after move = %v, want %v", got, vtepB)
 	}
 }
 
 func TestFDBStaticBeatsLearned(t *testing.T) {
 	f := New(4789, time.Minute)
-	f.AddFlood(1, vtepB)
+	f.AddFlood(1, vtepB, SourceStatic)
 	f.Set(1, macX, vtepA, OriginStatic)
 	if f.Learn(1, macX, vtepB) {
 		t.Fatal("learning replaced a static entry")
 	}
-	if got, _ := f.Lookup(1, macX); got.Addr() != vtepA {
+	if got, _ := f.Lookup(1, macX); got.AddrPort().Addr() != vtepA {
 		t.Fatalf("Lookup = %v, want the static %v", got, vtepA)
 	}
 	if f.Set(1, macX, vtepB, OriginRemote) {
 		t.Fatal("a remote entry replaced a static one")
 	}
-	if f.IsKnownVTEP(vtepA) {
+	if known(f, vtepA) {
 		t.Fatal("an entry made its VTEP known: only flood list membership does")
 	}
 	if !f.Delete(1, macX, OriginStatic) {
@@ -76,7 +76,7 @@ func TestFDBStaticBeatsLearned(t *testing.T) {
 
 func TestFDBAgeing(t *testing.T) {
 	f := New(4789, 50*time.Millisecond)
-	f.AddFlood(1, vtepA)
+	f.AddFlood(1, vtepA, SourceStatic)
 	f.Learn(1, macX, vtepA)
 	f.Set(1, MAC{2, 0, 0, 0, 0, 0x0b}, vtepA, OriginStatic)
 	// Move the entry's last sighting into the past rather than sleeping.
@@ -96,28 +96,28 @@ func TestFDBAgeing(t *testing.T) {
 
 func TestFDBFloodList(t *testing.T) {
 	f := New(8472, 0)
-	f.AddFlood(7, vtepA)
-	f.AddFlood(7, vtepB)
-	if f.AddFlood(7, vtepA) {
+	f.AddFlood(7, vtepA, SourceStatic)
+	f.AddFlood(7, vtepB, SourceStatic)
+	if f.AddFlood(7, vtepA, SourceStatic) {
 		t.Fatal("adding a member twice reported a change")
 	}
-	if f.RemoveFlood(7, vtepA) || len(f.Flood(7)) != 2 {
+	if f.RemoveFlood(7, vtepA, SourceStatic) || len(f.Flood(7)) != 2 {
 		t.Fatal("one RemoveFlood undid both AddFloods of a member")
 	}
 	held := f.Flood(7)
 	want := []netip.AddrPort{netip.AddrPortFrom(vtepA, 8472), netip.AddrPortFrom(vtepB, 8472)}
-	if !slices.Equal(held, want) {
-		t.Fatalf("Flood = %v, want %v", held, want)
+	if !slices.Equal(addrs(held), want) {
+		t.Fatalf("Flood = %v, want %v", addrs(held), want)
 	}
 	f.Learn(7, macX, vtepA)
-	f.RemoveFlood(7, vtepA)
-	if !slices.Equal(held, want) {
+	f.RemoveFlood(7, vtepA, SourceStatic)
+	if !slices.Equal(addrs(held), want) {
 		t.Fatal("RemoveFlood modified a slice handed out earlier")
 	}
-	if got := f.Flood(7); !slices.Equal(got, want[1:]) {
+	if got := addrs(f.Flood(7)); !slices.Equal(got, want[1:]) {
 		t.Fatalf("Flood after remove = %v, want %v", got, want[1:])
 	}
-	if f.IsKnownVTEP(vtepA) {
+	if known(f, vtepA) {
 		t.Fatal("removed VTEP is still accepted")
 	}
 	if _, ok := f.Lookup(7, macX); ok {
@@ -130,14 +130,14 @@ func TestFDBFloodList(t *testing.T) {
 
 func TestFDBNoAllocs(t *testing.T) {
 	f := New(4789, time.Minute)
-	f.AddFlood(1, vtepA)
+	f.AddFlood(1, vtepA, SourceStatic)
 	f.Learn(1, macX, vtepA)
 	for name, fn := range map[string]func(){
-		"Lookup":      func() { f.Lookup(1, macX) },
-		"LookupMiss":  func() { f.Lookup(1, MAC{2}) },
-		"Flood":       func() { f.Flood(1) },
-		"IsKnownVTEP": func() { f.IsKnownVTEP(vtepA) },
-		"LearnKnown":  func() { f.Learn(1, macX, vtepA) },
+		"Lookup":     func() { f.Lookup(1, macX) },
+		"LookupMiss": func() { f.Lookup(1, MAC{2}) },
+		"Flood":      func() { f.Flood(1) },
+		"KnownVTEP":  func() { f.KnownVTEP(vtepA) },
+		"LearnKnown": func() { f.Learn(1, macX, vtepA) },
 	} {
 		if n := testing.AllocsPerRun(1000, fn); n != 0 {
 			t.Errorf("%s: %v allocs per run, want 0", name, n)
@@ -147,7 +147,7 @@ func TestFDBNoAllocs(t *testing.T) {
 
 func BenchmarkFDBLookup(b *testing.B) {
 	f := New(4789, time.Minute)
-	f.AddFlood(1, vtepA)
+	f.AddFlood(1, vtepA, SourceStatic)
 	for i := range 1024 {
 		f.Learn(1, MAC{2, 0, 0, 0, byte(i >> 8), byte(i)}, vtepA)
 	}
@@ -161,22 +161,22 @@ func BenchmarkFDBLookup(b *testing.B) {
 
 func TestFDBAllowWithoutFlooding(t *testing.T) {
 	f := New(8472, 0)
-	f.Allow(vtepA)
-	if !f.IsKnownVTEP(vtepA) || len(f.Flood(1)) != 0 {
-		t.Fatalf("Allow: known %v, flood %v; want known and no flood list", f.IsKnownVTEP(vtepA), f.Flood(1))
+	f.Allow(vtepA, SourceFlannel)
+	if !known(f, vtepA) || len(f.Flood(1)) != 0 {
+		t.Fatalf("Allow: known %v, flood %v; want known and no flood list", known(f, vtepA), f.Flood(1))
 	}
-	f.AddFlood(1, vtepA)
-	f.Disallow(vtepA)
-	if !f.IsKnownVTEP(vtepA) {
+	f.AddFlood(1, vtepA, SourceStatic)
+	f.Disallow(vtepA, SourceFlannel)
+	if !known(f, vtepA) {
 		t.Fatal("Disallow removed a VTEP that a flood list still names")
 	}
-	f.RemoveFlood(1, vtepA)
-	if f.IsKnownVTEP(vtepA) {
+	f.RemoveFlood(1, vtepA, SourceStatic)
+	if known(f, vtepA) {
 		t.Fatal("VTEP still known after its last reference went")
 	}
-	f.Disallow(vtepA) // unbalanced: must not go negative or panic
-	f.Allow(vtepA)
-	if !f.IsKnownVTEP(vtepA) {
+	f.Disallow(vtepA, SourceFlannel) // unbalanced: must not go negative or panic
+	f.Allow(vtepA, SourceFlannel)
+	if !known(f, vtepA) {
 		t.Fatal("Allow after an unbalanced Disallow did not take")
 	}
 }
@@ -185,9 +185,9 @@ func TestFDBAllowWithoutFlooding(t *testing.T) {
 // without aged entries, and the known VTEPs include those only allowed.
 func TestFDBCounts(t *testing.T) {
 	f := New(4789, time.Minute)
-	f.AddFlood(1, vtepA)
-	f.AddFlood(2, vtepA)
-	f.Allow(vtepB)
+	f.AddFlood(1, vtepA, SourceStatic)
+	f.AddFlood(2, vtepA, SourceEtcd)
+	f.Allow(vtepB, SourceFlannel)
 	f.Learn(1, macX, vtepA)
 	f.Learn(1, MAC{2, 0, 0, 0, 0, 0x0c}, vtepA)
 	f.Set(1, MAC{2, 0, 0, 0, 0, 0x0b}, vtepB, OriginRemote)
@@ -204,8 +204,89 @@ func TestFDBCounts(t *testing.T) {
 	if n := f.KnownVTEPs(); n != 2 {
 		t.Errorf("KnownVTEPs = %d, want 2 (a flood list member and an allowed one)", n)
 	}
-	f.Disallow(vtepB)
+	f.Disallow(vtepB, SourceFlannel)
 	if n := f.KnownVTEPs(); n != 1 {
 		t.Errorf("KnownVTEPs after Disallow = %d, want 1", n)
+	}
+}
+
+func known(f *Table, a netip.Addr) bool {
+	_, ok := f.KnownVTEP(a)
+	return ok
+}
+
+func addrs(vs []*VTEP) []netip.AddrPort {
+	out := make([]netip.AddrPort, len(vs))
+	for i, v := range vs {
+		out[i] = v.AddrPort()
+	}
+	return out
+}
+
+// A VTEP's record says why it is known, every reason counted apart, and
+// which entries name it; it leaves the table with the last of them.
+func TestFDBVTEPSourcesAndMACs(t *testing.T) {
+	f := New(4789, time.Minute)
+	f.AddFlood(1, vtepA, SourceStatic)
+	f.AddFlood(1, vtepA, SourceEtcd)
+	f.Allow(vtepB, SourceFlannel)
+	f.Set(1, macX, vtepB, OriginRemote)
+	f.Learn(1, MAC{2, 0, 0, 0, 0, 0x0c}, vtepA)
+
+	vs := f.VTEPs()
+	if len(vs) != 2 || vs[0].VTEP.Addr() != vtepA || vs[1].VTEP.Addr() != vtepB {
+		t.Fatalf("VTEPs = %+v, want %v and %v", vs, vtepA, vtepB)
+	}
+	a, b := vs[0], vs[1]
+	if !slices.Equal(a.Sources, []string{"static", "etcd"}) || !slices.Equal(a.Flood, []uint32{1}) {
+		t.Errorf("%v: sources %v, flood %v; want static and etcd, flood list of VNI 1", vtepA, a.Sources, a.Flood)
+	}
+	if len(a.MACs) != 1 || a.MACs[0].Origin != "learned" || !a.Seen {
+		t.Errorf("%v: MACs %+v, seen %v; want the learned MAC, seen", vtepA, a.MACs, a.Seen)
+	}
+	if !slices.Equal(b.Sources, []string{"flannel"}) || len(b.Flood) != 0 || len(b.MACs) != 1 || b.MACs[0].MAC != macX.String() {
+		t.Errorf("%v: %+v; want known through flannel, not flooded to, with %v", vtepB, b, macX)
+	}
+
+	// One source going leaves the VTEP known through the other.
+	f.RemoveFlood(1, vtepA, SourceEtcd)
+	if vs := f.VTEPs(); !slices.Equal(vs[0].Sources, []string{"static"}) || !known(f, vtepA) {
+		t.Fatalf("after etcd left: %+v", vs[0])
+	}
+	// A source that never named the VTEP takes nothing away.
+	if f.RemoveFlood(1, vtepA, SourceEtcd) || !known(f, vtepA) {
+		t.Fatal("RemoveFlood of a source that was not there removed the VTEP")
+	}
+	f.RemoveFlood(1, vtepA, SourceStatic)
+	// Unknown, it leaves with what was learned from it; vtepB is
+	// unknown but stays while an entry names it.
+	f.Disallow(vtepB, SourceFlannel)
+	vs = f.VTEPs()
+	if len(vs) != 1 || vs[0].VTEP.Addr() != vtepB || len(vs[0].Sources) != 0 {
+		t.Fatalf("VTEPs = %+v, want only %v, named by an entry, known for no reason", vs, vtepB)
+	}
+	f.Delete(1, macX, OriginRemote)
+	if vs := f.VTEPs(); len(vs) != 0 {
+		t.Fatalf("VTEPs = %+v after the last reference went", vs)
+	}
+}
+
+// Lookup, Flood and KnownVTEP hand out the same record, whose counters
+// the snapshot reports.
+func TestFDBVTEPCounters(t *testing.T) {
+	f := New(4789, time.Minute)
+	f.AddFlood(1, vtepA, SourceStatic)
+	f.Set(1, macX, vtepA, OriginStatic)
+	v, _ := f.Lookup(1, macX)
+	k, _ := f.KnownVTEP(vtepA)
+	if v != k || f.Flood(1)[0] != v {
+		t.Fatal("Lookup, KnownVTEP and Flood return different records for one VTEP")
+	}
+	v.CountTx(3, 300)
+	v.CountRx(2, 120)
+	v.CountTx(1, 100)
+	s := f.VTEPs()[0]
+	if s.TxPackets != 4 || s.TxBytes != 400 || s.RxPackets != 2 || s.RxBytes != 120 {
+		t.Fatalf("counters %+v, want tx 4/400, rx 2/120", s)
 	}
 }
