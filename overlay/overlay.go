@@ -116,6 +116,13 @@ func (o *Overlay) Capture(s *capture.Session) (stop func(), err error) {
 // FDB returns the forwarding database the overlay uses.
 func (o *Overlay) FDB() *fdb.Table { return o.fdb }
 
+// VNI returns the overlay's VNI.
+func (o *Overlay) VNI() uint32 { return o.cfg.VNI }
+
+// Neighbors returns the table ARP requests are answered from, nil when
+// there is none.
+func (o *Overlay) Neighbors() *fdb.Neighbors { return o.cfg.Neighbors }
+
 // Run forwards in both directions until ctx is done or a device or a
 // socket fails. Run owns the queues' devices and sockets: it closes them
 // before it returns, and it returns only when every goroutine it started

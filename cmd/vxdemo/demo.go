@@ -617,7 +617,8 @@ type linkCounters struct {
 func (d *demo) showFDB(ctx context.Context) error {
 	d.printf("vxland forwards a frame to the host its destination MAC lives on. A host\n")
 	d.printf("publishes a container's MAC in etcd when the container first sends a frame\n")
-	d.printf("through vxland; the other hosts install it as a \"remote\" entry. Waiting until\n")
+	d.printf("through vxland; the other hosts install it as a remote entry (\"extern_learn\",\n")
+	d.printf("as the kernel calls entries a controller installs). Waiting until\n")
 	d.printf("every host has an entry for each container that talked across hosts...\n\n")
 
 	states := make(map[*host]control.FDBState)

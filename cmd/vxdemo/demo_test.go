@@ -95,8 +95,8 @@ func TestDemo(t *testing.T) {
 		"to h3-c2 10.200.0.32  2/2 replies",
 		"5000000 bytes arrived intact",
 		// FDB entries that came from etcd, and the local ARP answer.
-		"02:00:00:00:02:01 dst 10.77.0.2 vni 42 remote",
-		"02:00:00:00:01:01 dst 10.77.0.1 vni 42 remote",
+		"02:00:00:00:02:01 dst 10.77.0.2 vni 42 self extern_learn",
+		"02:00:00:00:01:01 dst 10.77.0.1 vni 42 self extern_learn",
 		"/vxland/v1/vni/42/mac/02:00:00:00:03:02",
 		"ARP answered locally 0 -> 1",
 		// Overhead.

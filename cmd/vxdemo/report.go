@@ -7,36 +7,30 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay"
-	"github.com/vxland/vxland/overlay/fdb"
 )
 
 // printFDB prints st as "vxland show fdb" does, naming the container
 // behind each MAC.
 func (d *demo) printFDB(st control.FDBState) {
 	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
-	for _, e := range st.Entries {
+	for _, line := range control.FDBLines(st) {
+		mac, _, _ := strings.Cut(line, " ")
+		if mac == "00:00:00:00:00:00" {
+			// No cell: the flood lines come last, and need no padding.
+			fmt.Fprintf(tw, "  %s\n", line)
+			continue
+		}
 		who := "?"
-		if c, ok := d.byMAC[e.MAC]; ok {
+		if c, ok := d.byMAC[mac]; ok {
 			who = c.name
 		}
-		line := fmt.Sprintf("  %s dst %s vni %d %s", e.MAC, e.VTEP.Addr(), e.VNI, e.Origin)
-		if e.Origin == fdb.OriginLearned.String() {
-			line += fmt.Sprintf(" age %s", e.Age.Round(time.Second))
-		}
-		fmt.Fprintf(tw, "%s\t%s\n", line, who)
-	}
-	for _, fl := range st.Flood {
-		for _, v := range fl.VTEPs {
-			// No cell: the flood lines come last, and need no padding.
-			fmt.Fprintf(tw, "  00:00:00:00:00:00 dst %s vni %d flood\n", v.Addr(), fl.VNI)
-		}
+		fmt.Fprintf(tw, "  %s\t%s\n", line, who)
 	}
 	tw.Flush()
 }

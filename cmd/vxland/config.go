@@ -85,9 +85,21 @@ type config struct {
 	SubnetFile    string
 	HealthzListen string // "": no TCP health endpoint
 
-	// Settings is every flag's value after all sources, by name: what a
+	// Values is every flag's value after all sources, by name: what a
 	// reload compares to tell what changed.
-	Settings map[string]string
+	Values map[string]string
+	// Settings is every flag's effective value and where it came from,
+	// for the control socket (`vxland show config`).
+	Settings []setting
+}
+
+// setting is one flag of the effective configuration.
+type setting struct {
+	Flag  string `json:"flag"`
+	Value string `json:"value"`
+	// From says where the value came from: "default", "command line",
+	// the VXLAND_* variable, or the configuration file.
+	From string `json:"from"`
 }
 
 // The formats of --log-format.
@@ -206,7 +218,7 @@ const defaultMetricsPort = "8473"
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
 	fs, r := newFlagSet(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: vxland [flags]\n       vxland show stats|fdb [--control-socket PATH]\n\n")
+		fmt.Fprintf(out, "Usage: vxland [flags]\n       vxland show stats|fdb|peers|config [flags]\n       vxland trace MAC|IPv4 [flags]\n       vxland capture [flags]\n\n")
 		fmt.Fprintf(out, "vxland carries Ethernet frames between hosts over VXLAN (RFC 7348).\n")
 		fmt.Fprintf(out, "Every flag can also be set in the environment: --local-ip as VXLAND_LOCAL_IP,\n")
 		fmt.Fprintf(out, "or in the --config file: local-ip: 10.0.0.1.\n\nFlags:\n")
@@ -224,25 +236,14 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q", fs.Arg(0))
 	}
-	var envErr error
-	fs.VisitAll(func(f *pflag.Flag) {
-		name := envName(f.Name)
-		v := getenv(name)
-		// --version is an action, not a setting: VXLAND_VERSION in a
-		// service's environment must not turn the daemon into a printer.
-		if envErr != nil || f.Changed || v == "" || f.Name == "version" {
-			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			envErr = usagef("invalid value %q for %s (--%s): %v", v, name, f.Name, err)
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
+	cmdline := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { cmdline[f.Name] = true })
+	fromEnv, err := applyEnv(fs, getenv)
+	if err != nil {
+		return nil, err
 	}
 	var file *configFile
 	if r.configFile != "" {
-		var err error
 		if file, err = readConfigFile(r.configFile); err != nil {
 			return nil, err
 		}
@@ -255,15 +256,84 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	if err != nil {
 		return nil, file.blame(err)
 	}
-	c.Settings = map[string]string{}
-	fs.VisitAll(func(f *pflag.Flag) { c.Settings[f.Name] = f.Value.String() })
+	c.Values = map[string]string{}
+	// The values derived in validation, not the flags' empty defaults.
+	derived := map[string]string{"bridge": c.Bridge, "tap": c.TAP, "control-socket": c.ControlSocket,
+		"queues": strconv.Itoa(c.Queues), "etcd-prefix": c.EtcdPrefix}
+	fs.VisitAll(func(f *pflag.Flag) {
+		c.Values[f.Name] = f.Value.String()
+		st := setting{Flag: f.Name, Value: f.Value.String(), From: "default"}
+		if v, ok := derived[f.Name]; ok {
+			st.Value = v
+		}
+		switch {
+		case cmdline[f.Name]:
+			st.From = "command line"
+		case fromEnv[f.Name]:
+			st.From = envName(f.Name)
+		case f.Changed:
+			st.From = "config file " + r.configFile
+		}
+		c.Settings = append(c.Settings, st)
+	})
 	return c, nil
+}
+
+// applyEnv sets every flag of fs not given on the command line from its
+// VXLAND_* variable, read through getenv, and returns those it set.
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) (map[string]bool, error) {
+	set := make(map[string]bool)
+	var envErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		name := envName(f.Name)
+		v := getenv(name)
+		// --version is an action, not a setting: VXLAND_VERSION in a
+		// service's environment must not turn the daemon into a printer.
+		if envErr != nil || f.Changed || v == "" || f.Name == "version" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = usagef("invalid value %q for %s (--%s): %v", v, name, f.Name, err)
+		}
+		set[f.Name] = true
+	})
+	return set, envErr
+}
+
+// controlSocketPath is where the daemon that these flags configure serves
+// its control socket: --control-socket, else one named for the TAP, or in
+// flannel mode (whose TAP is named only once the network config is read)
+// flannel.sock. `vxland show` finds the daemon with it.
+func (r *rawFlags) controlSocketPath() string {
+	switch {
+	case r.controlSocket != "":
+		return r.controlSocket
+	case r.mode == modeFlannel:
+		return "/run/vxland/flannel.sock"
+	}
+	return "/run/vxland/" + r.tapName() + ".sock"
+}
+
+// tapName is --tap, by default vxtap<VNI>.
+func (r *rawFlags) tapName() string {
+	if r.tap != "" {
+		return r.tap
+	}
+	return fmt.Sprintf("vxtap%d", r.vni)
+}
+
+// checkVNI checks --vni.
+func (r *rawFlags) checkVNI() error {
+	if r.vni > encap.MaxVNI {
+		return flagErrorf("vni", "%d: a VNI is 24 bits, 0 to %d", r.vni, encap.MaxVNI)
+	}
+	return nil
 }
 
 func (r *rawFlags) validate() (*config, error) {
 	c := &config{Iface: r.iface, FDBAgeing: r.fdbAgeing}
-	if r.vni > encap.MaxVNI {
-		return nil, flagErrorf("vni", "%d: a VNI is 24 bits, 0 to %d", r.vni, encap.MaxVNI)
+	if err := r.checkVNI(); err != nil {
+		return nil, err
 	}
 	c.VNI = uint32(r.vni)
 	if r.port < 1 || r.port > 65535 {
@@ -298,10 +368,7 @@ func (r *rawFlags) validate() (*config, error) {
 	if c.Bridge == "" {
 		c.Bridge = fmt.Sprintf("vxbr%d", c.VNI)
 	}
-	c.TAP = r.tap
-	if c.TAP == "" {
-		c.TAP = fmt.Sprintf("vxtap%d", c.VNI)
-	}
+	c.TAP = r.tapName()
 	for _, n := range []struct{ flag, name string }{{"bridge", c.Bridge}, {"tap", c.TAP}, {"iface", c.Iface}} {
 		if len(n.name) > maxIfNameLen || strings.ContainsAny(n.name, "/ \t\n:") {
 			return nil, flagErrorf(n.flag, "%q: an interface name has at most %d characters and no '/', ':' or spaces", n.name, maxIfNameLen)
@@ -326,10 +393,7 @@ func (r *rawFlags) validate() (*config, error) {
 	if r.fdbAgeing < 0 {
 		return nil, flagErrorf("fdb-ageing", "%s: must not be negative", r.fdbAgeing)
 	}
-	c.ControlSocket = r.controlSocket
-	if c.ControlSocket == "" {
-		c.ControlSocket = "/run/vxland/" + c.TAP + ".sock"
-	}
+	c.ControlSocket = r.controlSocketPath()
 	if r.metricsListen != "" {
 		if err := checkListen("metrics-listen", r.metricsListen, "127.0.0.1:"+defaultMetricsPort); err != nil {
 			return nil, err
@@ -472,9 +536,6 @@ func (r *rawFlags) validateMode(c *config) error {
 	}
 	if !changed("tap") {
 		c.TAP = "" // flannel.<VNI>, once the network config is read
-	}
-	if !changed("control-socket") {
-		c.ControlSocket = "/run/vxland/flannel.sock"
 	}
 	if c.LocalIP.IsValid() && !c.LocalIP.Is4() {
 		return flagErrorf("local-ip", "%s: flannel mode needs an IPv4 underlay", c.LocalIP)

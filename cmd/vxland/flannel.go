@@ -111,7 +111,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		return err
 	}
 	st.tapUp(tapDev.Name(), "")
-	st.dataPlaneUp(ov, be.VNI, table, netip.AddrPortFrom(u.Addr, be.Port))
+	st.dataPlaneUp(ov, be.VNI, table, netip.AddrPortFrom(u.Addr, be.Port), cfg.Settings)
 	node := flannel.NewNode(flannel.NodeConfig{
 		Client: cli, Prefix: cfg.EtcdPrefix, Network: network,
 		PublicIP: publicIP, VtepMAC: mac, MTU: mtu, SubnetFile: cfg.SubnetFile,

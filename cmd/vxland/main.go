@@ -35,8 +35,13 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "show" {
-		return show(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "show":
+			return show(args[1:], os.Getenv, stdout, stderr)
+		case "trace":
+			return trace(args[1:], os.Getenv, stdout, stderr)
+		}
 	}
 	if len(args) > 0 && args[0] == "capture" {
 		return capture(args[1:], stdout, stderr)
@@ -205,7 +210,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err != nil {
 		return err
 	}
-	st.dataPlaneUp(ov, cfg.VNI, table, netip.AddrPortFrom(u.Addr, cfg.Port))
+	st.dataPlaneUp(ov, cfg.VNI, table, netip.AddrPortFrom(u.Addr, cfg.Port), cfg.Settings)
 
 	up := make(chan struct{})
 	close(up)
@@ -304,12 +309,12 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 	return stop, agent.Synced(), nil
 }
 
-// dataPlaneHandler serves the data plane's state and captures on the
-// control socket; local is the VTEP address that outer packets of a
-// capture are built with.
-func dataPlaneHandler(ov *overlay.Overlay, local netip.AddrPort) http.Handler {
+// dataPlaneHandler serves the data plane's state, the daemon's settings
+// and captures on the control socket; local is the VTEP address that
+// outer packets of a capture are built with.
+func dataPlaneHandler(ov *overlay.Overlay, local netip.AddrPort, settings []setting) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", control.Handler(ov))
+	mux.Handle("/", control.Handler(ov, settings))
 	mux.Handle("GET /capture", control.CaptureHandler(ov, local))
 	return mux
 }

@@ -107,14 +107,14 @@ func (sv *supervisor) reload() {
 		sv.log.Error("reload failed; the configuration in force is unchanged", "err", err)
 		return
 	}
-	for _, key := range slices.Sorted(maps.Keys(next.Settings)) {
-		if was, now := sv.started.Settings[key], next.Settings[key]; !liveSettings[key] && was != now {
+	for _, key := range slices.Sorted(maps.Keys(next.Values)) {
+		if was, now := sv.started.Values[key], next.Values[key]; !liveSettings[key] && was != now {
 			sv.log.Warn("setting changed; it takes effect on restart", "key", key, "running", was, "new", now)
 		}
 	}
 	var changed []string
 	for key := range liveSettings {
-		if sv.cfg.Settings[key] != next.Settings[key] {
+		if sv.cfg.Values[key] != next.Values[key] {
 			changed = append(changed, key)
 		}
 	}

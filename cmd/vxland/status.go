@@ -119,10 +119,10 @@ func (st *status) controlHandler() http.Handler {
 }
 
 // dataPlaneUp serves ov on the control socket, captures included (local
-// is the VTEP address that outer packets of a capture are built with),
-// and exports its counters and table.
-func (st *status) dataPlaneUp(ov *overlay.Overlay, vni uint32, table *fdb.Table, local netip.AddrPort) {
-	h := dataPlaneHandler(ov, local)
+// is the VTEP address that outer packets of a capture are built with) and
+// the daemon's settings, and exports its counters and table.
+func (st *status) dataPlaneUp(ov *overlay.Overlay, vni uint32, table *fdb.Table, local netip.AddrPort, settings []setting) {
+	h := dataPlaneHandler(ov, local, settings)
 	st.dataPlane.Store(&h)
 	st.metrics.Add(&metrics.DataPlane{VNI: vni, Stats: ov, FDB: table})
 }

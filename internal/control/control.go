@@ -4,9 +4,13 @@
 // another one.
 //
 // Endpoints: GET /stats (counters, overlay.Stats), GET /fdb (FDB entries and
-// flood lists, FDBState), GET /runtime (the Go runtime's allocation totals,
-// Runtime: how a benchmark checks that forwarding allocates nothing), and
-// the Go profiler under /debug/pprof/ (CPU profile, heap, goroutines).
+// flood lists, FDBState), GET /peers (every VTEP: why it is known, its
+// MACs and traffic, []fdb.VTEPState), GET /config (the daemon's effective
+// configuration), GET /trace?to=MAC|IPv4 (what would happen to a frame to
+// that address now, Trace), GET /runtime (the Go runtime's allocation
+// totals, Runtime: how a benchmark checks that forwarding allocates
+// nothing), and the Go profiler under /debug/pprof/ (CPU profile, heap,
+// goroutines).
 // CaptureHandler serves GET /capture, a pcap stream of what the data plane
 // forwards (vxland capture).
 package control
@@ -60,10 +64,14 @@ func ReadRuntime() Runtime {
 	return Runtime{HeapAllocBytes: val(samples[0]), HeapAllocObjects: val(samples[1]), Goroutines: val(samples[2])}
 }
 
-// Source is what the server reports on.
+// Source is what the server reports on: a data plane (overlay.Overlay).
 type Source interface {
 	Stats() overlay.Stats
 	FDB() *fdb.Table
+	// VNI is the data plane's VNI; Neighbors its ARP suppression table,
+	// nil when it has none.
+	VNI() uint32
+	Neighbors() *fdb.Neighbors
 }
 
 // Listen opens the control socket at path. A socket file left behind by a
@@ -90,8 +98,9 @@ func Listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Handler returns the HTTP handler that reports on src.
-func Handler(src Source) http.Handler {
+// Handler returns the HTTP handler that reports on src, and serves config
+// (marshalled to JSON) as the daemon's configuration.
+func Handler(src Source, config any) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, src.Stats())
@@ -107,6 +116,20 @@ func Handler(src Source) http.Handler {
 	mux.HandleFunc("GET /fdb", func(w http.ResponseWriter, r *http.Request) {
 		f := src.FDB()
 		writeJSON(w, FDBState{Entries: f.Entries(), Flood: f.Floods()})
+	})
+	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, src.FDB().VTEPs())
+	})
+	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, config)
+	})
+	mux.HandleFunc("GET /trace", func(w http.ResponseWriter, r *http.Request) {
+		t, err := trace(src, r.URL.Query().Get("to"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, t)
 	})
 	return mux
 }
@@ -138,6 +161,9 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	return err
 }
 
+// ErrNoDaemon is returned by Get when nothing listens on the socket.
+var ErrNoDaemon = errors.New("no vxland answers")
+
 // Get fetches endpoint (e.g. "/stats") from the daemon at the socket path
 // and decodes the JSON answer into v.
 func Get(ctx context.Context, path, endpoint string, v any) error {
@@ -153,6 +179,10 @@ func Get(ctx context.Context, path, endpoint string, v any) error {
 		return err
 	}
 	resp, err := client.Do(req)
+	var dial *net.OpError
+	if errors.As(err, &dial) && dial.Op == "dial" {
+		return fmt.Errorf("%w on %s: %v", ErrNoDaemon, path, dial.Err)
+	}
 	if err != nil {
 		return fmt.Errorf("control socket %s: %w", path, err)
 	}
@@ -162,4 +192,31 @@ func Get(ctx context.Context, path, endpoint string, v any) error {
 		return fmt.Errorf("control socket %s: GET %s: %s: %s", path, endpoint, resp.Status, b)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// FDBLines formats f as `bridge fdb show` does: one line per entry, and
+// the flood list as entries for 00:00:00:00:00:00, the kernel's way of
+// writing it. Static entries are "permanent", those of the control plane
+// (etcd, flannel) "extern_learn", as the kernel calls entries that a
+// controller installs; learned ones show their age.
+func FDBLines(f FDBState) []string {
+	var out []string
+	for _, e := range f.Entries {
+		l := fmt.Sprintf("%s dst %s vni %d self", e.MAC, e.VTEP.Addr(), e.VNI)
+		switch e.Origin {
+		case fdb.OriginStatic.String():
+			l += " permanent"
+		case fdb.OriginRemote.String():
+			l += " extern_learn"
+		case fdb.OriginLearned.String():
+			l += fmt.Sprintf(" learned age %s", e.Age.Round(time.Second))
+		}
+		out = append(out, l)
+	}
+	for _, fl := range f.Flood {
+		for _, v := range fl.VTEPs {
+			out = append(out, fmt.Sprintf("00:00:00:00:00:00 dst %s vni %d self permanent", v.Addr(), fl.VNI))
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -15,10 +16,13 @@ import (
 type source struct {
 	stats overlay.Stats
 	fdb   *fdb.Table
+	neigh *fdb.Neighbors
 }
 
-func (s *source) Stats() overlay.Stats { return s.stats }
-func (s *source) FDB() *fdb.Table      { return s.fdb }
+func (s *source) Stats() overlay.Stats      { return s.stats }
+func (s *source) FDB() *fdb.Table           { return s.fdb }
+func (s *source) VNI() uint32               { return 42 }
+func (s *source) Neighbors() *fdb.Neighbors { return s.neigh }
 
 func TestServeAndGet(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ctl.sock")
@@ -31,7 +35,7 @@ func TestServeAndGet(t *testing.T) {
 	src.fdb.AddFlood(42, netip.MustParseAddr("192.0.2.1"), fdb.SourceStatic)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, Handler(src)) }()
+	go func() { done <- Serve(ctx, ln, Handler(src, map[string]string{"vni": "42"})) }()
 
 	var s overlay.Stats
 	if err := Get(ctx, path, "/stats", &s); err != nil {
@@ -46,6 +50,24 @@ func TestServeAndGet(t *testing.T) {
 	}
 	if len(f.Flood) != 1 || f.Flood[0].VNI != 42 || f.Flood[0].VTEPs[0].Addr() != netip.MustParseAddr("192.0.2.1") {
 		t.Fatalf("fdb %+v", f)
+	}
+	var peers []fdb.VTEPState
+	if err := Get(ctx, path, "/peers", &peers); err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 1 || peers[0].VTEP.Addr() != netip.MustParseAddr("192.0.2.1") || peers[0].Sources[0] != "static" {
+		t.Fatalf("peers %+v", peers)
+	}
+	var cfg map[string]string
+	if err := Get(ctx, path, "/config", &cfg); err != nil || cfg["vni"] != "42" {
+		t.Fatalf("config %v, %v", cfg, err)
+	}
+	var tr Trace
+	if err := Get(ctx, path, "/trace?to=02:00:00:00:00:01", &tr); err != nil || tr.Verdict != VerdictFlood {
+		t.Fatalf("trace %+v, %v", tr, err)
+	}
+	if err := Get(ctx, path, "/trace?to=nonsense", &tr); err == nil {
+		t.Fatal("a trace of nonsense succeeded")
 	}
 	var r Runtime
 	if err := Get(ctx, path, "/runtime", &r); err != nil {
@@ -66,6 +88,10 @@ func TestServeAndGet(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// Nobody answers now: Get says so.
+	if err := Get(context.Background(), path, "/stats", &s); !errors.Is(err, ErrNoDaemon) {
+		t.Fatalf("Get with no server = %v, want ErrNoDaemon", err)
+	}
 	// A stale socket file (no server) is replaced.
 	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "stale.sock"))
 	if err != nil {
@@ -74,6 +100,9 @@ func TestServeAndGet(t *testing.T) {
 	stale := l.Addr().String()
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
+	if err := Get(context.Background(), stale, "/stats", &s); !errors.Is(err, ErrNoDaemon) {
+		t.Fatalf("Get on a stale socket = %v, want ErrNoDaemon", err)
+	}
 	ln2, err := Listen(stale)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
