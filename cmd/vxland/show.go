@@ -73,10 +73,7 @@ func parseClient(name, usage string, args []string, getenv func(string) string, 
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 	}
-	fail := func(err error) (*client, int) {
-		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", name, err, name)
-		return nil, 2
-	}
+	fail := func(err error) (*client, int) { return nil, usageErr(stderr, name, "%v", err) }
 	if err := fs.Parse(args); errors.Is(err, pflag.ErrHelp) {
 		return nil, 0
 	} else if err != nil {
@@ -144,7 +141,12 @@ func show(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		var s []setting
 		return c.get(name, "/config", &s, func() { printSettings(stdout, s) }, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "%s: want one of stats, fdb, peers, config; got %q\nRun '%s --help' for usage.\n", name, strings.Join(c.args, " "), name)
+	return usageErr(stderr, name, "want one of stats, fdb, peers, config; got %q", strings.Join(c.args, " "))
+}
+
+// usageErr prints a bad argument of command name and returns exit status 2.
+func usageErr(stderr io.Writer, name, format string, args ...any) int {
+	fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", name, fmt.Sprintf(format, args...), name)
 	return 2
 }
 
@@ -157,12 +159,10 @@ func trace(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		return code
 	}
 	if len(c.args) != 1 {
-		fmt.Fprintf(stderr, "%s: want one MAC or IPv4 address\nRun '%s --help' for usage.\n", name, name)
-		return 2
+		return usageErr(stderr, name, "want one MAC or IPv4 address")
 	}
 	if _, _, err := control.ParseTraceTarget(c.args[0]); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return 2
+		return usageErr(stderr, name, "%v", err)
 	}
 	var t control.Trace
 	return c.get(name, "/trace?to="+url.QueryEscape(c.args[0]), &t, func() { printTrace(stdout, t) }, stdout, stderr)
