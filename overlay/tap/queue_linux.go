@@ -4,6 +4,7 @@ package tap
 
 import (
 	"encoding/binary"
+	"errors"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +19,7 @@ import (
 // All its memory is allocated by Open: reading and writing allocate
 // nothing.
 type Queue struct {
+	dev     *Device
 	fd      *poller.FD
 	mtu     int
 	offload bool
@@ -118,6 +120,13 @@ func (q *Queue) read(bufs [][]byte, sizes []int, offset int, wait bool) (int, er
 		if err != nil {
 			if total > 0 {
 				return total, nil // EAGAIN after some frames, or an error the next Read reports
+			}
+			if errors.Is(err, unix.EBADFD) {
+				// The device was deleted: attach to it anew and read on.
+				if err := q.dev.reattach(); err != nil {
+					return 0, err
+				}
+				continue
 			}
 			return 0, err
 		}

@@ -22,6 +22,7 @@ package tap
 
 import (
 	"errors"
+	"log/slog"
 
 	"github.com/vxland/vxland/encap"
 
@@ -44,6 +45,14 @@ type Options struct {
 	// super-frames to it and Write cuts or marks longer TCP frames for
 	// it. At least 68 (IPv4's minimum).
 	MTU int
+	// Persist keeps the device when its queues are closed (TUNSETPERSIST),
+	// so that a restarted daemon adopts it with its MAC, MTU, addresses,
+	// routes and bridge port; without it, closing the last queue removes
+	// the device, also one adopted from a persistent run.
+	Persist bool
+	// Logger receives the device's lifecycle events (recreated, attached
+	// again); nil discards them.
+	Logger *slog.Logger
 }
 
 // ErrNoOffload is returned (wrapped) by Open when the kernel refuses the
