@@ -314,7 +314,7 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 // outer packets of a capture are built with.
 func dataPlaneHandler(ov *overlay.Overlay, local netip.AddrPort, settings []setting) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", control.Handler(ov, settings))
+	mux.Handle("/", control.Handler(ov, settings, nil))
 	mux.Handle("GET /capture", control.CaptureHandler(ov, local))
 	return mux
 }

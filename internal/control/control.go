@@ -3,7 +3,7 @@
 // tool in any network namespace of the host can read a daemon that runs in
 // another one.
 //
-// Endpoints: GET /stats (counters, overlay.Stats), GET /fdb (FDB entries and
+// Endpoints: GET /stats (counters, Stats), GET /fdb (FDB entries and
 // flood lists, FDBState), GET /peers (every VTEP: why it is known, its
 // MACs and traffic, []fdb.VTEPState), GET /config (the daemon's effective
 // configuration), GET /trace?to=MAC|IPv4 (what would happen to a frame to
@@ -64,6 +64,15 @@ func ReadRuntime() Runtime {
 	return Runtime{HeapAllocBytes: val(samples[0]), HeapAllocObjects: val(samples[1]), Goroutines: val(samples[2])}
 }
 
+// Stats is the body of GET /stats: the data plane's counters, and how
+// often the host setup around it was repaired.
+type Stats struct {
+	overlay.Stats
+	// Heals counts the repairs of the TAP's host setup (a deleted,
+	// detached or downed TAP, a deleted bridge): hostnet.Healer.
+	Heals uint64 `json:"heals"`
+}
+
 // Source is what the server reports on: a data plane (overlay.Overlay).
 type Source interface {
 	Stats() overlay.Stats
@@ -98,12 +107,17 @@ func Listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Handler returns the HTTP handler that reports on src, and serves config
-// (marshalled to JSON) as the daemon's configuration.
-func Handler(src Source, config any) http.Handler {
+// Handler returns the HTTP handler that reports on src, serves config
+// (marshalled to JSON) as the daemon's configuration, and reports heals
+// (nil: none) as the count of host setup repairs.
+func Handler(src Source, config any, heals func() uint64) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, src.Stats())
+		s := Stats{Stats: src.Stats()}
+		if heals != nil {
+			s.Heals = heals()
+		}
+		writeJSON(w, s)
 	})
 	// Profiles of the running daemon, e.g.
 	//   curl --unix-socket S http://x/debug/pprof/profile?seconds=10 > cpu.pprof

@@ -35,13 +35,13 @@ func TestServeAndGet(t *testing.T) {
 	src.fdb.AddFlood(42, netip.MustParseAddr("192.0.2.1"), fdb.SourceStatic)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, Handler(src, map[string]string{"vni": "42"})) }()
+	go func() { done <- Serve(ctx, ln, Handler(src, map[string]string{"vni": "42"}, func() uint64 { return 3 })) }()
 
-	var s overlay.Stats
+	var s Stats
 	if err := Get(ctx, path, "/stats", &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.RxPackets != 7 || s.Drops["vni_mismatch"] != 1 || len(s.Drops) != 2 {
+	if s.RxPackets != 7 || s.Drops["vni_mismatch"] != 1 || len(s.Drops) != 2 || s.Heals != 3 {
 		t.Fatalf("stats %+v", s)
 	}
 	var f FDBState

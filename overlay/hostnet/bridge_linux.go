@@ -104,34 +104,13 @@ func isDefault(mask []byte) bool {
 // AttachTAP sets the TAP's MTU, attaches it to bridge (creating the bridge
 // if it does not exist) and brings both up. It returns the TAP's MAC.
 func AttachTAP(tap, bridge string, mtu int) (fdb.MAC, error) {
+	b := &bridged{tap: tap, bridge: bridge, mtu: mtu, ports: make(map[int]bool)}
+	if _, err := b.ensure(); err != nil {
+		return fdb.MAC{}, err
+	}
 	link, err := netlink.LinkByName(tap)
 	if err != nil {
 		return fdb.MAC{}, fmt.Errorf("TAP %s: %w", tap, err)
-	}
-	br, err := netlink.LinkByName(bridge)
-	if err != nil {
-		if !errors.As(err, new(netlink.LinkNotFoundError)) {
-			return fdb.MAC{}, fmt.Errorf("bridge %s: %w", bridge, err)
-		}
-		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridge}}); err != nil {
-			return fdb.MAC{}, fmt.Errorf("creating bridge %s: %w", bridge, err)
-		}
-		if br, err = netlink.LinkByName(bridge); err != nil {
-			return fdb.MAC{}, fmt.Errorf("bridge %s: %w", bridge, err)
-		}
-	} else if br.Type() != "bridge" {
-		return fdb.MAC{}, fmt.Errorf("%s exists and is a %s, not a bridge", bridge, br.Type())
-	}
-	if err := netlink.LinkSetMTU(link, mtu); err != nil {
-		return fdb.MAC{}, fmt.Errorf("setting MTU %d on %s: %w", mtu, tap, err)
-	}
-	if err := netlink.LinkSetMaster(link, br); err != nil {
-		return fdb.MAC{}, fmt.Errorf("attaching %s to bridge %s: %w", tap, bridge, err)
-	}
-	for _, l := range []netlink.Link{link, br} {
-		if err := netlink.LinkSetUp(l); err != nil {
-			return fdb.MAC{}, fmt.Errorf("bringing %s up: %w", l.Attrs().Name, err)
-		}
 	}
 	var mac fdb.MAC
 	if copy(mac[:], link.Attrs().HardwareAddr) != len(mac) {

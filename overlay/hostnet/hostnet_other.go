@@ -3,7 +3,9 @@
 package hostnet
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 
 	"github.com/vxland/vxland/overlay/fdb"
@@ -27,3 +29,18 @@ func SetupRoutedTAP(tap string, mac fdb.MAC, mtu int) error { return errNotLinux
 
 // CheckTAP is not supported on this OS.
 func CheckTAP(tap, bridge string) error { return errNotLinux }
+
+// Healer is not supported on this OS.
+type Healer struct{}
+
+// NewBridgedHealer is not supported on this OS: its Healer does nothing.
+func NewBridgedHealer(tap, bridge string, mtu int, log *slog.Logger) *Healer { return &Healer{} }
+
+// NewRoutedHealer is not supported on this OS: its Healer does nothing.
+func NewRoutedHealer(tap string, mac fdb.MAC, mtu int, log *slog.Logger) *Healer { return &Healer{} }
+
+// Run returns at once.
+func (h *Healer) Run(ctx context.Context) {}
+
+// Heals returns 0.
+func (h *Healer) Heals() uint64 { return 0 }
