@@ -68,6 +68,8 @@ type config struct {
 	Queues        int // queues of the TAP and sockets on the port, ≥ 1
 	// BatchWhenIdle: --idle-sched=batch (overlay.Config.BatchWhenIdle).
 	BatchWhenIdle bool
+	// Persist: the TAP outlives the daemon (tap.Options.Persist).
+	Persist bool
 
 	EtcdEndpoints      []string
 	EtcdPrefix         string
@@ -145,6 +147,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
 	fs.StringVar(&r.idleSched, "idle-sched", "batch", "scheduling policy of a forwarding thread whose traffic is sparse (waits of 5 ms or more): batch (SCHED_BATCH, so that a lone packet does not preempt its sender and the round trip stays on one CPU; SCHED_OTHER again once traffic is steady) or normal (always SCHED_OTHER)")
 	fs.IntVar(&r.queues, "queues", 0, "queues of the TAP (IFF_MULTI_QUEUE) and sockets on --port (SO_REUSEPORT), one forwarding thread each (default 0: one per CPU)")
+	fs.BoolVar(&r.persist, "persist", true, "keep the TAP (its MAC, MTU and bridge port; in flannel mode its address, neighbours and routes) when vxland exits and adopt it on start, so that a restart leaves the link as it was; --persist=false removes it on exit (else: ip link del <tap>)")
 	fs.StringVar(&r.controlSocket, "control-socket", "", "Unix socket serving stats and the FDB (default \"/run/vxland/<tap>.sock\")")
 	fs.StringVar(&r.metricsListen, "metrics-listen", "", "TCP host:port serving Prometheus metrics on /metrics, and /healthz and /readyz (default off; e.g. 127.0.0.1:"+defaultMetricsPort+")")
 	fs.StringSliceVar(&r.etcdEndpoints, "etcd-endpoints", nil, "etcd endpoints, comma-separated (e.g. https://10.0.0.1:2379); enables discovery through etcd")
@@ -181,6 +184,7 @@ type rawFlags struct {
 	offload       []string
 	queues        int
 	idleSched     string
+	persist       bool
 
 	etcdEndpoints      []string
 	etcdPrefix         string
@@ -420,6 +424,7 @@ func (r *rawFlags) validate() (*config, error) {
 	default:
 		return nil, flagErrorf("idle-sched", "%q: want batch or normal", r.idleSched)
 	}
+	c.Persist = r.persist
 	if err := r.validateEtcd(c); err != nil {
 		return nil, err
 	}

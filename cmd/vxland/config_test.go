@@ -47,6 +47,15 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c, err = parse([]string{"--queues=3"}, nil); err != nil || c.Queues != 3 {
 		t.Fatalf("--queues=3: %+v, %v", c, err)
 	}
+	if !c.Persist {
+		t.Fatal("the TAP does not persist by default")
+	}
+	if c, err = parse([]string{"--persist=false"}, nil); err != nil || c.Persist {
+		t.Fatalf("--persist=false: %+v, %v", c, err)
+	}
+	if c, err = parse(nil, map[string]string{"VXLAND_PERSIST": "false"}); err != nil || c.Persist {
+		t.Fatalf("VXLAND_PERSIST=false: %+v, %v", c, err)
+	}
 }
 
 func TestParseConfigEnvironment(t *testing.T) {
@@ -97,6 +106,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{args: []string{"--metrics-listen", "127.0.0.1:metrics"}, want: "--metrics-listen"},
 		{args: []string{"--metrics-listen", "127.0.0.1:65536"}, want: "--metrics-listen"},
 		{env: map[string]string{"VXLAND_METRICS_LISTEN": "[::1]"}, want: "--metrics-listen"},
+		{args: []string{"--persist=maybe"}, want: "--persist"},
+		{env: map[string]string{"VXLAND_PERSIST": "sometimes"}, want: "VXLAND_PERSIST"},
 		{args: []string{"--no-such-flag"}, want: "--no-such-flag"},
 		{args: []string{"stray"}, want: "stray"},
 		{env: map[string]string{"VXLAND_PORT": "99999"}, want: "--port"},

@@ -43,9 +43,10 @@ func conns[C overlay.PacketConn](cs []C) []overlay.PacketConn {
 }
 
 // openTAP opens the TAP's queues with offloads when --offload asks for TSO
-// and the kernel agrees, else plain ones.
+// and the kernel agrees, else plain ones; with --persist it adopts the TAP
+// an earlier run left, and leaves it when the daemon exits.
 func openTAP(cfg *config, mtu int, log *slog.Logger) (*tap.Device, error) {
-	opt := tap.Options{Queues: cfg.Queues, Offload: cfg.Offload.TSO, MTU: mtu}
+	opt := tap.Options{Queues: cfg.Queues, Offload: cfg.Offload.TSO, MTU: mtu, Persist: cfg.Persist, Logger: log}
 	dev, err := tap.Open(cfg.TAP, opt)
 	if errors.Is(err, tap.ErrNoOffload) {
 		log.Warn("the kernel refused TAP offloads; using a plain TAP", "err", err)

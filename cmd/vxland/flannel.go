@@ -111,7 +111,9 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		return err
 	}
 	st.tapUp(tapDev.Name(), "")
-	st.dataPlaneUp(ov, be.VNI, table, netip.AddrPortFrom(u.Addr, be.Port), cfg.Settings)
+	healer := hostnet.NewRoutedHealer(tapDev.Name(), mac, mtu, log)
+	st.wg.Go(func() { healer.Run(ctx) })
+	st.dataPlaneUp(ov, be.VNI, table, netip.AddrPortFrom(u.Addr, be.Port), cfg.Settings, healer.Heals)
 	node := flannel.NewNode(flannel.NodeConfig{
 		Client: cli, Prefix: cfg.EtcdPrefix, Network: network,
 		PublicIP: publicIP, VtepMAC: mac, MTU: mtu, SubnetFile: cfg.SubnetFile,

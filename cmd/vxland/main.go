@@ -199,6 +199,8 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		return err
 	}
 	st.tapUp(tapDev.Name(), cfg.Bridge)
+	healer := hostnet.NewBridgedHealer(tapDev.Name(), cfg.Bridge, mtu, log)
+	st.wg.Go(func() { healer.Run(ctx) })
 
 	table := fdb.New(cfg.Port, cfg.FDBAgeing)
 	sv.attachPeers(table, cfg.VNI, u.Addr)
@@ -210,7 +212,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err != nil {
 		return err
 	}
-	st.dataPlaneUp(ov, cfg.VNI, table, netip.AddrPortFrom(u.Addr, cfg.Port), cfg.Settings)
+	st.dataPlaneUp(ov, cfg.VNI, table, netip.AddrPortFrom(u.Addr, cfg.Port), cfg.Settings, healer.Heals)
 
 	up := make(chan struct{})
 	close(up)
@@ -230,7 +232,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 
 	log.Info("vxland up", "version", versionString(), "vni", cfg.VNI, "local", u.Addr, "port", cfg.Port, "iface", u.Iface,
 		"tap", tapDev.Name(), "mac", mac, "bridge", cfg.Bridge, "mtu", mtu, "peers", len(cfg.Peers),
-		"etcd", cfg.UseEtcd(), "control", cfg.ControlSocket)
+		"etcd", cfg.UseEtcd(), "control", cfg.ControlSocket, "persist", cfg.Persist)
 	running = true
 	err = ov.Run(ctx)
 	cancel()
@@ -309,12 +311,12 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 	return stop, agent.Synced(), nil
 }
 
-// dataPlaneHandler serves the data plane's state, the daemon's settings
-// and captures on the control socket; local is the VTEP address that
+// dataPlaneHandler serves the data plane's state, the host setup's heals,
+// the daemon's settings and captures on the control socket; local is the VTEP address that
 // outer packets of a capture are built with.
-func dataPlaneHandler(ov *overlay.Overlay, local netip.AddrPort, settings []setting) http.Handler {
+func dataPlaneHandler(ov *overlay.Overlay, local netip.AddrPort, settings []setting, heals func() uint64) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", control.Handler(ov, settings, nil))
+	mux.Handle("/", control.Handler(ov, settings, heals))
 	mux.Handle("GET /capture", control.CaptureHandler(ov, local))
 	return mux
 }

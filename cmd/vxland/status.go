@@ -120,11 +120,11 @@ func (st *status) controlHandler() http.Handler {
 
 // dataPlaneUp serves ov on the control socket, captures included (local
 // is the VTEP address that outer packets of a capture are built with) and
-// the daemon's settings, and exports its counters and table.
-func (st *status) dataPlaneUp(ov *overlay.Overlay, vni uint32, table *fdb.Table, local netip.AddrPort, settings []setting) {
-	h := dataPlaneHandler(ov, local, settings)
+// the daemon's settings, and exports its counters, table and heals.
+func (st *status) dataPlaneUp(ov *overlay.Overlay, vni uint32, table *fdb.Table, local netip.AddrPort, settings []setting, heals func() uint64) {
+	h := dataPlaneHandler(ov, local, settings, heals)
 	st.dataPlane.Store(&h)
-	st.metrics.Add(&metrics.DataPlane{VNI: vni, Stats: ov, FDB: table})
+	st.metrics.Add(&metrics.DataPlane{VNI: vni, Stats: ov, FDB: table, Heals: heals})
 }
 
 // tapUp makes readiness follow the TAP's state: up, and on bridge unless

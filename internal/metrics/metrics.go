@@ -89,6 +89,7 @@ var (
 	fdbEntries    = desc("fdb_entries", "Live FDB entries, by origin (learned, remote: from etcd, static).", "vni", "origin")
 	floodVTEPs    = desc("flood_vteps", "VTEPs on the VNI's flood list.", "vni")
 	knownVTEPs    = desc("known_vteps", "VTEPs that VXLAN packets are accepted from.")
+	heals         = desc("host_setup_heals_total", "Repairs of the TAP's host setup: a deleted, detached or downed TAP, a deleted bridge.")
 )
 
 // DataPlane collects the counters of one VNI's data plane and the size of
@@ -97,12 +98,14 @@ type DataPlane struct {
 	VNI   uint32
 	Stats StatsSource
 	FDB   *fdb.Table
+	// Heals, when set, counts the repairs of the TAP's host setup.
+	Heals func() uint64
 }
 
 // Describe implements prometheus.Collector.
 func (d *DataPlane) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, drops, floodedFrames, floodCopies,
-		arpAnswered, arpFlooded, checksums, segmented, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs} {
+		arpAnswered, arpFlooded, checksums, segmented, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs, heals} {
 		ch <- x
 	}
 }
@@ -136,6 +139,9 @@ func (d *DataPlane) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(floodVTEPs, prometheus.GaugeValue, float64(len(d.FDB.Flood(d.VNI))), vni)
 	ch <- prometheus.MustNewConstMetric(knownVTEPs, prometheus.GaugeValue, float64(d.FDB.KnownVTEPs()))
+	if d.Heals != nil {
+		ch <- prometheus.MustNewConstMetric(heals, prometheus.CounterValue, float64(d.Heals()))
+	}
 }
 
 // EtcdSource is the L2 mode's etcd agent (discovery.Agent).
