@@ -704,11 +704,11 @@ func forgedUDP(t *testing.T, dst net.HardwareAddr, dstIP string, port int) []byt
 	return f
 }
 
-// SIGTERM shuts down cleanly and removes the TAP.
+// SIGTERM shuts down cleanly and, with --persist=false, removes the TAP.
 func TestShutdownRemovesTAP(t *testing.T) {
 	tp := newTopo(t, 42)
 	h := tp.addHost()
-	tp.start(h, nil)
+	tp.start(h, nil, "--persist=false")
 	if _, err := h.ns.Run("ip", "link", "show", "vxtap0"); err != nil {
 		t.Fatalf("TAP missing while running: %v", err)
 	}
@@ -718,9 +718,20 @@ func TestShutdownRemovesTAP(t *testing.T) {
 	}
 }
 
-// terminate sends h's vxland SIGTERM and fails the test unless it exits
-// cleanly within 10 s and removes its TAP; when says in what situation.
+// terminate sends h's vxland (--persist=false) SIGTERM and fails the test
+// unless it exits cleanly within 10 s and removes its TAP; when says in
+// what situation.
 func terminate(t *testing.T, h *testHost, when string) {
+	t.Helper()
+	stop(t, h, when)
+	if out, err := h.ns.Run("ip", "link", "show", "vxtap0"); err == nil {
+		t.Fatalf("TAP still present after shutdown%s: %s", when, out)
+	}
+}
+
+// stop sends h's vxland SIGTERM and fails the test unless it exits
+// cleanly within 10 s.
+func stop(t *testing.T, h *testHost, when string) {
 	t.Helper()
 	if err := h.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -733,18 +744,15 @@ func terminate(t *testing.T, h *testHost, when string) {
 	if err := h.proc.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM%s: %v\n%s", when, err, h.proc.Output())
 	}
-	if out, err := h.ns.Run("ip", "link", "show", "vxtap0"); err == nil {
-		t.Fatalf("TAP still present after shutdown%s: %s", when, out)
-	}
 }
 
 // The workers of the fast path sleep in poll holding their P; a daemon
 // stopped in the middle of a transfer, with every queue busy, still exits
-// cleanly and removes its TAP.
+// cleanly and (--persist=false) removes its TAP.
 func TestShutdownUnderLoad(t *testing.T) {
 	tp := newTopo(t, 45)
 	h1, h2 := tp.addHost(), tp.addHost()
-	tp.startAll("--queues", "2")
+	tp.startAll("--queues", "2", "--persist=false")
 	c1, c2 := tp.addContainer(h1), tp.addContainer(h2)
 	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
 	defer cancel()

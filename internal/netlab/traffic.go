@@ -9,6 +9,8 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,17 +23,108 @@ const trafficTimeout = 30 * time.Second
 // SHA-256). Connecting is retried until ctx ends, so a path that is still
 // coming up is waited for. Without a deadline in ctx it gives up after 30s.
 func TCPTransfer(ctx context.Context, from, to *NS, addr string, n int) error {
-	return transfer(ctx, "tcp transfer", from, to, addr, n)
+	return transfer(ctx, "tcp transfer", from, to, addr, n, 0, nil)
+}
+
+// TCPStream is a paced TCPTransfer running in the background
+// (StartTCPStream), watched at the receiver: how much arrived, and the
+// longest time without progress.
+type TCPStream struct {
+	done     chan struct{}
+	err      error
+	received atomic.Int64
+	mu       sync.Mutex
+	last     time.Time // of the latest read; zero before the first
+	maxGap   time.Duration
+}
+
+// StartTCPStream starts TCPTransfer of n bytes sent at rate bytes per
+// second, in chunks of at most 16 KB.
+func StartTCPStream(ctx context.Context, from, to *NS, addr string, n, rate int) *TCPStream {
+	s := &TCPStream{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.err = transfer(ctx, "tcp stream", from, to, addr, n, rate, s)
+	}()
+	return s
+}
+
+// Received returns how many bytes have arrived so far.
+func (s *TCPStream) Received() int64 { return s.received.Load() }
+
+// Done is closed when the transfer has ended.
+func (s *TCPStream) Done() <-chan struct{} { return s.done }
+
+// Wait waits for the end of the transfer and returns TCPTransfer's
+// verdict.
+func (s *TCPStream) Wait() error {
+	<-s.done
+	return s.err
+}
+
+// MaxGap returns the longest time between two reads of the receiver.
+func (s *TCPStream) MaxGap() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxGap
+}
+
+// observe counts n bytes just read and the time since the read before.
+func (s *TCPStream) observe(n int) {
+	now := time.Now()
+	s.received.Add(int64(n))
+	s.mu.Lock()
+	if !s.last.IsZero() {
+		s.maxGap = max(s.maxGap, now.Sub(s.last))
+	}
+	s.last = now
+	s.mu.Unlock()
+}
+
+// observedReader tells a TCPStream of every read.
+type observedReader struct {
+	r io.Reader
+	s *TCPStream
+}
+
+func (o observedReader) Read(b []byte) (int, error) {
+	n, err := o.r.Read(b)
+	if n > 0 {
+		o.s.observe(n)
+	}
+	return n, err
+}
+
+// pacedReader hands out what r reads at rate bytes per second.
+type pacedReader struct {
+	r     io.Reader
+	rate  int
+	start time.Time
+	sent  int
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	if p.start.IsZero() {
+		p.start = time.Now()
+	}
+	if due := p.start.Add(time.Duration(float64(p.sent) / float64(p.rate) * float64(time.Second))); time.Until(due) > 0 {
+		time.Sleep(time.Until(due))
+	}
+	n, err := p.r.Read(b[:min(len(b), 16<<10)])
+	p.sent += n
+	return n, err
 }
 
 // Reach returns nil once a TCP connection from from reaches a listener on ip
 // in to and carries a few bytes, retrying until ctx ends (30s without a
 // deadline). It needs no tools in the namespaces.
 func Reach(ctx context.Context, from, to *NS, ip string) error {
-	return transfer(ctx, "reach", from, to, net.JoinHostPort(ip, "0"), 64)
+	return transfer(ctx, "reach", from, to, net.JoinHostPort(ip, "0"), 64, 0, nil)
 }
 
-func transfer(ctx context.Context, op string, from, to *NS, addr string, n int) (err error) {
+// transfer sends n bytes from from to to at addr, at rate bytes per second
+// (0: as fast as TCP goes), and tells stream, if any, of every read.
+func transfer(ctx context.Context, op string, from, to *NS, addr string, n, rate int, stream *TCPStream) (err error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, trafficTimeout)
@@ -75,7 +168,11 @@ func transfer(ctx context.Context, op string, from, to *NS, addr string, n int) 
 		defer c.Close()
 		defer context.AfterFunc(ctx, func() { c.Close() })()
 		h := sha256.New()
-		got, err := io.Copy(h, c)
+		var src io.Reader = c
+		if stream != nil {
+			src = observedReader{c, stream}
+		}
+		got, err := io.Copy(h, src)
 		recv <- received{n: got, sum: h.Sum(nil), err: err}
 	}()
 
@@ -89,7 +186,11 @@ func transfer(ctx context.Context, op string, from, to *NS, addr string, n int) 
 	var seed [32]byte
 	rand.Read(seed[:])
 	h := sha256.New()
-	sent, err := io.CopyN(io.MultiWriter(c, h), mrand.NewChaCha8(seed), int64(n))
+	var data io.Reader = mrand.NewChaCha8(seed)
+	if rate > 0 {
+		data = &pacedReader{r: data, rate: rate}
+	}
+	sent, err := io.CopyN(io.MultiWriter(c, h), data, int64(n))
 	if err != nil {
 		return fmt.Errorf("sent %d of %d bytes: %w", sent, n, err)
 	}
