@@ -187,3 +187,54 @@ func TestHeal(t *testing.T) {
 		t.Fatalf("the heals are not logged:\n%s", out)
 	}
 }
+
+// Pod-to-pod TCP survives a restart of a flannel node's vxland: flannel.1,
+// its address, neighbours and routes stay while it is down, so pod traffic
+// never takes the default route; on start, what changed meanwhile is
+// reconciled: a route and neighbour of a node that went are removed, a
+// route that went missing is added.
+func TestFlannelRestartKeepsTCP(t *testing.T) {
+	fl := newFlannelLab(t, true)
+	n1, n2 := fl.addNode(), fl.addNode()
+	for _, n := range fl.nodes {
+		fl.start(n)
+		fl.waitReady(n)
+	}
+	s1, s2 := n1.subnet(t), n2.subnet(t)
+	p1, p2 := fl.addPod(n1, s1), fl.addPod(n2, s2)
+	s := netlab.StartTCPStream(testCtx(t, 60*time.Second), p1.ns, p2.ns, p2.ip+":5400", 12<<20, 2<<20)
+	waitProgress(t, s, 2<<20, "the stream under way")
+	index := func() string {
+		return strings.SplitN(n2.ns.MustRun(t, "ip", "-o", "link", "show", "flannel.1"), ":", 2)[0]
+	}
+	before := index()
+
+	got := s.Received()
+	n2.proc.Cmd.Process.Signal(syscall.SIGKILL)
+	<-n2.proc.Done()
+	routes := n2.ns.MustRun(t, "ip", "-4", "route", "show", "dev", "flannel.1")
+	if r := fmt.Sprintf("%s via %s onlink", s1, s1.Addr()); !strings.Contains(routes, r) {
+		t.Fatalf("while vxland is down, the route %q is gone:\n%s", r, routes)
+	}
+	const stale = "10.244.250.0/24"
+	n2.ns.MustRun(t, "ip", "route", "add", stale, "via", "10.244.250.0", "dev", "flannel.1", "onlink")
+	n2.ns.MustRun(t, "ip", "neigh", "add", "10.244.250.0", "lladdr", "02:00:00:00:00:fa", "dev", "flannel.1", "nud", "permanent")
+	fl.start(n2)
+	fl.waitReady(n2)
+	if after := index(); after != before {
+		t.Fatalf("flannel.1 is interface %s after the restart, was %s", after, before)
+	}
+	waitProgress(t, s, got+1<<20, "the stream going on after the restart")
+	if err := waitProgrammed(t, n2, without(fl.leases(), s2)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the stale route and neighbour removed", func() bool {
+		r := n2.ns.MustRun(t, "ip", "-4", "route", "show", "dev", "flannel.1")
+		nb := n2.ns.MustRun(t, "ip", "-4", "neigh", "show", "dev", "flannel.1")
+		return !strings.Contains(r, stale) && !strings.Contains(nb, "10.244.250.0 ")
+	})
+	if err := s.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pod stream intact across the restart; longest pause %s", s.MaxGap().Round(time.Millisecond))
+}

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vxland/vxland/internal/control"
-	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
 )
 
@@ -129,7 +128,7 @@ func show(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 	}
 	switch what {
 	case "stats":
-		var s overlay.Stats
+		var s control.Stats
 		return c.get(name, "/stats", &s, func() { printStats(stdout, s) }, stdout, stderr)
 	case "fdb":
 		var f control.FDBState
@@ -168,7 +167,7 @@ func trace(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	return c.get(name, "/trace?to="+url.QueryEscape(c.args[0]), &t, func() { printTrace(stdout, t) }, stdout, stderr)
 }
 
-func printStats(w io.Writer, s overlay.Stats) {
+func printStats(w io.Writer, s control.Stats) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "rx\t%d packets\t%d bytes\n", s.RxPackets, s.RxBytes)
 	fmt.Fprintf(tw, "tx\t%d packets\t%d bytes\t%d flooded (%d copies)\n", s.TxPackets, s.TxBytes, s.TxFlooded, s.TxFloodCopies)
@@ -188,6 +187,7 @@ func printStats(w io.Writer, s overlay.Stats) {
 	for _, r := range reasons {
 		fmt.Fprintf(tw, "drop %s\t%d\n", r, s.Drops[r])
 	}
+	fmt.Fprintf(tw, "host setup heals\t%d\n", s.Heals)
 	tw.Flush()
 }
 

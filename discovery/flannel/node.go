@@ -66,6 +66,11 @@ type Dataplane interface {
 	AddPeer(l Lease) error
 	// RemovePeer removes what AddPeer installed, route first.
 	RemovePeer(l Lease) error
+	// Prune removes the routes and neighbours through the device that are
+	// not those of keep: what an earlier run installed for nodes that
+	// went while it was not running (the device, and what goes through
+	// it, outlives a restart).
+	Prune(keep map[netip.Prefix]Lease) error
 }
 
 // NodeConfig configures a Node.
@@ -635,6 +640,7 @@ func (n *Node) desired() (uint64, map[netip.Prefix]Lease) {
 
 func (n *Node) reconcileLoop(ctx context.Context) {
 	installed := make(map[netip.Prefix]Lease)
+	pruned := false
 	resync := time.NewTicker(n.cfg.Resync)
 	defer resync.Stop()
 	var retry <-chan time.Time
@@ -653,6 +659,7 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 		if n.reinstall {
 			full, n.reinstall = true, false
 		}
+		synced := n.synced
 		n.mu.Unlock()
 		gen, want := n.desired()
 		failed := 0
@@ -687,6 +694,16 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 			installed[s] = l
 		}
 		n.routes.Store(int64(len(installed)))
+		// Once the view is listed and installed, what else goes through the
+		// device is left from before a restart.
+		if synced && !pruned && failed == 0 {
+			if err := n.cfg.Dataplane.Prune(want); err != nil {
+				n.log.Warn("removing routes left from an earlier run failed; will retry", "err", err)
+				failed++
+			} else {
+				pruned = true
+			}
+		}
 		retry = nil
 		if failed > 0 {
 			retry = time.After(etcdwatch.Backoff(attempt))

@@ -115,6 +115,8 @@ func (f *fakeDataplane) RemovePeer(l Lease) error {
 	return nil
 }
 
+func (f *fakeDataplane) Prune(keep map[netip.Prefix]Lease) error { return nil }
+
 func (f *fakeDataplane) snapshot() (netip.Prefix, map[netip.Prefix]Lease) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -141,3 +141,43 @@ func (d *Device) RemovePeer(l Lease) error {
 	}
 	return nil
 }
+
+// Prune removes the onlink routes through the device to subnets not in
+// keep, and the permanent neighbours that are not the address of one.
+func (d *Device) Prune(keep map[netip.Prefix]Lease) error {
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: d.index}, netlink.RT_FILTER_OIF)
+	if err != nil {
+		return fmt.Errorf("listing routes through %s: %w", d.name, err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Flags&int(netlink.FLAG_ONLINK) == 0 {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		ip, _ := netip.AddrFromSlice(r.Dst.IP)
+		if _, ok := keep[netip.PrefixFrom(ip.Unmap(), ones)]; ok {
+			continue
+		}
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("deleting route %s dev %s: %w", r.Dst, d.name, err)
+		}
+	}
+	neighs, err := netlink.NeighList(d.index, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("listing neighbours of %s: %w", d.name, err)
+	}
+	wanted := make(map[netip.Addr]bool, len(keep))
+	for s := range keep {
+		wanted[s.Addr()] = true
+	}
+	for _, nb := range neighs {
+		ip, _ := netip.AddrFromSlice(nb.IP)
+		if nb.State&netlink.NUD_PERMANENT == 0 || wanted[ip.Unmap()] {
+			continue
+		}
+		if err := netlink.NeighDel(&nb); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("deleting neighbour %s dev %s: %w", ip, d.name, err)
+		}
+	}
+	return nil
+}

@@ -27,3 +27,6 @@ func (d *Device) AddPeer(l Lease) error { return errNotLinux }
 
 // RemovePeer is not supported on this OS.
 func (d *Device) RemovePeer(l Lease) error { return errNotLinux }
+
+// Prune is not supported on this OS.
+func (d *Device) Prune(keep map[netip.Prefix]Lease) error { return errNotLinux }

@@ -24,7 +24,7 @@ type Device struct {
 	name   string
 	queues []*Queue
 	opt    Options
-	flags  uint16 // of TUNSETIFF
+	flags  uint16           // of TUNSETIFF
 	mac    net.HardwareAddr // given back to a recreated device
 	log    *slog.Logger
 	// mu serialises reattach.
