@@ -151,8 +151,7 @@ func TestHeal(t *testing.T) {
 	h1, h2 := tp.addHost(), tp.addHost()
 	tp.startAll("--queues", "2")
 	c1, c2 := tp.addContainer(h1), tp.addContainer(h2)
-	ctx := testCtx(t, 90*time.Second)
-	if err := netlab.Reach(ctx, c1.ns, c2.ns, c2.ip); err != nil {
+	if err := netlab.Reach(testCtx(t, 15*time.Second), c1.ns, c2.ns, c2.ip); err != nil {
 		t.Fatal(err)
 	}
 	mac, err := h1.ns.HardwareAddr("vxtap0")
@@ -175,7 +174,7 @@ func TestHeal(t *testing.T) {
 			return err == nil && strings.Contains(out, "master br0") && strings.Contains(out, ",UP") &&
 				tp.heals(h1) > heals
 		})
-		if err := netlab.Reach(ctx, c1.ns, c2.ns, c2.ip); err != nil {
+		if err := netlab.Reach(testCtx(t, 15*time.Second), c1.ns, c2.ns, c2.ip); err != nil {
 			t.Fatalf("after %s: %v", tc.name, err)
 		}
 		if got, err := h1.ns.HardwareAddr("vxtap0"); err != nil || got.String() != mac.String() {
