@@ -79,11 +79,7 @@ func etcdFlags(endpoint string) []string {
 func (tp *topo) fdb(h *testHost) control.FDBState {
 	tp.t.Helper()
 	var f control.FDBState
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := control.Get(ctx, h.sock, "/fdb", &f); err != nil {
-		tp.t.Fatal(err)
-	}
+	tp.get(h, "/fdb", &f)
 	return f
 }
 

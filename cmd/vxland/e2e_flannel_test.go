@@ -380,15 +380,22 @@ func TestFlannelThreeNodes(t *testing.T) {
 
 // A node restarted keeps its subnet and its
 // MAC; a node whose lease key is deleted acquires one again.
-func TestFlannelRestartAndLeaseLoss(t *testing.T) {
-	fl := newFlannelLab(t, true)
-	n1, n2 := fl.addNode(), fl.addNode()
+// newFlannelPair returns a flannel network of two ready vxland nodes
+// with a pod each.
+func newFlannelPair(t *testing.T) (fl *flannelLab, n1, n2 *flannelNode, p1, p2 *testContainer) {
+	t.Helper()
+	fl = newFlannelLab(t, true)
+	n1, n2 = fl.addNode(), fl.addNode()
 	for _, n := range fl.nodes {
 		fl.start(n)
 		fl.waitReady(n)
 	}
-	s1, s2 := n1.subnet(t), n2.subnet(t)
-	p1, p2 := fl.addPod(n1, s1), fl.addPod(n2, s2)
+	return fl, n1, n2, fl.addPod(n1, n1.subnet(t)), fl.addPod(n2, n2.subnet(t))
+}
+
+func TestFlannelRestartAndLeaseLoss(t *testing.T) {
+	fl, n1, n2, p1, p2 := newFlannelPair(t)
+	s2 := n2.subnet(t)
 	ctx := testCtx(t, 60*time.Second)
 	if err := netlab.Reach(ctx, p1.ns, p2.ns, p2.ip); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -44,11 +43,7 @@ func waitProgress(t *testing.T, s *netlab.TCPStream, n int64, what string) {
 func (tp *topo) heals(h *testHost) uint64 {
 	tp.t.Helper()
 	var s control.Stats
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := control.Get(ctx, h.sock, "/stats", &s); err != nil {
-		tp.t.Fatal(err)
-	}
+	tp.get(h, "/stats", &s)
 	return s.Heals
 }
 
@@ -190,17 +185,11 @@ func TestHeal(t *testing.T) {
 // Pod-to-pod TCP survives a restart of a flannel node's vxland: flannel.1,
 // its address, neighbours and routes stay while it is down, so pod traffic
 // never takes the default route; on start, what changed meanwhile is
-// reconciled: a route and neighbour of a node that went are removed, a
-// route that went missing is added.
+// reconciled: the route and neighbour of a node that went are removed,
+// those of the others are in place.
 func TestFlannelRestartKeepsTCP(t *testing.T) {
-	fl := newFlannelLab(t, true)
-	n1, n2 := fl.addNode(), fl.addNode()
-	for _, n := range fl.nodes {
-		fl.start(n)
-		fl.waitReady(n)
-	}
+	fl, n1, n2, p1, p2 := newFlannelPair(t)
 	s1, s2 := n1.subnet(t), n2.subnet(t)
-	p1, p2 := fl.addPod(n1, s1), fl.addPod(n2, s2)
 	s := netlab.StartTCPStream(testCtx(t, 60*time.Second), p1.ns, p2.ns, p2.ip+":5400", 12<<20, 2<<20)
 	waitProgress(t, s, 2<<20, "the stream under way")
 	index := func() string {

@@ -184,12 +184,18 @@ func (tp *topo) addContainer(h *testHost) *testContainer {
 func (tp *topo) stats(h *testHost) overlay.Stats {
 	tp.t.Helper()
 	var s overlay.Stats
+	tp.get(h, "/stats", &s)
+	return s
+}
+
+// get fetches endpoint from h's control socket into v.
+func (tp *topo) get(h *testHost, endpoint string, v any) {
+	tp.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := control.Get(ctx, h.sock, "/stats", &s); err != nil {
+	if err := control.Get(ctx, h.sock, endpoint, v); err != nil {
 		tp.t.Fatal(err)
 	}
-	return s
 }
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
