@@ -93,8 +93,8 @@ func (d *Device) removeMisfit() error {
 	if !ok {
 		return fmt.Errorf("TAP %s: the interface exists and is a %s, not a TAP", d.name, link.Type())
 	}
-	if tt.Queues > 0 {
-		return fmt.Errorf("TAP %s is in use: %d queues attached by another process", d.name, tt.Queues)
+	if inUse(tt) {
+		return fmt.Errorf("TAP %s is in use: its queues are attached by another process", d.name)
 	}
 	var misfits []string
 	if tt.Mode != netlink.TUNTAP_MODE_TAP {
@@ -117,6 +117,43 @@ func (d *Device) removeMisfit() error {
 		return fmt.Errorf("deleting TAP %s to recreate it: %w", d.name, err)
 	}
 	return nil
+}
+
+// inUse reports whether a process has queues of tt attached. A device
+// that is not persistent has (the kernel removes it with its last queue);
+// the kernel counts the queues of a multi-queue one; a single-queue one
+// refuses a second queue with EBUSY, which a probe with its own flags
+// (which then change nothing) finds out.
+func inUse(tt *netlink.Tuntap) bool {
+	if tt.NonPersist || tt.Queues > 0 {
+		return true
+	}
+	if tt.Flags&netlink.TUNTAP_MULTI_QUEUE != 0 {
+		return false
+	}
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false // Open fails on its own, naming the cause
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(tt.Name)
+	if err != nil {
+		return false
+	}
+	flags := uint16(unix.IFF_NO_PI)
+	if tt.Mode == netlink.TUNTAP_MODE_TAP {
+		flags |= unix.IFF_TAP
+	} else {
+		flags |= unix.IFF_TUN
+	}
+	if tt.Flags&netlink.TUNTAP_VNET_HDR != 0 {
+		flags |= unix.IFF_VNET_HDR
+	}
+	if tt.Flags&netlink.TUNTAP_NO_PI == 0 {
+		flags &^= unix.IFF_NO_PI
+	}
+	ifr.SetUint16(flags)
+	return errors.Is(unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr), unix.EBUSY)
 }
 
 func onOff(b bool) string {
