@@ -19,11 +19,12 @@ import (
 
 // capture writes a pcap of what a running daemon forwards:
 // `vxland capture -w - | tcpdump -r -`.
-func capture(args []string, stdout, stderr io.Writer) int {
+func capture(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	socketFlags, socketPath := daemonSocketFlags("vxland capture")
 	fs := pflag.NewFlagSet("vxland capture", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
-	sock := fs.String("control-socket", "/run/vxland/vxtap1.sock", "control socket of the daemon to ask")
+	fs.AddFlagSet(socketFlags)
 	file := fs.StringP("write", "w", "-", `pcap file to write, "-" for standard output`)
 	inner := fs.Bool("inner", false, "capture the inner Ethernet frames (the default when --outer is not given)")
 	outer := fs.Bool("outer", false, "capture the outer VXLAN packets (with --inner: both)")
@@ -33,7 +34,7 @@ func capture(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 0, "stop after this long (0: until stopped)")
 	snaplen := fs.IntP("snaplen", "s", 0, "bytes to keep of each packet (0: all)")
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "Usage: vxland capture [flags]\n\nWrites a pcap of the frames a running vxland forwards, e.g.\n  vxland capture --mac 02:42:0a:00:00:02 -c 10 -w - | tcpdump -nr -\n\nFlags:\n")
+		fmt.Fprintf(stdout, "Usage: vxland capture [flags]\n\nWrites a pcap of the frames a running vxland forwards, e.g.\n  vxland capture --vni 42 --mac 02:42:0a:00:00:02 -c 10 -w - | tcpdump -nr -\n%s", clientUsage)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 		fs.SetOutput(stderr)
@@ -50,6 +51,10 @@ func capture(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		return usage("unexpected argument %q", fs.Arg(0))
+	}
+	sock, err := socketPath(getenv)
+	if err != nil {
+		return usage("%v", err)
 	}
 	q := control.CaptureQuery{Count: *count, Duration: *duration, Snaplen: *snaplen}
 	q.Filter.Inner, q.Filter.Outer = *inner || !*outer, *outer
@@ -87,7 +92,7 @@ func capture(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	res, err := control.Capture(ctx, *sock, q, out)
+	res, err := control.Capture(ctx, sock, q, out)
 	if err != nil {
 		fmt.Fprintf(stderr, "vxland capture: %v\n", err)
 		return 1

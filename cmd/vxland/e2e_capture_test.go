@@ -26,7 +26,7 @@ func runCapture(t *testing.T, args ...string) (file string, wait func() (int, st
 	file = filepath.Join(t.TempDir(), "capture.pcap")
 	done := make(chan int, 1)
 	var stderr bytes.Buffer
-	go func() { done <- capture(append(args, "-w", file), io.Discard, &stderr) }()
+	go func() { done <- capture(append(args, "-w", file), noEnv, io.Discard, &stderr) }()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if fi, err := os.Stat(file); err == nil && fi.Size() >= 24 {
 			break
@@ -183,16 +183,22 @@ func TestCaptureBadFlagsAndNoDaemon(t *testing.T) {
 		{"--mac", "02:00"}, {"--vtep", "10.0.0"}, {"-c", "-1"}, {"--duration", "-1s"}, {"--snaplen", "-5"}, {"extra"},
 	} {
 		var stderr bytes.Buffer
-		if code := capture(args, io.Discard, &stderr); code != 2 {
+		if code := capture(args, noEnv, io.Discard, &stderr); code != 2 {
 			t.Errorf("capture %v: exit %d, want 2", args, code)
 		}
 		if flag := strings.TrimLeft(args[0], "-"); args[0] != "extra" && !strings.Contains(stderr.String(), flag) {
 			t.Errorf("capture %v: %q does not name the flag", args, stderr.String())
 		}
 	}
+	if code := capture([]string{"--vni", "99999999"}, noEnv, io.Discard, &bytes.Buffer{}); code != 2 {
+		t.Errorf("capture --vni 99999999: exit %d, want 2", code)
+	}
 	sock := filepath.Join(t.TempDir(), "none.sock")
 	var stderr bytes.Buffer
-	if code := capture([]string{"--control-socket", sock, "-w", filepath.Join(t.TempDir(), "x.pcap")}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), sock) {
+	if code := capture([]string{"--control-socket", sock, "-w", filepath.Join(t.TempDir(), "x.pcap")}, noEnv, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), sock) {
 		t.Fatalf("capture without a daemon: exit %d, %q; want 1 naming %s", code, stderr.String(), sock)
 	}
 }
+
+// noEnv is an environment without VXLAND_* variables.
+func noEnv(string) string { return "" }

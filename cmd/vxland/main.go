@@ -41,10 +41,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return show(args[1:], os.Getenv, stdout, stderr)
 		case "trace":
 			return trace(args[1:], os.Getenv, stdout, stderr)
+		case "capture":
+			return capture(args[1:], os.Getenv, stdout, stderr)
 		}
-	}
-	if len(args) > 0 && args[0] == "capture" {
-		return capture(args[1:], stdout, stderr)
 	}
 	cfg, err := parseConfig(args, os.Getenv, stderr)
 	if errors.Is(err, pflag.ErrHelp) {

@@ -58,11 +58,7 @@ type client struct {
 // by the daemon's own code (rawFlags.controlSocketPath). It returns nil
 // and an exit status when there is nothing more to do.
 func parseClient(name, usage string, args []string, getenv func(string) string, stdout, stderr io.Writer) (*client, int) {
-	daemonFlags, r := newFlagSet(io.Discard)
-	socketFlags := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	for _, f := range []string{"vni", "tap", "mode", "control-socket"} {
-		socketFlags.AddFlag(daemonFlags.Lookup(f))
-	}
+	socketFlags, socketPath := daemonSocketFlags(name)
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.AddFlagSet(socketFlags)
@@ -78,19 +74,39 @@ func parseClient(name, usage string, args []string, getenv func(string) string, 
 	} else if err != nil {
 		return fail(err)
 	}
-	if _, err := applyEnv(socketFlags, getenv); err != nil {
+	sock, err := socketPath(getenv)
+	if err != nil {
 		return fail(err)
-	}
-	if err := r.checkVNI(); err != nil {
-		return fail(err)
-	}
-	if r.mode != modeL2 && r.mode != modeFlannel {
-		return fail(fmt.Errorf("--mode %q: must be %s or %s", r.mode, modeL2, modeFlannel))
 	}
 	if *output != "text" && *output != "json" {
 		return fail(fmt.Errorf("-o %q: want text or json", *output))
 	}
-	return &client{sock: r.controlSocketPath(), json: *output == "json", args: fs.Args()}, -1
+	return &client{sock: sock, json: *output == "json", args: fs.Args()}, -1
+}
+
+// daemonSocketFlags returns, for a command that asks a running daemon, the
+// daemon's own flags that name its control socket (--vni, --tap, --mode,
+// --control-socket), and a function that derives the socket from them and
+// their VXLAND_* variables, read through getenv, by the daemon's own code
+// (rawFlags.controlSocketPath).
+func daemonSocketFlags(name string) (*pflag.FlagSet, func(getenv func(string) string) (string, error)) {
+	daemonFlags, r := newFlagSet(io.Discard)
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	for _, f := range []string{"vni", "tap", "mode", "control-socket"} {
+		fs.AddFlag(daemonFlags.Lookup(f))
+	}
+	return fs, func(getenv func(string) string) (string, error) {
+		if _, err := applyEnv(fs, getenv); err != nil {
+			return "", err
+		}
+		if err := r.checkVNI(); err != nil {
+			return "", err
+		}
+		if r.mode != modeL2 && r.mode != modeFlannel {
+			return "", fmt.Errorf("--mode %q: must be %s or %s", r.mode, modeL2, modeFlannel)
+		}
+		return r.controlSocketPath(), nil
+	}
 }
 
 // get fetches endpoint into v, and prints v as JSON when asked to, or

@@ -35,7 +35,9 @@ func TestServeAndGet(t *testing.T) {
 	src.fdb.AddFlood(42, netip.MustParseAddr("192.0.2.1"), fdb.SourceStatic)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, Handler(src, map[string]string{"vni": "42"}, func() uint64 { return 3 })) }()
+	go func() {
+		done <- Serve(ctx, ln, Handler(src, map[string]string{"vni": "42"}, func() uint64 { return 3 }))
+	}()
 
 	var s Stats
 	if err := Get(ctx, path, "/stats", &s); err != nil {
