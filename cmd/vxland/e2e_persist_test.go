@@ -110,13 +110,13 @@ func TestShutdownKeepsPersistentTAP(t *testing.T) {
 func TestAdoptOrRecreateTAP(t *testing.T) {
 	tp := newTopo(t, 48)
 	h := tp.addHost()
-	const recreated = "recreating the existing TAP"
+	const recreated, adopted = "recreating the existing TAP", "adopting the existing TAP"
 
 	h.ns.MustRun(t, "ip", "tuntap", "add", "dev", "vxtap0", "mode", "tap", "multi_queue")
 	before := h.ns.MustRun(t, "ip", "-o", "link", "show", "vxtap0")
 	tp.start(h, nil, "--offload", "none", "--queues", "2")
-	if out := h.proc.Output(); strings.Contains(out, recreated) {
-		t.Fatalf("a fitting TAP was recreated:\n%s", out)
+	if out := h.proc.Output(); strings.Contains(out, recreated) || !strings.Contains(out, adopted) {
+		t.Fatalf("a fitting TAP was recreated, or its adoption not logged:\n%s", out)
 	}
 	if after := h.ns.MustRun(t, "ip", "-o", "link", "show", "vxtap0"); strings.SplitN(after, ":", 2)[0] != strings.SplitN(before, ":", 2)[0] {
 		t.Fatalf("a fitting TAP was not adopted: was %s, is %s", before, after)
@@ -126,8 +126,8 @@ func TestAdoptOrRecreateTAP(t *testing.T) {
 	// The next start wants the virtio-net header and one queue.
 	tp.start(h, nil, "--offload", "all", "--queues", "1")
 	out := h.proc.Output()
-	if n := strings.Count(out, recreated); n != 1 {
-		t.Fatalf("%d log lines say the TAP is recreated, want 1:\n%s", n, out)
+	if n := strings.Count(out, recreated); n != 1 || strings.Contains(out, adopted) {
+		t.Fatalf("%d log lines say the TAP is recreated, want 1 and no adoption:\n%s", n, out)
 	}
 	link := h.ns.MustRun(t, "ip", "-d", "link", "show", "vxtap0")
 	if !strings.Contains(link, "vnet_hdr on") || strings.Contains(link, "multi_queue") {

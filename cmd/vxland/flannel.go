@@ -113,7 +113,8 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 	st.tapUp(tapDev.Name(), "")
 	healer := hostnet.NewRoutedHealer(tapDev.Name(), mac, mtu, log)
 	st.wg.Go(func() { healer.Run(ctx) })
-	st.dataPlaneUp(ov, be.VNI, table, netip.AddrPortFrom(u.Addr, be.Port), cfg.Settings, healer.Heals)
+	st.dataPlaneUp(dataPlane{ov: ov, vni: be.VNI, table: table, local: netip.AddrPortFrom(u.Addr, be.Port),
+		settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})
 	node := flannel.NewNode(flannel.NodeConfig{
 		Client: cli, Prefix: cfg.EtcdPrefix, Network: network,
 		PublicIP: publicIP, VtepMAC: mac, MTU: mtu, SubnetFile: cfg.SubnetFile,

@@ -211,7 +211,8 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err != nil {
 		return err
 	}
-	st.dataPlaneUp(ov, cfg.VNI, table, netip.AddrPortFrom(u.Addr, cfg.Port), cfg.Settings, healer.Heals)
+	st.dataPlaneUp(dataPlane{ov: ov, vni: cfg.VNI, table: table, local: netip.AddrPortFrom(u.Addr, cfg.Port),
+		settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})
 
 	up := make(chan struct{})
 	close(up)

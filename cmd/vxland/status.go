@@ -118,13 +118,27 @@ func (st *status) controlHandler() http.Handler {
 	return mux
 }
 
-// dataPlaneUp serves ov on the control socket, captures included (local
-// is the VTEP address that outer packets of a capture are built with) and
-// the daemon's settings, and exports its counters, table and heals.
-func (st *status) dataPlaneUp(ov *overlay.Overlay, vni uint32, table *fdb.Table, local netip.AddrPort, settings []setting, heals func() uint64) {
-	h := dataPlaneHandler(ov, local, settings, heals)
+// dataPlane is what a running data plane reports on.
+type dataPlane struct {
+	ov    *overlay.Overlay
+	vni   uint32
+	table *fdb.Table
+	// local is the VTEP address that outer packets of a capture are
+	// built with.
+	local    netip.AddrPort
+	settings []setting
+	// heals counts the repairs of the host setup; adopted says whether
+	// the TAP was taken over from an earlier run.
+	heals   func() uint64
+	adopted bool
+}
+
+// dataPlaneUp serves dp on the control socket (captures and the daemon's
+// settings included) and exports its counters, table and heals.
+func (st *status) dataPlaneUp(dp dataPlane) {
+	h := dataPlaneHandler(dp.ov, dp.local, dp.settings, dp.heals)
 	st.dataPlane.Store(&h)
-	st.metrics.Add(&metrics.DataPlane{VNI: vni, Stats: ov, FDB: table, Heals: heals})
+	st.metrics.Add(&metrics.DataPlane{VNI: dp.vni, Stats: dp.ov, FDB: dp.table, Heals: dp.heals, TAPAdopted: dp.adopted})
 }
 
 // tapUp makes readiness follow the TAP's state: up, and on bridge unless

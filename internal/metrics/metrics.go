@@ -90,6 +90,7 @@ var (
 	floodVTEPs    = desc("flood_vteps", "VTEPs on the VNI's flood list.", "vni")
 	knownVTEPs    = desc("known_vteps", "VTEPs that VXLAN packets are accepted from.")
 	heals         = desc("host_setup_heals_total", "Repairs of the TAP's host setup: a deleted, detached or downed TAP, a deleted bridge.")
+	tapAdopted    = desc("tap_adopted", "1 when the TAP was taken over at start from an earlier run that left it (a restart the containers did not see).")
 )
 
 // DataPlane collects the counters of one VNI's data plane and the size of
@@ -100,12 +101,15 @@ type DataPlane struct {
 	FDB   *fdb.Table
 	// Heals, when set, counts the repairs of the TAP's host setup.
 	Heals func() uint64
+	// TAPAdopted says whether the TAP was taken over, at start, from an
+	// earlier run that left it (a restart the containers did not see).
+	TAPAdopted bool
 }
 
 // Describe implements prometheus.Collector.
 func (d *DataPlane) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, drops, floodedFrames, floodCopies,
-		arpAnswered, arpFlooded, checksums, segmented, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs, heals} {
+		arpAnswered, arpFlooded, checksums, segmented, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs, heals, tapAdopted} {
 		ch <- x
 	}
 }
@@ -142,6 +146,11 @@ func (d *DataPlane) Collect(ch chan<- prometheus.Metric) {
 	if d.Heals != nil {
 		ch <- prometheus.MustNewConstMetric(heals, prometheus.CounterValue, float64(d.Heals()))
 	}
+	adopted := 0.0
+	if d.TAPAdopted {
+		adopted = 1
+	}
+	ch <- prometheus.MustNewConstMetric(tapAdopted, prometheus.GaugeValue, adopted)
 }
 
 // EtcdSource is the L2 mode's etcd agent (discovery.Agent).

@@ -64,7 +64,7 @@ func TestCollectorsExportTheirSources(t *testing.T) {
 	table.Set(42, fdb.MAC{2, 0, 0, 0, 0, 3}, b, fdb.OriginRemote)
 
 	reg := metrics.NewRegistry("v1.2.3-test")
-	reg.Add(&metrics.DataPlane{VNI: 42, Stats: stats, FDB: table})
+	reg.Add(&metrics.DataPlane{VNI: 42, Stats: stats, FDB: table, Heals: func() uint64 { return 4 }, TAPAdopted: true})
 	agent := &fakeAgent{synced: make(chan struct{})}
 	reg.Add(&metrics.Etcd{Agent: agent})
 	reg.Add(&metrics.Flannel{Node: fakeNode{}})
@@ -95,6 +95,8 @@ func TestCollectorsExportTheirSources(t *testing.T) {
 		{"vxland_fdb_entries", []string{"vni", "42", "origin", "static"}, 0},
 		{"vxland_flood_vteps", []string{"vni", "42"}, 2},
 		{"vxland_known_vteps", nil, 2},
+		{"vxland_host_setup_heals_total", nil, 4},
+		{"vxland_tap_adopted", nil, 1},
 		{"vxland_etcd_synced", nil, 0},
 		{"vxland_etcd_connected", nil, 1},
 		{"vxland_etcd_lease_ttl_seconds", nil, 19},

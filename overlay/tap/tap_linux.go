@@ -27,6 +27,9 @@ type Device struct {
 	flags  uint16           // of TUNSETIFF
 	mac    net.HardwareAddr // given back to a recreated device
 	log    *slog.Logger
+	// adopted is set when Open found the device already there, left by
+	// an earlier run, and took it over.
+	adopted bool
 	// mu serialises reattach.
 	mu sync.Mutex
 }
@@ -110,6 +113,8 @@ func (d *Device) removeMisfit() error {
 		misfits = append(misfits, fmt.Sprintf("multi_queue %s, want %s", onOff(has), onOff(want)))
 	}
 	if len(misfits) == 0 {
+		d.adopted = true
+		d.log.Info("adopting the existing TAP", "tap", d.name)
 		return nil
 	}
 	d.log.Warn("recreating the existing TAP: its flags do not fit", "tap", d.name, "misfits", strings.Join(misfits, "; "))
@@ -165,6 +170,10 @@ func onOff(b bool) string {
 
 // Name returns the interface name.
 func (d *Device) Name() string { return d.name }
+
+// Adopted reports whether Open took over a device that was already there
+// (a persistent one an earlier run left) instead of creating it.
+func (d *Device) Adopted() bool { return d.adopted }
 
 // Queues returns the device's queues, one descriptor each.
 func (d *Device) Queues() []*Queue { return d.queues }

@@ -20,6 +20,9 @@ func Open(name string, opt Options) (*Device, error) { return nil, errLinuxOnly 
 // Name returns "".
 func (d *Device) Name() string { return "" }
 
+// Adopted returns false.
+func (d *Device) Adopted() bool { return false }
+
 // Queues returns nil.
 func (d *Device) Queues() []*Queue { return nil }
 
