@@ -226,3 +226,28 @@ func TestFlannelRestartKeepsTCP(t *testing.T) {
 	}
 	t.Logf("pod stream intact across the restart; longest pause %s", s.MaxGap().Round(time.Millisecond))
 }
+
+// A flannel.<VNI> deleted while vxland runs comes back with its address,
+// neighbours and routes, and pod traffic flows again.
+func TestFlannelHealsDeletedDevice(t *testing.T) {
+	fl, _, n2, p1, p2 := newFlannelPair(t)
+	s2 := n2.subnet(t)
+	ctx := testCtx(t, 60*time.Second)
+	if err := netlab.Reach(ctx, p1.ns, p2.ns, p2.ip); err != nil {
+		t.Fatal(err)
+	}
+	n2.ns.MustRun(t, "ip", "link", "del", "flannel.1")
+	waitFor(t, 15*time.Second, "flannel.1 back with its address", func() bool {
+		out, err := n2.ns.Run("ip", "-4", "addr", "show", "dev", "flannel.1")
+		return err == nil && strings.Contains(out, s2.Addr().String()+"/32")
+	})
+	if err := waitProgrammed(t, n2, without(fl.leases(), s2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlab.Reach(ctx, p1.ns, p2.ns, p2.ip); err != nil {
+		t.Fatalf("pods after the device was deleted and put back: %v", err)
+	}
+	if err := netlab.Reach(ctx, p2.ns, p1.ns, p1.ip); err != nil {
+		t.Fatalf("pods after the device was deleted and put back, the other way: %v", err)
+	}
+}

@@ -112,7 +112,6 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 	}
 	st.tapUp(tapDev.Name(), "")
 	healer := hostnet.NewRoutedHealer(tapDev.Name(), mac, mtu, log)
-	st.wg.Go(func() { healer.Run(ctx) })
 	st.dataPlaneUp(dataPlane{ov: ov, vni: be.VNI, table: table, local: netip.AddrPortFrom(u.Addr, be.Port),
 		settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})
 	node := flannel.NewNode(flannel.NodeConfig{
@@ -127,6 +126,10 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		return nil
 	})
 	st.metrics.Add(&metrics.Flannel{Node: node})
+	// A repaired flannel.<VNI> (recreated after a deletion) has lost its
+	// address, routes and neighbours: the node puts them back.
+	healer.OnRepair = node.Reconfigure
+	st.wg.Go(func() { healer.Run(ctx) })
 
 	nodeCtx, stopNode := context.WithCancel(ctx)
 	nodeDone := make(chan struct{})

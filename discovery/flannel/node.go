@@ -276,6 +276,23 @@ func (n *Node) leaseLoop(ctx context.Context) {
 	}
 }
 
+// Reconfigure gives the device its address again and installs every peer
+// again: the device was recreated or repaired (a deleted TAP that vxland
+// put back has lost its address, routes and neighbours).
+func (n *Node) Reconfigure() {
+	n.mu.Lock()
+	own := n.own
+	n.gen++
+	n.reinstall = true
+	n.mu.Unlock()
+	if own != nil {
+		if err := n.cfg.Dataplane.SetLocal(own.lease.Subnet); err != nil {
+			n.log.Warn("giving the repaired device its address failed; the next resync retries", "err", err)
+		}
+	}
+	signal(n.wake)
+}
+
 // configureLocal gives the device its address and writes subnet.env,
 // retrying until both succeed or ctx is done.
 func (n *Node) configureLocal(ctx context.Context, own *ownLease) bool {

@@ -19,11 +19,13 @@ import (
 // netlink, VTEPs to the userspace FDB. What flannel writes into the
 // kernel vxlan device's FDB (bridge fdb ... dst <PublicIP>) is an entry of
 // fdb.Table here.
+//
+// The device is found by name at each change, not by the index it had
+// when NewDevice ran: vxland recreates a deleted TAP under the same name.
 type Device struct {
-	name  string
-	index int
-	vni   uint32
-	fdb   *fdb.Table
+	name string
+	vni  uint32
+	fdb  *fdb.Table
 
 	mu sync.Mutex
 	// allowed is the PublicIP each installed subnet made an accepted
@@ -36,11 +38,19 @@ var _ Dataplane = (*Device)(nil)
 // NewDevice returns the Dataplane of the device called name, whose frames
 // the overlay forwards by fdb in vni.
 func NewDevice(name string, vni uint32, fdb *fdb.Table) (*Device, error) {
-	link, err := netlink.LinkByName(name)
-	if err != nil {
+	if _, err := netlink.LinkByName(name); err != nil {
 		return nil, fmt.Errorf("device %s: %w", name, err)
 	}
-	return &Device{name: name, index: link.Attrs().Index, vni: vni, fdb: fdb, allowed: make(map[netip.Prefix]netip.Addr)}, nil
+	return &Device{name: name, vni: vni, fdb: fdb, allowed: make(map[netip.Prefix]netip.Addr)}, nil
+}
+
+// index returns the device's current interface index.
+func (d *Device) index() (int, error) {
+	link, err := netlink.LinkByName(d.name)
+	if err != nil {
+		return 0, fmt.Errorf("device %s: %w", d.name, err)
+	}
+	return link.Attrs().Index, nil
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {
@@ -51,7 +61,7 @@ func ipNet(p netip.Prefix) *net.IPNet {
 // flannel does: a source address for traffic from the node itself to
 // remote pods, without a connected route that would swallow the network.
 func (d *Device) SetLocal(subnet netip.Prefix) error {
-	link, err := netlink.LinkByIndex(d.index)
+	link, err := netlink.LinkByName(d.name)
 	if err != nil {
 		return fmt.Errorf("device %s: %w", d.name, err)
 	}
@@ -76,9 +86,9 @@ func (d *Device) SetLocal(subnet netip.Prefix) error {
 	return nil
 }
 
-func (d *Device) neigh(l Lease) *netlink.Neigh {
+func (d *Device) neigh(index int, l Lease) *netlink.Neigh {
 	return &netlink.Neigh{
-		LinkIndex:    d.index,
+		LinkIndex:    index,
 		Family:       netlink.FAMILY_V4,
 		State:        netlink.NUD_PERMANENT,
 		Type:         unix.RTN_UNICAST,
@@ -90,9 +100,9 @@ func (d *Device) neigh(l Lease) *netlink.Neigh {
 // route is "<subnet> via <subnet address> dev <device> onlink": the next
 // hop is the remote node's device, known by the permanent neighbour entry,
 // so the kernel never ARPs across the tunnel.
-func (d *Device) route(l Lease) *netlink.Route {
+func (d *Device) route(index int, l Lease) *netlink.Route {
 	return &netlink.Route{
-		LinkIndex: d.index,
+		LinkIndex: index,
 		Scope:     netlink.SCOPE_UNIVERSE,
 		Dst:       ipNet(l.Subnet),
 		Gw:        l.Subnet.Addr().AsSlice(),
@@ -104,7 +114,11 @@ func (d *Device) route(l Lease) *netlink.Route {
 // the order flannel does: the route last, so the kernel never uses it
 // before it can resolve and send to its next hop.
 func (d *Device) AddPeer(l Lease) error {
-	if err := netlink.NeighSet(d.neigh(l)); err != nil {
+	index, err := d.index()
+	if err != nil {
+		return err
+	}
+	if err := netlink.NeighSet(d.neigh(index, l)); err != nil {
 		return fmt.Errorf("neighbour %s lladdr %s dev %s: %w", l.Subnet.Addr(), l.VtepMAC, d.name, err)
 	}
 	d.mu.Lock()
@@ -117,7 +131,7 @@ func (d *Device) AddPeer(l Lease) error {
 	}
 	d.fdb.Set(d.vni, l.VtepMAC, l.PublicIP, fdb.OriginRemote)
 	d.mu.Unlock()
-	if err := netlink.RouteReplace(d.route(l)); err != nil {
+	if err := netlink.RouteReplace(d.route(index, l)); err != nil {
 		return fmt.Errorf("route %s via %s dev %s onlink: %w", l.Subnet, l.Subnet.Addr(), d.name, err)
 	}
 	return nil
@@ -126,7 +140,11 @@ func (d *Device) AddPeer(l Lease) error {
 // RemovePeer removes what AddPeer installed, route first. What is
 // already gone is not an error.
 func (d *Device) RemovePeer(l Lease) error {
-	if err := netlink.RouteDel(d.route(l)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+	index, err := d.index()
+	if err != nil {
+		return err
+	}
+	if err := netlink.RouteDel(d.route(index, l)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("deleting route %s dev %s: %w", l.Subnet, d.name, err)
 	}
 	d.mu.Lock()
@@ -136,7 +154,7 @@ func (d *Device) RemovePeer(l Lease) error {
 		delete(d.allowed, l.Subnet)
 	}
 	d.mu.Unlock()
-	if err := netlink.NeighDel(d.neigh(l)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+	if err := netlink.NeighDel(d.neigh(index, l)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("deleting neighbour %s dev %s: %w", l.Subnet.Addr(), d.name, err)
 	}
 	return nil
@@ -145,7 +163,11 @@ func (d *Device) RemovePeer(l Lease) error {
 // Prune removes the onlink routes through the device to subnets not in
 // keep, and the permanent neighbours that are not the address of one.
 func (d *Device) Prune(keep map[netip.Prefix]Lease) error {
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: d.index}, netlink.RT_FILTER_OIF)
+	index, err := d.index()
+	if err != nil {
+		return err
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: index}, netlink.RT_FILTER_OIF)
 	if err != nil {
 		return fmt.Errorf("listing routes through %s: %w", d.name, err)
 	}
@@ -162,7 +184,7 @@ func (d *Device) Prune(keep map[netip.Prefix]Lease) error {
 			return fmt.Errorf("deleting route %s dev %s: %w", r.Dst, d.name, err)
 		}
 	}
-	neighs, err := netlink.NeighList(d.index, netlink.FAMILY_V4)
+	neighs, err := netlink.NeighList(index, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("listing neighbours of %s: %w", d.name, err)
 	}

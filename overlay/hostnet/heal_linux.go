@@ -33,6 +33,11 @@ const HealInterval = 2 * time.Second
 // RTNLGRP_LINK, via LinkSubscribe: a repair follows a change within
 // milliseconds, without polling) and every HealInterval (the backstop).
 type Healer struct {
+	// OnRepair, when set before Run, is called after each check that
+	// repaired something: what the host setup carried beyond the link
+	// (a routed TAP's address and routes) is the caller's to put back.
+	OnRepair func()
+
 	check func() (repairs []string, err error)
 	log   *slog.Logger
 	heals atomic.Uint64
@@ -71,6 +76,9 @@ func (h *Healer) Run(ctx context.Context) {
 		if len(repairs) > 0 {
 			h.heals.Add(1)
 			h.log.Warn("host setup repaired", "repairs", strings.Join(repairs, "; "))
+			if h.OnRepair != nil {
+				h.OnRepair()
+			}
 		}
 		if err != nil && err.Error() != failed {
 			h.log.Warn("repairing the host setup failed; will retry", "err", err)

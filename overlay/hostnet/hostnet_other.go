@@ -31,7 +31,7 @@ func SetupRoutedTAP(tap string, mac fdb.MAC, mtu int) error { return errNotLinux
 func CheckTAP(tap, bridge string) error { return errNotLinux }
 
 // Healer is not supported on this OS.
-type Healer struct{}
+type Healer struct{ OnRepair func() }
 
 // NewBridgedHealer is not supported on this OS: its Healer does nothing.
 func NewBridgedHealer(tap, bridge string, mtu int, log *slog.Logger) *Healer { return &Healer{} }
