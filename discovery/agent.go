@@ -32,6 +32,7 @@ package discovery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -55,6 +56,10 @@ type Config struct {
 	Self     netip.Addr // this host's VTEP address
 	Port     uint16     // the VXLAN UDP port every member must use
 	Hostname string
+	// Underlay, when not empty, is where every VTEP must be: a member or
+	// MAC record naming a VTEP outside it is refused (logged once) and
+	// never reaches the FDB, its flood lists or its receive allowlist.
+	Underlay Underlay
 	// LeaseTTL is the lifetime of this host's keys without keep-alives.
 	LeaseTTL time.Duration
 	// Ageing is how long a local MAC stays published without traffic.
@@ -395,10 +400,17 @@ func (a *Agent) putLocked(key string, value []byte, modRev int64) {
 	if err == nil && r.member != nil && r.member.Port != a.cfg.Port && r.member.Addr != a.cfg.Self {
 		err = fmt.Errorf("%w: member uses port %d, this host %d", errBadRecord, r.member.Port, a.cfg.Port)
 	}
+	if err == nil {
+		err = a.cfg.Underlay.Check(r.vtep())
+	}
 	if err != nil {
 		if a.badLogged[key] != modRev {
 			a.badLogged[key] = modRev
-			a.log.Warn("skipping malformed etcd value", "key", key, "revision", modRev, "err", err)
+			msg := "skipping malformed etcd value"
+			if errors.Is(err, ErrOutsideUnderlay) {
+				msg = "rejecting etcd record: its VTEP is outside --underlay-cidr"
+			}
+			a.log.Warn(msg, "key", key, "revision", modRev, "err", err)
 		}
 		a.dropLocked(key)
 		return

@@ -72,6 +72,14 @@ type record struct {
 	macKey fdb.MAC
 }
 
+// vtep is the VTEP address the record names.
+func (r record) vtep() netip.Addr {
+	if r.member != nil {
+		return r.member.Addr
+	}
+	return r.mac.VTEP
+}
+
 // parse validates key and value. The value must be JSON of a supported
 // version and agree with its key.
 func (k Keys) parse(key string, value []byte) (record, error) {

@@ -40,6 +40,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/internal/etcdwatch"
 	"github.com/vxland/vxland/overlay/fdb"
 )
@@ -86,6 +87,11 @@ type NodeConfig struct {
 	// subnet to ask for first when etcd holds no lease for PublicIP.
 	SubnetFile string
 	Dataplane  Dataplane
+	// Underlay, when not empty, is where every node's PublicIP must be:
+	// a lease whose PublicIP lies outside it is ignored (logged once), so
+	// it gets no route, neighbour or FDB entry and its packets stay
+	// unaccepted.
+	Underlay discovery.Underlay
 
 	LeaseTTL    time.Duration // default DefaultLeaseTTL
 	RenewMargin time.Duration // default DefaultRenewMargin
@@ -594,6 +600,9 @@ func (s *nodeStore) Revision() int64 { return (*Node)(s).revision() }
 // usable parses a lease and checks that this node can reach it.
 func (n *Node) usable(key string, value []byte) (Lease, error) {
 	l, err := n.keys.ParseLease(key, value)
+	if err == nil {
+		err = n.cfg.Underlay.Check(l.PublicIP)
+	}
 	switch {
 	case err != nil:
 		return Lease{}, err

@@ -450,3 +450,23 @@ func TestNodeRetriesDataplane(t *testing.T) {
 		t.Fatalf("peer not installed after the retries: %v", peers)
 	}
 }
+
+// With an underlay (--underlay-cidr), a lease whose PublicIP lies outside
+// it is ignored and logged once; the leases inside it are installed.
+func TestNodeIgnoresLeasesOutsideUnderlay(t *testing.T) {
+	cli := startEtcd(t)
+	outside := Lease{Subnet: pfx("10.244.70.0/24"), PublicIP: addr("192.0.2.200"), BackendType: "vxlan", VNI: 1, VtepMAC: VtepMAC(addr("192.0.2.200"), 1)}
+	inside := Lease{Subnet: pfx("10.244.71.0/24"), PublicIP: addr("192.0.2.71"), BackendType: "vxlan", VNI: 1, VtepMAC: VtepMAC(addr("192.0.2.71"), 1)}
+	put(t, cli, testKeys.Subnet(outside.Subnet), string(outside.Value()))
+	put(t, cli, testKeys.Subnet(inside.Subnet), string(inside.Value()))
+	a := startNode(t, cli, "192.0.2.1", "", func(c *NodeConfig) {
+		c.Underlay = discovery.Underlay{pfx("192.0.2.0/25")}
+	})
+	a.waitReady(t)
+	if _, peers := a.dp.snapshot(); len(peers) != 1 || peers[inside.Subnet] != inside {
+		t.Fatalf("installed %v, want only %v", peers, inside)
+	}
+	if n := strings.Count(a.log.String(), "key="+testKeys.Subnet(outside.Subnet)); n != 1 {
+		t.Errorf("the lease outside the underlay was logged %d times, want once", n)
+	}
+}
