@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -18,6 +19,10 @@ type ClientConfig struct {
 	// CAFile, CertFile and KeyFile enable TLS: CAFile verifies the
 	// servers, CertFile and KeyFile authenticate us.
 	CAFile, CertFile, KeyFile string
+	// Username and Password log in to an etcd with authentication
+	// enabled. The client logs in when it is made, so with them NewClient
+	// waits (up to its dial timeout) for etcd to answer.
+	Username, Password string
 }
 
 // TLS returns the TLS configuration, or nil when no TLS file is set.
@@ -50,8 +55,8 @@ func (c ClientConfig) TLS() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// NewClient connects to etcd. It does not wait for a server: vxland
-// starts forwarding whether or not etcd is up.
+// NewClient connects to etcd. Without a user name it does not wait for a
+// server: vxland starts forwarding whether or not etcd is up.
 func NewClient(c ClientConfig) (*clientv3.Client, error) {
 	tlsCfg, err := c.TLS()
 	if err != nil {
@@ -60,6 +65,8 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   c.Endpoints,
 		TLS:         tlsCfg,
+		Username:    c.Username,
+		Password:    c.Password,
 		DialTimeout: 5 * time.Second,
 		// Notice a dead connection within seconds, not minutes.
 		DialKeepAliveTime:    5 * time.Second,
@@ -67,6 +74,9 @@ func NewClient(c ClientConfig) (*clientv3.Client, error) {
 		// Our own log says what matters; the client's own is noise.
 		Logger: zap.NewNop(),
 	})
+	if errors.Is(err, rpctypes.ErrAuthFailed) {
+		return nil, fmt.Errorf("etcd at %v refused user %q: wrong user name or password: %w", c.Endpoints, c.Username, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", c.Endpoints, err)
 	}
