@@ -71,14 +71,26 @@ type config struct {
 	// Persist: the TAP outlives the daemon (tap.Options.Persist).
 	Persist bool
 
-	EtcdEndpoints      []string
-	EtcdPrefix         string
-	EtcdCAFile         string
-	EtcdCertFile       string
-	EtcdKeyFile        string
+	EtcdEndpoints []string
+	EtcdPrefix    string
+	EtcdCAFile    string
+	EtcdCertFile  string
+	EtcdKeyFile   string
+	EtcdUsername  string
+	// EtcdPassword is read from --etcd-password-file or
+	// VXLAND_ETCD_PASSWORD, never from a flag's value: it is in no
+	// process listing, Values or Settings.
+	EtcdPassword       string
 	LeaseTTL           time.Duration
 	EmbeddedEtcd       string // data directory; "" runs no embedded etcd
 	EmbeddedEtcdListen string
+	// The embedded etcd's TLS: its certificate and key, and the CA its
+	// clients' certificates must be signed by ("": no TLS, or TLS
+	// without client certificates).
+	EmbeddedEtcdCertFile, EmbeddedEtcdKeyFile, EmbeddedEtcdClientCAFile string
+	// Underlay holds the prefixes every VTEP address must be in
+	// (--underlay-cidr); empty: any.
+	Underlay discovery.Underlay
 
 	// Mode is modeL2 or modeFlannel; the rest of this block is for the
 	// flannel mode (flannel.go).
@@ -121,6 +133,11 @@ func (c *config) UseEtcd() bool { return len(c.EtcdEndpoints) > 0 || c.EmbeddedE
 
 const envPrefix = "VXLAND_"
 
+// etcdPasswordEnv holds the password of --etcd-username, as an
+// alternative to --etcd-password-file. It sets no flag: a password is
+// never a flag's value, which any user could read in the process list.
+const etcdPasswordEnv = envPrefix + "ETCD_PASSWORD"
+
 // envName is the environment variable that sets a flag: --local-ip is
 // VXLAND_LOCAL_IP.
 func envName(flag string) string {
@@ -155,9 +172,15 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.etcdCAFile, "etcd-cafile", "", "CA certificate that verifies the etcd servers (TLS)")
 	fs.StringVar(&r.etcdCertFile, "etcd-certfile", "", "client certificate for etcd (TLS)")
 	fs.StringVar(&r.etcdKeyFile, "etcd-keyfile", "", "client key for etcd (TLS)")
+	fs.StringVar(&r.etcdUsername, "etcd-username", "", "etcd user to log in as, when etcd has authentication enabled; the password comes from --etcd-password-file or "+etcdPasswordEnv)
+	fs.StringVar(&r.etcdPasswordFile, "etcd-password-file", "", "file holding the password of --etcd-username (one line; keep it mode 0600)")
 	fs.DurationVar(&r.leaseTTL, "lease-ttl", 20*time.Second, "TTL of this host's etcd lease: a dead host disappears from the others after it")
 	fs.StringVar(&r.embeddedEtcd, "embedded-etcd", "", "run an etcd server inside vxland, storing in this directory")
 	fs.StringVar(&r.embeddedEtcdListen, "embedded-etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd (its peer port is this port + 1)")
+	fs.StringVar(&r.embeddedEtcdCertFile, "embedded-etcd-certfile", "", "server certificate of the embedded etcd: it serves TLS (https) to its clients")
+	fs.StringVar(&r.embeddedEtcdKeyFile, "embedded-etcd-keyfile", "", "key of --embedded-etcd-certfile")
+	fs.StringVar(&r.embeddedEtcdClientCAFile, "embedded-etcd-client-cafile", "", "CA that must sign the embedded etcd's clients' certificates: a client without one is refused (this daemon's own client uses --etcd-certfile and --etcd-keyfile)")
+	fs.StringSliceVar(&r.underlayCIDR, "underlay-cidr", nil, "prefix that every VTEP address must be in, repeat or separate with commas (e.g. 10.0.0.0/24): an etcd record or flannel lease naming a VTEP outside is ignored, so its packets are dropped (default: any address)")
 	fs.StringVar(&r.mode, "mode", modeL2, "l2: containers on a bridge, peers from --peer or etcd; flannel: a node of a flannel network in etcd (docs/flannel.md)")
 	fs.StringVar(&r.publicIP, "public-ip", "", "flannel mode: IPv4 address the other nodes reach this one at (default: the VTEP address)")
 	fs.StringVar(&r.subnetFile, "subnet-file", defaultSubnetFile, "flannel mode: where subnet.env is written for the flannel CNI plugin")
@@ -186,14 +209,23 @@ type rawFlags struct {
 	idleSched     string
 	persist       bool
 
-	etcdEndpoints      []string
-	etcdPrefix         string
-	etcdCAFile         string
-	etcdCertFile       string
-	etcdKeyFile        string
+	etcdEndpoints    []string
+	etcdPrefix       string
+	etcdCAFile       string
+	etcdCertFile     string
+	etcdKeyFile      string
+	etcdUsername     string
+	etcdPasswordFile string
+	// etcdPassword is VXLAND_ETCD_PASSWORD.
+	etcdPassword       string
 	leaseTTL           time.Duration
 	embeddedEtcd       string
 	embeddedEtcdListen string
+
+	embeddedEtcdCertFile     string
+	embeddedEtcdKeyFile      string
+	embeddedEtcdClientCAFile string
+	underlayCIDR             []string
 
 	mode          string
 	publicIP      string
@@ -256,6 +288,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 		}
 	}
 	r.changed = fs.Changed
+	r.etcdPassword = getenv(etcdPasswordEnv)
 	c, err := r.validate()
 	if err != nil {
 		return nil, file.blame(err)
@@ -447,7 +480,9 @@ func (r *rawFlags) validateEtcd(c *config) error {
 		return flagErrorf("etcd-prefix", "%q: must start with '/' and not end with one", r.etcdPrefix)
 	}
 	c.EtcdPrefix = r.etcdPrefix
-	for _, f := range []struct{ flag, path string }{{"etcd-cafile", r.etcdCAFile}, {"etcd-certfile", r.etcdCertFile}, {"etcd-keyfile", r.etcdKeyFile}} {
+	for _, f := range []struct{ flag, path string }{{"etcd-cafile", r.etcdCAFile}, {"etcd-certfile", r.etcdCertFile}, {"etcd-keyfile", r.etcdKeyFile},
+		{"etcd-password-file", r.etcdPasswordFile}, {"embedded-etcd-certfile", r.embeddedEtcdCertFile},
+		{"embedded-etcd-keyfile", r.embeddedEtcdKeyFile}, {"embedded-etcd-client-cafile", r.embeddedEtcdClientCAFile}} {
 		if f.path == "" {
 			continue
 		}
@@ -468,6 +503,96 @@ func (r *rawFlags) validateEtcd(c *config) error {
 		return flagErrorf("embedded-etcd-listen", "%q: want host:port", r.embeddedEtcdListen)
 	}
 	c.EmbeddedEtcdListen = r.embeddedEtcdListen
+	if err := r.validateEtcdPassword(c); err != nil {
+		return err
+	}
+	if err := r.validateEmbeddedTLS(c); err != nil {
+		return err
+	}
+	return r.validateUnderlay(c)
+}
+
+// validateEtcdPassword checks --etcd-username and reads its password.
+func (r *rawFlags) validateEtcdPassword(c *config) error {
+	switch {
+	case r.etcdPasswordFile != "" && r.etcdPassword != "":
+		return flagErrorf("etcd-password-file", "and %s are both set: give the password once", etcdPasswordEnv)
+	case r.etcdUsername == "" && r.etcdPasswordFile != "":
+		return flagErrorf("etcd-password-file", "needs --etcd-username")
+	case r.etcdUsername == "" && r.etcdPassword != "":
+		return usagef("%s needs --etcd-username", etcdPasswordEnv)
+	case r.etcdUsername == "":
+		return nil
+	case r.etcdPasswordFile == "" && r.etcdPassword == "":
+		return flagErrorf("etcd-username", "needs a password: --etcd-password-file or %s", etcdPasswordEnv)
+	}
+	c.EtcdUsername, c.EtcdPassword = r.etcdUsername, r.etcdPassword
+	if r.etcdPasswordFile != "" {
+		b, err := os.ReadFile(r.etcdPasswordFile)
+		if err != nil {
+			return flagErrorf("etcd-password-file", "%s: %v", r.etcdPasswordFile, err)
+		}
+		// One line, as echo or an editor writes it.
+		c.EtcdPassword = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if c.EtcdPassword == "" {
+			return flagErrorf("etcd-password-file", "%s is empty", r.etcdPasswordFile)
+		}
+	}
+	return nil
+}
+
+// validateEmbeddedTLS checks the embedded etcd's TLS flags, and that this
+// daemon's own client can talk to the server they make.
+func (r *rawFlags) validateEmbeddedTLS(c *config) error {
+	for _, f := range []struct{ flag, path string }{{"embedded-etcd-certfile", r.embeddedEtcdCertFile},
+		{"embedded-etcd-keyfile", r.embeddedEtcdKeyFile}, {"embedded-etcd-client-cafile", r.embeddedEtcdClientCAFile}} {
+		if f.path != "" && r.embeddedEtcd == "" {
+			return flagErrorf(f.flag, "needs --embedded-etcd")
+		}
+	}
+	switch {
+	case (r.embeddedEtcdCertFile == "") != (r.embeddedEtcdKeyFile == ""):
+		return flagErrorf("embedded-etcd-certfile", "and --embedded-etcd-keyfile go together")
+	case r.embeddedEtcdClientCAFile != "" && r.embeddedEtcdCertFile == "":
+		return flagErrorf("embedded-etcd-client-cafile", "needs --embedded-etcd-certfile: client certificates are checked over TLS only")
+	}
+	// With --etcd-endpoints the daemon talks to another etcd, and these
+	// checks are that one's business.
+	if len(c.EtcdEndpoints) == 0 && r.embeddedEtcd != "" {
+		switch {
+		case r.embeddedEtcdCertFile != "" && r.etcdCAFile == "":
+			return flagErrorf("embedded-etcd-certfile", "needs --etcd-cafile: the daemon's own client verifies the server with it")
+		case r.embeddedEtcdClientCAFile != "" && r.etcdCertFile == "":
+			return flagErrorf("embedded-etcd-client-cafile", "needs --etcd-certfile and --etcd-keyfile: the daemon's own client must show a certificate too")
+		case r.embeddedEtcdCertFile == "" && r.etcdCAFile != "":
+			return flagErrorf("etcd-cafile", "is for TLS, but the embedded etcd serves plain http without --embedded-etcd-certfile")
+		}
+	}
+	c.EmbeddedEtcdCertFile, c.EmbeddedEtcdKeyFile, c.EmbeddedEtcdClientCAFile = r.embeddedEtcdCertFile, r.embeddedEtcdKeyFile, r.embeddedEtcdClientCAFile
+	return nil
+}
+
+// validateUnderlay parses --underlay-cidr and checks that the addresses
+// given on the command line lie in it.
+func (r *rawFlags) validateUnderlay(c *config) error {
+	for _, s := range r.underlayCIDR {
+		s = strings.TrimSpace(s)
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p.Addr().Zone() != "" || p.Addr().Is4In6() {
+			return flagErrorf("underlay-cidr", "%q: want a prefix such as 10.0.0.0/24", s)
+		}
+		c.Underlay = append(c.Underlay, p.Masked())
+	}
+	if c.LocalIP.IsValid() {
+		if err := c.Underlay.Check(c.LocalIP); err != nil {
+			return flagErrorf("local-ip", "%s is outside --underlay-cidr %s", c.LocalIP, c.Underlay)
+		}
+	}
+	for _, p := range c.Peers {
+		if err := c.Underlay.Check(p); err != nil {
+			return flagErrorf("peer", "%s is outside --underlay-cidr %s", p, c.Underlay)
+		}
+	}
 	return nil
 }
 

@@ -274,3 +274,75 @@ func TestParseLogFormat(t *testing.T) {
 		t.Errorf("--log-format json wrote %q (%v)", out.String(), err)
 	}
 }
+
+// The flags of a trusted control plane: TLS of the embedded etcd, the
+// etcd password (never a flag's value) and --underlay-cidr. A bad
+// combination is a usage error that names the flag.
+func TestParseTrustFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cert, key, ca := file("cert.pem", "x"), file("key.pem", "x"), file("ca.pem", "x")
+	pw, empty := file("password", "s3cret\n"), file("empty", "\n")
+	emb := []string{"--embedded-etcd", dir}
+	embTLS := append(slices.Clone(emb), "--embedded-etcd-certfile", cert, "--embedded-etcd-keyfile", key, "--etcd-cafile", ca)
+
+	c, err := parse(append(slices.Clone(embTLS), "--embedded-etcd-client-cafile", ca, "--etcd-certfile", cert, "--etcd-keyfile", key), nil)
+	if err != nil || c.EmbeddedEtcdCertFile != cert || c.EmbeddedEtcdKeyFile != key || c.EmbeddedEtcdClientCAFile != ca {
+		t.Fatalf("embedded etcd with client certificates: %+v, %v", c, err)
+	}
+	c, err = parse([]string{"--etcd-endpoints", "https://192.0.2.1:2379", "--etcd-username", "vxland", "--etcd-password-file", pw}, nil)
+	if err != nil || c.EtcdUsername != "vxland" || c.EtcdPassword != "s3cret" {
+		t.Fatalf("--etcd-password-file: %+v, %v", c, err)
+	}
+	for _, s := range c.Settings {
+		if strings.Contains(s.Value, "s3cret") {
+			t.Errorf("the password shows in the setting %+v", s)
+		}
+	}
+	c, err = parse([]string{"--etcd-username", "vxland"}, map[string]string{"VXLAND_ETCD_PASSWORD": "from-env"})
+	if err != nil || c.EtcdPassword != "from-env" {
+		t.Fatalf("VXLAND_ETCD_PASSWORD: %+v, %v", c, err)
+	}
+	c, err = parse([]string{"--underlay-cidr", "192.0.2.0/24,2001:db8::/64", "--underlay-cidr", "10.1.2.3/16", "--local-ip", "10.1.0.1", "--peer", "192.0.2.7"}, nil)
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/64"), netip.MustParsePrefix("10.1.0.0/16")}
+	if err != nil || !slices.Equal(c.Underlay, want) {
+		t.Fatalf("--underlay-cidr: %v, %v; want %v", c.Underlay, err, want)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"--embedded-etcd-certfile", cert, "--embedded-etcd-keyfile", key}, want: "--embedded-etcd-certfile needs --embedded-etcd"},
+		{args: append(slices.Clone(emb), "--embedded-etcd-certfile", cert, "--etcd-cafile", ca), want: "--embedded-etcd-certfile and --embedded-etcd-keyfile"},
+		{args: append(slices.Clone(emb), "--embedded-etcd-keyfile", key, "--etcd-cafile", ca), want: "--embedded-etcd-certfile and --embedded-etcd-keyfile"},
+		{args: append(slices.Clone(emb), "--embedded-etcd-client-cafile", ca), want: "--embedded-etcd-client-cafile needs --embedded-etcd-certfile"},
+		{args: append(slices.Clone(emb), "--embedded-etcd-certfile", cert, "--embedded-etcd-keyfile", key), want: "--embedded-etcd-certfile needs --etcd-cafile"},
+		{args: append(slices.Clone(embTLS), "--embedded-etcd-client-cafile", ca), want: "--embedded-etcd-client-cafile needs --etcd-certfile"},
+		{args: append(slices.Clone(emb), "--etcd-cafile", ca), want: "--etcd-cafile"},
+		{args: append(slices.Clone(embTLS), "--embedded-etcd-keyfile", filepath.Join(dir, "missing")), want: "--embedded-etcd-keyfile"},
+		{args: []string{"--etcd-username", "vxland"}, want: "--etcd-username needs a password"},
+		{args: []string{"--etcd-password-file", pw}, want: "--etcd-password-file needs --etcd-username"},
+		{env: map[string]string{"VXLAND_ETCD_PASSWORD": "x"}, want: "VXLAND_ETCD_PASSWORD needs --etcd-username"},
+		{args: []string{"--etcd-username", "vxland", "--etcd-password-file", pw}, env: map[string]string{"VXLAND_ETCD_PASSWORD": "x"}, want: "--etcd-password-file and VXLAND_ETCD_PASSWORD"},
+		{args: []string{"--etcd-username", "vxland", "--etcd-password-file", empty}, want: "--etcd-password-file " + empty + " is empty"},
+		{args: []string{"--etcd-username", "vxland", "--etcd-password-file", filepath.Join(dir, "missing")}, want: "--etcd-password-file"},
+		{args: []string{"--underlay-cidr", "192.0.2.1"}, want: "--underlay-cidr"},
+		{args: []string{"--underlay-cidr", "::ffff:192.0.2.0/120"}, want: "--underlay-cidr"},
+		{args: []string{"--underlay-cidr", "192.0.2.0/24", "--local-ip", "198.51.100.1"}, want: "--local-ip 198.51.100.1 is outside --underlay-cidr"},
+		{args: []string{"--underlay-cidr", "192.0.2.0/24", "--peer", "198.51.100.2"}, want: "--peer 198.51.100.2 is outside --underlay-cidr"},
+	} {
+		_, err := parse(tc.args, tc.env)
+		var ue *usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: err = %v, want a usage error with %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+}

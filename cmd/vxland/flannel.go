@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/discovery/flannel"
 	"github.com/vxland/vxland/internal/metrics"
 	"github.com/vxland/vxland/overlay"
@@ -32,6 +31,9 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 	if err != nil {
 		return err
 	}
+	if err := cfg.Underlay.Check(publicIP); err != nil {
+		return usagef("--underlay-cidr %s: this node's public IP %s is outside it", cfg.Underlay, publicIP)
+	}
 	// Health answers from the start: alive while waiting for etcd, ready
 	// only once the node is. Every return stops the servers (cancel) and
 	// waits for them.
@@ -48,8 +50,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		return err
 	}
 
-	cli, err := discovery.NewClient(discovery.ClientConfig{Endpoints: cfg.EtcdEndpoints,
-		CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile})
+	cli, err := newEtcdClient(cfg, cfg.EtcdEndpoints)
 	if err != nil {
 		return err
 	}
@@ -117,7 +118,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 	node := flannel.NewNode(flannel.NodeConfig{
 		Client: cli, Prefix: cfg.EtcdPrefix, Network: network,
 		PublicIP: publicIP, VtepMAC: mac, MTU: mtu, SubnetFile: cfg.SubnetFile,
-		Dataplane: dev, Logger: log,
+		Dataplane: dev, Underlay: cfg.Underlay, Logger: log,
 	})
 	st.ready.Set(checkFlannel, func() error {
 		if ok, why := node.Ready(); !ok {

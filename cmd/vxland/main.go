@@ -21,6 +21,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/internal/control"
@@ -141,6 +143,9 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err := checkPeerFamily(cfg.Peers, u.Addr); err != nil {
 		return err
 	}
+	if err := cfg.Underlay.Check(u.Addr); err != nil {
+		return usagef("--underlay-cidr %s: this host's VTEP address %s is outside it", cfg.Underlay, u.Addr)
+	}
 	mtu := cfg.MTU
 	if mtu == 0 {
 		mtu = u.OverlayMTU()
@@ -252,7 +257,8 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 	}
 	endpoints := cfg.EtcdEndpoints
 	if cfg.EmbeddedEtcd != "" {
-		e, err := discovery.StartEmbedded(ctx, discovery.EmbeddedConfig{Dir: cfg.EmbeddedEtcd, Listen: cfg.EmbeddedEtcdListen})
+		e, err := discovery.StartEmbedded(ctx, discovery.EmbeddedConfig{Dir: cfg.EmbeddedEtcd, Listen: cfg.EmbeddedEtcdListen,
+			CertFile: cfg.EmbeddedEtcdCertFile, KeyFile: cfg.EmbeddedEtcdKeyFile, ClientCAFile: cfg.EmbeddedEtcdClientCAFile})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err() // stopped while etcd was starting
@@ -272,8 +278,7 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 			}
 		}()
 	}
-	cli, err := discovery.NewClient(discovery.ClientConfig{Endpoints: endpoints,
-		CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile})
+	cli, err := newEtcdClient(cfg, endpoints)
 	if err != nil {
 		stop()
 		return nil, nil, err
@@ -282,7 +287,7 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 	hostname, _ := os.Hostname()
 	agent := discovery.New(discovery.Config{
 		Client: cli, Prefix: cfg.EtcdPrefix, VNI: cfg.VNI, Self: self, Port: cfg.Port, Hostname: hostname,
-		LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing,
+		LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing, Underlay: cfg.Underlay,
 		FDB: table, Local: ovCfg.Local, Neighbors: ovCfg.Neighbors, Logger: log,
 	})
 	st.ready.Set(checkEtcd, func() error {
@@ -309,6 +314,19 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 	}()
 	stops = append(stops, func() { cancel(); <-done })
 	return stop, agent.Synced(), nil
+}
+
+// newEtcdClient connects to etcd at endpoints with the credentials of cfg.
+// A refused password is a usage error: the configuration is wrong, and
+// retrying will not mend it.
+func newEtcdClient(cfg *config, endpoints []string) (*clientv3.Client, error) {
+	cli, err := discovery.NewClient(discovery.ClientConfig{Endpoints: endpoints,
+		CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile,
+		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword})
+	if errors.Is(err, rpctypes.ErrAuthFailed) {
+		return nil, usagef("--etcd-username: %v", err)
+	}
+	return cli, err
 }
 
 // dataPlaneHandler serves the data plane's state, the host setup's heals,
