@@ -55,6 +55,27 @@ func writeCert(t *testing.T, dir, name string, tmpl *x509.Certificate, parent *x
 	return cert, key
 }
 
+// caTemplate is a CA certificate valid for the next hour.
+func caTemplate(serial int64, name string) *x509.Certificate {
+	now := time.Now()
+	return &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+}
+
+// clientTemplate is a client certificate of vxland valid for the next hour.
+func clientTemplate(serial int64) *x509.Certificate {
+	now := time.Now()
+	return &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "vxland"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -73,11 +94,7 @@ func freePort(t *testing.T) int {
 func TestClientTLS(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	ca, caKey := writeCert(t, dir, "ca", &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vxland test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}, nil, nil)
+	ca, caKey := writeCert(t, dir, "ca", caTemplate(1, "vxland test CA"), nil, nil)
 	writeCert(t, dir, "server", &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "etcd"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
@@ -85,12 +102,7 @@ func TestClientTLS(t *testing.T) {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 	}, ca, caKey)
-	writeCert(t, dir, "client", &x509.Certificate{
-		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "vxland"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-	}, ca, caKey)
+	writeCert(t, dir, "client", clientTemplate(3), ca, caKey)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -120,17 +132,8 @@ func TestClientTLS(t *testing.T) {
 	}
 
 	// A certificate from another CA is refused like none at all.
-	rogueCA, rogueKey := writeCert(t, dir, "rogue-ca", &x509.Certificate{
-		SerialNumber: big.NewInt(4), Subject: pkix.Name{CommonName: "rogue CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}, nil, nil)
-	writeCert(t, dir, "rogue", &x509.Certificate{
-		SerialNumber: big.NewInt(5), Subject: pkix.Name{CommonName: "vxland"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-	}, rogueCA, rogueKey)
+	rogueCA, rogueKey := writeCert(t, dir, "rogue-ca", caTemplate(4, "rogue CA"), nil, nil)
+	writeCert(t, dir, "rogue", clientTemplate(5), rogueCA, rogueKey)
 	rogue, err := NewClient(ClientConfig{Endpoints: e.Endpoints(), CAFile: filepath.Join(dir, "ca.pem"),
 		CertFile: filepath.Join(dir, "rogue.pem"), KeyFile: filepath.Join(dir, "rogue-key.pem")})
 	if err != nil {
