@@ -1,8 +1,10 @@
 package fdb
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"iter"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -108,6 +110,10 @@ type Table struct {
 	// entry that names a VTEP does not make it known: only membership
 	// does, which is what registration in etcd and --peer say.
 	vteps map[netip.Addr]*VTEP
+	// learned counts the learned entries per VNI, live or not yet aged
+	// out; maxLearned caps it (0: no cap).
+	learned    map[uint32]int
+	maxLearned int
 }
 
 // New returns an empty table. port is the UDP destination port of every
@@ -121,7 +127,25 @@ func New(port uint16, ageing time.Duration) *Table {
 		flood:     make(map[uint32][]*VTEP),
 		floodRefs: make(map[floodKey][numSources]int),
 		vteps:     make(map[netip.Addr]*VTEP),
+		learned:   make(map[uint32]int),
 	}
+}
+
+// LimitLearned caps the learned entries of each VNI at n (0: no cap), as
+// the kernel's vxlan maxaddress does: a sender of frames from ever new
+// source MACs cannot grow the table without bound. Entries of the control
+// plane and static ones do not count and are never refused. Call it
+// before the table is used.
+func (f *Table) LimitLearned(n int) {
+	f.mu.Lock()
+	f.maxLearned = n
+	f.mu.Unlock()
+}
+
+// fullLocked reports whether vni has as many learned entries as it may.
+// An entry that aged out but was not yet removed (Expire) still counts.
+func (f *Table) fullLocked(vni uint32) bool {
+	return f.maxLearned > 0 && f.learned[vni] >= f.maxLearned
 }
 
 func (f *Table) now() int64 { return int64(time.Since(f.epoch)) }
@@ -194,9 +218,22 @@ func (f *Table) putEntryLocked(key fdbKey, e *fdbEntry) {
 	old := f.entries[key]
 	f.entries[key] = e
 	e.vtep.entries++
+	f.countLearnedLocked(key.vni, e, 1)
 	if old != nil {
 		old.vtep.entries--
+		f.countLearnedLocked(key.vni, old, -1)
 		f.releaseLocked(old.vtep)
+	}
+}
+
+// countLearnedLocked adds d to vni's count of learned entries if e is
+// one.
+func (f *Table) countLearnedLocked(vni uint32, e *fdbEntry, d int) {
+	if e.origin != OriginLearned {
+		return
+	}
+	if f.learned[vni] += d; f.learned[vni] == 0 {
+		delete(f.learned, vni)
 	}
 }
 
@@ -207,17 +244,34 @@ func (f *Table) deleteEntryLocked(key fdbKey) {
 		return
 	}
 	delete(f.entries, key)
+	f.countLearnedLocked(key.vni, old, -1)
 	if old.vtep.entries--; old.vtep.entries == 0 && !old.vtep.known() {
 		delete(f.vteps, old.vtep.addr.Addr())
 	}
 }
 
+// LearnResult says what Learn did.
+type LearnResult uint8
+
+const (
+	// LearnKept: the FDB is unchanged (the entry was known and
+	// refreshed, the VTEP is not known, or a higher origin owns the MAC).
+	LearnKept LearnResult = iota
+	// LearnNew: a new entry was added, or a learned one moved.
+	LearnNew
+	// LearnFull: the MAC is new and its VNI has as many learned entries
+	// as LimitLearned allows; it was not learned.
+	LearnFull
+)
+
 // Learn records that mac in vni was seen behind the VTEP at addr, as the
 // kernel learns from the outer source address, and that the VTEP was seen
 // now. It does nothing when addr is not a known VTEP, or when an entry of
-// a higher origin owns the MAC. It reports whether the FDB changed (a new
-// or moved entry).
-func (f *Table) Learn(vni uint32, mac MAC, addr netip.Addr) bool {
+// a higher origin owns the MAC. A new MAC is refused when the VNI is full
+// (LimitLearned), without taking the write lock: a flood of new sources
+// does not stall the other forwarding threads. A learned MAC that moves
+// to another VTEP is never refused.
+func (f *Table) Learn(vni uint32, mac MAC, addr netip.Addr) LearnResult {
 	addr = addr.Unmap()
 	key := fdbKey{vni, mac}
 	now := f.now()
@@ -225,33 +279,41 @@ func (f *Table) Learn(vni uint32, mac MAC, addr netip.Addr) bool {
 	e, ok := f.entries[key]
 	v := f.vteps[addr]
 	known := v != nil && v.known()
+	full := !ok && f.fullLocked(vni)
 	f.mu.RUnlock()
 	if !known {
-		return false
+		return LearnKept
 	}
 	// Refresh at most once a second: a store per packet would bounce
 	// the cache line between the forwarding goroutines.
 	if s := v.seen.Load(); s == 0 || now-s > int64(time.Second) {
 		v.seen.Store(now)
 	}
+	if full {
+		return LearnFull
+	}
 	if ok && (e.origin != OriginLearned || e.vtep == v) {
 		if e.origin == OriginLearned && now-e.seen.Load() > int64(time.Second) {
 			e.seen.Store(now)
 		}
-		return false
+		return LearnKept
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if cur, ok := f.entries[key]; ok && cur.origin != OriginLearned {
-		return false // lost a race with the control plane
+	cur, ok := f.entries[key]
+	if ok && cur.origin != OriginLearned {
+		return LearnKept // lost a race with the control plane
 	}
 	if v = f.vteps[addr]; v == nil || !v.known() {
-		return false // lost a race with its removal
+		return LearnKept // lost a race with its removal
+	}
+	if !ok && f.fullLocked(vni) {
+		return LearnFull // lost a race with another new MAC
 	}
 	n := &fdbEntry{vtep: v, origin: OriginLearned}
 	n.seen.Store(now)
 	f.putEntryLocked(key, n)
-	return true
+	return LearnNew
 }
 
 // Set installs or replaces the entry for (vni, mac) with origin o, unless an
@@ -455,6 +517,51 @@ func (f *Table) Entries() []Entry {
 	f.mu.RUnlock()
 	slices.SortFunc(out, compareEntries)
 	return out
+}
+
+// entryChunk is how many entries All reads under one hold of the lock.
+const entryChunk = 256
+
+// All yields the live entries, sorted by VNI and MAC, without copying the
+// table: it sorts the keys (12 bytes an entry), then reads the entries a
+// chunk at a time, taking the read lock per chunk and never while the
+// caller has an entry, so that a slow reader (a control socket client)
+// never holds up learning. An entry removed after the keys were taken is
+// skipped.
+func (f *Table) All() iter.Seq[Entry] {
+	return func(yield func(Entry) bool) {
+		f.mu.RLock()
+		keys := make([]fdbKey, 0, len(f.entries))
+		for k := range f.entries {
+			keys = append(keys, k)
+		}
+		f.mu.RUnlock()
+		slices.SortFunc(keys, func(a, b fdbKey) int {
+			if c := cmp.Compare(a.vni, b.vni); c != 0 {
+				return c
+			}
+			return bytes.Compare(a.mac[:], b.mac[:])
+		})
+		var chunk [entryChunk]Entry
+		for len(keys) > 0 {
+			n := 0
+			now := f.now()
+			f.mu.RLock()
+			for _, k := range keys[:min(len(keys), entryChunk)] {
+				if e, ok := f.entries[k]; ok && !f.expired(e, now) {
+					chunk[n] = f.entryLocked(k, e, now)
+					n++
+				}
+			}
+			f.mu.RUnlock()
+			keys = keys[min(len(keys), entryChunk):]
+			for _, e := range chunk[:n] {
+				if !yield(e) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // CountEntries returns how many live entries vni has, by origin

@@ -15,14 +15,14 @@ var (
 
 func TestFDBLearnOnlyFromKnownVTEPs(t *testing.T) {
 	f := New(4789, time.Minute)
-	if f.Learn(1, macX, vtepA) {
+	if f.Learn(1, macX, vtepA) == LearnNew {
 		t.Fatal("learned from a VTEP that is not in any flood list")
 	}
 	if _, ok := f.Lookup(1, macX); ok {
 		t.Fatal("lookup found an entry learned from an unknown VTEP")
 	}
 	f.AddFlood(1, vtepA, SourceStatic)
-	if !f.Learn(1, macX, vtepA) {
+	if f.Learn(1, macX, vtepA) != LearnNew {
 		t.Fatal("did not learn from a known VTEP")
 	}
 	got, ok := f.Lookup(1, macX)
@@ -32,7 +32,7 @@ func TestFDBLearnOnlyFromKnownVTEPs(t *testing.T) {
 	if _, ok := f.Lookup(2, macX); ok {
 		t.Fatal("entry leaked into another VNI")
 	}
-	if f.Learn(1, macX, vtepA) {
+	if f.Learn(1, macX, vtepA) == LearnNew {
 		t.Fatal("relearning the same place reported a change")
 	}
 }
@@ -42,7 +42,7 @@ func TestFDBLearnedEntryMoves(t *testing.T) {
 	f.AddFlood(1, vtepA, SourceStatic)
 	f.AddFlood(1, vtepB, SourceStatic)
 	f.Learn(1, macX, vtepA)
-	if !f.Learn(1, macX, netip.MustParseAddr("::ffff:192.0.2.2")) {
+	if f.Learn(1, macX, netip.MustParseAddr("::ffff:192.0.2.2")) != LearnNew {
 		t.Fatal("a MAC seen behind another VTEP did not move")
 	}
 	if got, _ := f.Lookup(1, macX); got.AddrPort().Addr() != vtepB {
@@ -54,7 +54,7 @@ func TestFDBStaticBeatsLearned(t *testing.T) {
 	f := New(4789, time.Minute)
 	f.AddFlood(1, vtepB, SourceStatic)
 	f.Set(1, macX, vtepA, OriginStatic)
-	if f.Learn(1, macX, vtepB) {
+	if f.Learn(1, macX, vtepB) == LearnNew {
 		t.Fatal("learning replaced a static entry")
 	}
 	if got, _ := f.Lookup(1, macX); got.AddrPort().Addr() != vtepA {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vxland/vxland/overlay/ratelimit"
 )
 
 // LocalTable records the MACs of this host's own containers, as seen in the
@@ -15,12 +17,40 @@ import (
 // The data path only ever adds and refreshes; it never waits for the
 // control plane. A new MAC or address wakes the control plane through a
 // one-slot channel, so any number of changes coalesce into one wake-up.
+//
+// Each MAC it holds becomes a write to the control plane, so that a
+// container sending from ever new source MACs would grow the table, and
+// etcd, without bound: LocalLimits caps how many it holds and how fast it
+// takes new ones.
 type LocalTable struct {
 	epoch  time.Time
+	limits LocalLimits
+	newMAC ratelimit.Bucket
 	mu     sync.RWMutex
 	macs   map[MAC]*localMAC
 	notify chan struct{}
 }
+
+// LocalLimits bound a LocalTable. The zero value bounds nothing.
+type LocalLimits struct {
+	// Max is the most MACs the table holds (0: no cap).
+	Max int
+	// NewMACs limits how fast the table takes MACs it does not hold.
+	NewMACs ratelimit.Limit
+}
+
+// ObserveResult says what Observe did with a frame's MAC.
+type ObserveResult uint8
+
+const (
+	// ObserveKept: the MAC is held (new, refreshed, or with a new address).
+	ObserveKept ObserveResult = iota
+	// ObserveFull: the MAC is new and the table holds LocalLimits.Max.
+	ObserveFull
+	// ObserveRateLimited: the MAC is new and LocalLimits.NewMACs has no
+	// token left.
+	ObserveRateLimited
+)
 
 type localMAC struct {
 	seen atomic.Int64 // nanoseconds since epoch
@@ -35,9 +65,10 @@ type LocalMAC struct {
 	Idle time.Duration
 }
 
-// NewLocalTable returns an empty table.
-func NewLocalTable() *LocalTable {
-	return &LocalTable{epoch: time.Now(), macs: make(map[MAC]*localMAC), notify: make(chan struct{}, 1)}
+// NewLocalTable returns an empty table bounded by limits.
+func NewLocalTable(limits LocalLimits) *LocalTable {
+	return &LocalTable{epoch: time.Now(), limits: limits,
+		macs: make(map[MAC]*localMAC), notify: make(chan struct{}, 1)}
 }
 
 // Changed is signalled after the table gained a MAC or an address.
@@ -52,23 +83,35 @@ func (t *LocalTable) wake() {
 	}
 }
 
-// Observe records a frame from mac, claiming ip when ip is valid. It
-// allocates only when the MAC or the address is new.
-func (t *LocalTable) Observe(mac MAC, ip netip.Addr) {
+// Observe records a frame from mac, claiming ip when ip is valid, unless
+// the MAC is new and the limits refuse it; it says which. It allocates
+// only when the MAC or the address is new, and refuses without taking the
+// write lock.
+func (t *LocalTable) Observe(mac MAC, ip netip.Addr) ObserveResult {
 	now := t.now()
 	t.mu.RLock()
 	e, ok := t.macs[mac]
 	known := ok && (!ip.IsValid() || slices.Contains(e.ips, ip))
+	full := !ok && t.limits.Max > 0 && len(t.macs) >= t.limits.Max
 	t.mu.RUnlock()
-	if known {
+	switch {
+	case known:
 		if now-e.seen.Load() > int64(time.Second) {
 			e.seen.Store(now)
 		}
-		return
+		return ObserveKept
+	case full:
+		return ObserveFull
+	case !ok && !t.newMAC.Allow(t.limits.NewMACs, now):
+		return ObserveRateLimited
 	}
 	t.mu.Lock()
 	e, ok = t.macs[mac]
 	if !ok {
+		if t.limits.Max > 0 && len(t.macs) >= t.limits.Max {
+			t.mu.Unlock()
+			return ObserveFull // lost a race with another new MAC
+		}
 		e = &localMAC{}
 		t.macs[mac] = e
 	}
@@ -78,6 +121,7 @@ func (t *LocalTable) Observe(mac MAC, ip netip.Addr) {
 	}
 	t.mu.Unlock()
 	t.wake()
+	return ObserveKept
 }
 
 // Forget removes mac, e.g. when it has moved to another host.
