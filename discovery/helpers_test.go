@@ -136,7 +136,7 @@ func newHost(t *testing.T, cli *clientv3.Client, addr string, adjust ...func(*Co
 		t:     t,
 		addr:  netip.MustParseAddr(addr),
 		fdb:   fdb.New(testPort, 0),
-		local: fdb.NewLocalTable(),
+		local: fdb.NewLocalTable(fdb.LocalLimits{}),
 		neigh: fdb.NewNeighbors(),
 		log:   &logBuffer{},
 	}

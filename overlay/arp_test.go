@@ -34,7 +34,7 @@ func newARPRig(t *testing.T) (*rig, *fdb.Neighbors, *fdb.LocalTable) {
 	t.Helper()
 	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: fdb.New(4789, time.Minute)}
 	r.fdb.AddFlood(testVNI, peer1, fdb.SourceStatic)
-	n, l := fdb.NewNeighbors(), fdb.NewLocalTable()
+	n, l := fdb.NewNeighbors(), fdb.NewLocalTable(fdb.LocalLimits{})
 	var err error
 	r.ov, err = overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450, Neighbors: n, Local: l}, []overlay.Queue{{Device: r.dev, Conn: r.conn}}, r.fdb)
 	if err != nil {

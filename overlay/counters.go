@@ -38,6 +38,27 @@ const (
 	DropNoDestination
 	// DropSendError: the underlay socket refused the datagram.
 	DropSendError
+	// DropFloodRateSource: a frame to flood from a source MAC that used
+	// up its flood rate (Config.FloodPerSource).
+	DropFloodRateSource
+	// DropFloodRateTotal: a frame to flood beyond the queues' overall
+	// flood rate (Config.FloodTotal).
+	DropFloodRateTotal
+
+	// The reasons below are not drops: the frame is forwarded, only its
+	// source MAC is not recorded. They count the frames (one per source
+	// and batch) whose new MAC a limit kept out of a table.
+
+	// DropFDBFull: a received frame's source MAC was not learned: its VNI
+	// has as many learned entries as fdb.Table.LimitLearned allows.
+	DropFDBFull
+	// DropLocalMACFull: a local container's MAC was not recorded for the
+	// control plane: the local table holds fdb.LocalLimits.Max.
+	DropLocalMACFull
+	// DropLocalMACRate: a local container's MAC was not recorded for the
+	// control plane: new local MACs came faster than
+	// fdb.LocalLimits.NewMACs allows.
+	DropLocalMACRate
 
 	numDropReasons
 )
@@ -57,6 +78,11 @@ var dropReasonNames = [numDropReasons]string{
 	DropTxShort:         "tx_short",
 	DropNoDestination:   "no_destination",
 	DropSendError:       "send_error",
+	DropFloodRateSource: "flood_rate_source",
+	DropFloodRateTotal:  "flood_rate_total",
+	DropFDBFull:         "fdb_full",
+	DropLocalMACFull:    "local_mac_full",
+	DropLocalMACRate:    "local_mac_rate",
 }
 
 func (r DropReason) String() string {

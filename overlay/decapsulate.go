@@ -154,10 +154,14 @@ func (d *decapsulator) countVTEP() {
 }
 
 // learn records that mac lives behind the VTEP src, as the kernel learns
-// from the outer source address, once per inner source and batch.
+// from the outer source address, once per inner source and batch. A MAC
+// the full table refuses is counted; its frame is delivered all the same,
+// as the kernel delivers it (replies to it are flooded).
 func (d *decapsulator) learn(mac fdb.MAC, src netip.Addr) {
 	if !d.memo.learned || mac != d.memo.mac {
-		d.o.fdb.Learn(d.o.cfg.VNI, mac, src)
+		if d.o.fdb.Learn(d.o.cfg.VNI, mac, src) == fdb.LearnFull {
+			d.o.limitHit(d.qc, DropFDBFull, mac)
+		}
 		d.memo.learned, d.memo.mac = true, mac
 	}
 }

@@ -113,7 +113,12 @@ func (e *encapsulator) observe(frame, arp []byte) {
 			ip = sip
 		}
 	}
-	local.Observe(src, ip)
+	switch local.Observe(src, ip) {
+	case fdb.ObserveFull:
+		e.o.limitHit(e.qc, DropLocalMACFull, src)
+	case fdb.ObserveRateLimited:
+		e.o.limitHit(e.qc, DropLocalMACRate, src)
+	}
 }
 
 // answerARP answers a broadcast ARP request in buf from the neighbour
@@ -169,13 +174,19 @@ func (e *encapsulator) queue(pkt []byte, vtep *fdb.VTEP, flow uint32) {
 	e.run = append(e.run, pkt)
 }
 
-// flood sends pkt to every VTEP of the VNI's flood list. Flooded frames
-// are rare (ARP, unknown unicast): the pending run goes first, which
-// keeps the order of the batch.
+// flood sends pkt to every VTEP of the VNI's flood list, within the
+// flood rates of its source and of all. Flooded frames are rare (ARP,
+// unknown unicast): the pending run goes first, which keeps the order of
+// the batch.
 func (e *encapsulator) flood(pkt []byte, flow uint32) {
 	vteps := e.o.fdb.Flood(e.o.cfg.VNI)
 	if len(vteps) == 0 {
 		e.qc.drop(DropNoDestination)
+		return
+	}
+	src := fdb.MAC(pkt[encap.HeaderLen+6 : encap.HeaderLen+12])
+	if reason, ok := e.o.allowFlood(src); !ok {
+		e.o.limitHit(e.qc, reason, src)
 		return
 	}
 	e.flush()
@@ -185,6 +196,22 @@ func (e *encapsulator) flood(pkt []byte, flow uint32) {
 	for _, vtep := range vteps {
 		e.send(e.one, vtep, flow)
 	}
+}
+
+// allowFlood takes a token for a frame from src to flood, first from its
+// source's bucket, then from the overall one, and says which ran out.
+func (o *Overlay) allowFlood(src fdb.MAC) (DropReason, bool) {
+	if o.cfg.FloodPerSource.Unlimited() && o.cfg.FloodTotal.Unlimited() {
+		return 0, true
+	}
+	now := o.clock.Now()
+	if !o.floodSources.Allow(src, o.cfg.FloodPerSource, now) {
+		return DropFloodRateSource, false
+	}
+	if !o.floodTotal.Allow(o.cfg.FloodTotal, now) {
+		return DropFloodRateTotal, false
+	}
+	return 0, true
 }
 
 // flush sends the pending run.

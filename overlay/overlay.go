@@ -28,6 +28,7 @@ import (
 
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay/fdb"
+	"github.com/vxland/vxland/overlay/ratelimit"
 )
 
 // Config is the data plane's configuration.
@@ -54,6 +55,12 @@ type Config struct {
 	// under SCHED_BATCH while its traffic is sparse, and under
 	// SCHED_OTHER while it is steady (poller.WakePolicy).
 	BatchWhenIdle bool
+	// FloodPerSource limits the frames each source MAC may have flooded
+	// (broadcast, multicast, unknown unicast: one copy per VTEP each);
+	// FloodTotal limits them all together. The zero Limit is no limit.
+	// Sources are told apart by a hash into a fixed table, so that ever
+	// new source MACs cost no memory: a few share a bucket.
+	FloodPerSource, FloodTotal ratelimit.Limit
 }
 
 // Overlay is one VNI's data plane.
@@ -70,6 +77,13 @@ type Overlay struct {
 	// capture is the running capture, if any: the forwarding threads load
 	// it once per batch or run.
 	capture atomic.Pointer[capture.Session]
+	// The flood limits' buckets, shared by the queues (a CAS each).
+	clock        ratelimit.Clock
+	floodSources *ratelimit.Keyed[fdb.MAC]
+	floodTotal   ratelimit.Bucket
+	// limitLogged records which limits have said, once, that they were
+	// hit; from then on their counters say how often.
+	limitLogged [numDropReasons]atomic.Bool
 }
 
 // Queue is one queue of the data plane: a queue of the device and a socket
@@ -95,7 +109,17 @@ func New(cfg Config, queues []Queue, table *fdb.Table) (*Overlay, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Overlay{cfg: cfg, queues: queues, fdb: table, counters: make([]queueCounters, len(queues))}, nil
+	return &Overlay{cfg: cfg, queues: queues, fdb: table, counters: make([]queueCounters, len(queues)),
+		clock: ratelimit.NewClock(), floodSources: ratelimit.NewKeyed[fdb.MAC]()}, nil
+}
+
+// limitHit counts a frame that the limit r applied to, and logs the first
+// such frame of the daemon's life, naming mac.
+func (o *Overlay) limitHit(qc *queueCounters, r DropReason, mac fdb.MAC) {
+	qc.drop(r)
+	if !o.limitLogged[r].Load() && o.limitLogged[r].CompareAndSwap(false, true) {
+		o.cfg.Logger.Warn("limit reached; further frames are counted, not logged", "reason", r.String(), "mac", mac)
+	}
 }
 
 // ErrCaptureRunning is returned by Capture while another capture runs.
