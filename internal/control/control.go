@@ -128,8 +128,7 @@ func Handler(src Source, config any, heals func() uint64) http.Handler {
 		writeJSON(w, ReadRuntime())
 	})
 	mux.HandleFunc("GET /fdb", func(w http.ResponseWriter, r *http.Request) {
-		f := src.FDB()
-		writeJSON(w, FDBState{Entries: f.Entries(), Flood: f.Floods()})
+		writeFDB(w, src.FDB())
 	})
 	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, src.FDB().VTEPs())
@@ -153,6 +152,33 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// writeFDB writes f as an FDBState, one entry at a time: the daemon never
+// holds the whole table as JSON (nor as Entries), however large it is.
+func writeFDB(w http.ResponseWriter, f *fdb.Table) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	if _, err := io.WriteString(w, `{"entries":[`); err != nil {
+		return
+	}
+	sep := ""
+	for e := range f.All() {
+		if _, err := io.WriteString(w, sep); err != nil {
+			return
+		}
+		if err := enc.Encode(e); err != nil {
+			return
+		}
+		sep = ","
+	}
+	if _, err := io.WriteString(w, `],"flood":`); err != nil {
+		return
+	}
+	if err := enc.Encode(f.Floods()); err != nil {
+		return
+	}
+	_, _ = io.WriteString(w, "}\n")
 }
 
 // Serve serves h on ln until ctx is done, then closes ln and removes the

@@ -111,3 +111,44 @@ func TestServeAndGet(t *testing.T) {
 	}
 	ln2.Close()
 }
+
+// GET /fdb streams the table entry by entry; what arrives is the table,
+// in order, however many chunks it takes.
+func TestFDBStreamsEveryEntry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &source{fdb: fdb.New(4789, time.Minute)}
+	peer := netip.MustParseAddr("192.0.2.1")
+	src.fdb.AddFlood(42, peer, fdb.SourceStatic)
+	const n = 2000
+	for i := range n {
+		mac := fdb.MAC{2, 0, 0, 0, byte(i >> 8), byte(i)}
+		if i%2 == 0 {
+			src.fdb.Learn(42, mac, peer)
+		} else {
+			src.fdb.Set(42, mac, peer, fdb.OriginStatic)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = Serve(ctx, ln, Handler(src, nil, nil)) }()
+	var f FDBState
+	if err := Get(ctx, path, "/fdb", &f); err != nil {
+		t.Fatal(err)
+	}
+	want := src.fdb.Entries()
+	if len(f.Entries) != n || len(want) != n {
+		t.Fatalf("got %d entries, want %d", len(f.Entries), n)
+	}
+	for i := range want {
+		if g := f.Entries[i]; g.MAC != want[i].MAC || g.Origin != want[i].Origin || g.VTEP != want[i].VTEP {
+			t.Fatalf("entry %d is %+v, want %+v", i, g, want[i])
+		}
+	}
+	if len(f.Flood) != 1 || f.Flood[0].VTEPs[0].Addr() != peer {
+		t.Fatalf("flood %+v", f.Flood)
+	}
+}
