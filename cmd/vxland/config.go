@@ -18,6 +18,9 @@ import (
 
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/encap"
+	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/fdb"
+	"github.com/vxland/vxland/overlay/ratelimit"
 )
 
 // usageError is a bad flag or configuration value: vxland says which and
@@ -70,6 +73,7 @@ type config struct {
 	BatchWhenIdle bool
 	// Persist: the TAP outlives the daemon (tap.Options.Persist).
 	Persist bool
+	Limits  limits
 
 	EtcdEndpoints []string
 	EtcdPrefix    string
@@ -161,6 +165,13 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&r.logFormat, "log-format", logText, "log format: text (key=value) or json (one object a line)")
 	fs.DurationVar(&r.fdbAgeing, "fdb-ageing", 300*time.Second, "how long a learned MAC stays in the FDB without traffic (0 disables ageing)")
+	fs.IntVar(&r.limits.FDBMax, "fdb-max", 16384, "most learned MACs per VNI (as the kernel's vxlan maxaddress); a new MAC beyond it is not learned, its frame is still delivered, and it counts as drop reason fdb_full; static, etcd and flannel entries are not capped (0: no cap)")
+	fs.IntVar(&r.limits.LocalMACMax, "local-mac-max", 4096, "most MACs of this host's containers published to etcd; more count as local_mac_full (0: no cap)")
+	fs.IntVar(&r.limits.LocalMACRate, "local-mac-rate", 100, "new local MACs taken per second for etcd, with bursts of --local-mac-burst; more count as local_mac_rate (0: no limit)")
+	fs.IntVar(&r.limits.LocalMACBurst, "local-mac-burst", 1000, "new local MACs taken at once before --local-mac-rate applies")
+	fs.IntVar(&r.limits.FloodRate, "flood-rate", 200, "frames per second that one source MAC may flood (broadcast, multicast, unknown unicast; each is copied to every peer), with bursts of --flood-burst; more are dropped as flood_rate_source (0: no limit)")
+	fs.IntVar(&r.limits.FloodBurst, "flood-burst", 500, "frames one source MAC may flood at once before --flood-rate applies")
+	fs.IntVar(&r.limits.FloodRateTotal, "flood-rate-total", 5000, "frames per second that all sources together may flood, with bursts of as many; more are dropped as flood_rate_total (0: no limit)")
 	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
 	fs.StringVar(&r.idleSched, "idle-sched", "batch", "scheduling policy of a forwarding thread whose traffic is sparse (waits of 5 ms or more): batch (SCHED_BATCH, so that a lone packet does not preempt its sender and the round trip stays on one CPU; SCHED_OTHER again once traffic is steady) or normal (always SCHED_OTHER)")
 	fs.IntVar(&r.queues, "queues", 0, "queues of the TAP (IFF_MULTI_QUEUE) and sockets on --port (SO_REUSEPORT), one forwarding thread each (default 0: one per CPU)")
@@ -208,6 +219,7 @@ type rawFlags struct {
 	queues        int
 	idleSched     string
 	persist       bool
+	limits        limits
 
 	etcdEndpoints    []string
 	etcdPrefix       string
@@ -458,6 +470,10 @@ func (r *rawFlags) validate() (*config, error) {
 		return nil, flagErrorf("idle-sched", "%q: want batch or normal", r.idleSched)
 	}
 	c.Persist = r.persist
+	if err := r.limits.validate(); err != nil {
+		return nil, err
+	}
+	c.Limits = r.limits
 	if err := r.validateEtcd(c); err != nil {
 		return nil, err
 	}
@@ -594,6 +610,47 @@ func (r *rawFlags) validateUnderlay(c *config) error {
 		}
 	}
 	return nil
+}
+
+// limits bound what a hostile container can make the daemon hold or send:
+// learned MACs, local MACs published to etcd, and flooded frames.
+type limits struct {
+	FDBMax                                   int
+	LocalMACMax, LocalMACRate, LocalMACBurst int
+	FloodRate, FloodBurst, FloodRateTotal    int
+}
+
+func (l limits) validate() error {
+	for _, f := range []struct {
+		flag string
+		v    int
+	}{{"fdb-max", l.FDBMax}, {"local-mac-max", l.LocalMACMax}, {"local-mac-rate", l.LocalMACRate},
+		{"flood-rate", l.FloodRate}, {"flood-rate-total", l.FloodRateTotal}} {
+		if f.v < 0 {
+			return flagErrorf(f.flag, "%d: must not be negative (0: no limit)", f.v)
+		}
+	}
+	for _, f := range []struct {
+		flag, rateFlag string
+		burst, rate    int
+	}{{"local-mac-burst", "local-mac-rate", l.LocalMACBurst, l.LocalMACRate}, {"flood-burst", "flood-rate", l.FloodBurst, l.FloodRate}} {
+		if f.burst < 1 && f.rate > 0 {
+			return flagErrorf(f.flag, "%d: must be at least 1 while --%s is set", f.burst, f.rateFlag)
+		}
+	}
+	return nil
+}
+
+// apply sets the limits on the data plane's configuration and its table.
+func (l limits) apply(ov *overlay.Config, table *fdb.Table) {
+	table.LimitLearned(l.FDBMax)
+	ov.FloodPerSource = ratelimit.NewLimit(l.FloodRate, l.FloodBurst)
+	ov.FloodTotal = ratelimit.NewLimit(l.FloodRateTotal, l.FloodRateTotal)
+}
+
+// localTable returns the table of local MACs for the control plane.
+func (l limits) localTable() *fdb.LocalTable {
+	return fdb.NewLocalTable(fdb.LocalLimits{Max: l.LocalMACMax, NewMACs: ratelimit.NewLimit(l.LocalMACRate, l.LocalMACBurst)})
 }
 
 // offloads are the fast-path mechanisms --offload turns on. Each falls

@@ -99,6 +99,14 @@ func TestParseConfigRejects(t *testing.T) {
 		{args: []string{"--bridge", "br/0"}, want: "--bridge"},
 		{args: []string{"--log-level", "loud"}, want: "--log-level"},
 		{args: []string{"--fdb-ageing", "-5s"}, want: "--fdb-ageing"},
+		{args: []string{"--fdb-max", "-1"}, want: "--fdb-max"},
+		{args: []string{"--local-mac-max", "-3"}, want: "--local-mac-max"},
+		{args: []string{"--local-mac-rate", "-3"}, want: "--local-mac-rate"},
+		{args: []string{"--local-mac-burst", "0"}, want: "--local-mac-burst"},
+		{args: []string{"--flood-rate", "-1"}, want: "--flood-rate"},
+		{args: []string{"--flood-burst", "0"}, want: "--flood-burst"},
+		{args: []string{"--flood-rate-total", "-1"}, want: "--flood-rate-total"},
+		{env: map[string]string{"VXLAND_FDB_MAX": "many"}, want: "VXLAND_FDB_MAX"},
 		{args: []string{"--queues", "-1"}, want: "--queues"},
 		{args: []string{"--queues", "65"}, want: "--queues"},
 		{args: []string{"--idle-sched", "fifo"}, want: "--idle-sched"},
@@ -161,6 +169,8 @@ offload: gso,gro
 fdb-ageing: 1m
 log-level: debug
 log-format: json
+fdb-max: 1000
+flood-rate: 0
 `
 
 func TestConfigFile(t *testing.T) {
@@ -174,6 +184,9 @@ func TestConfigFile(t *testing.T) {
 	}
 	if want := []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")}; !slices.Equal(c.Peers, want) {
 		t.Errorf("peers %v, want %v", c.Peers, want)
+	}
+	if c.Limits.FDBMax != 1000 || c.Limits.FloodRate != 0 || c.Limits.FloodRateTotal != 5000 {
+		t.Errorf("limits %+v, want fdb-max 1000, flood-rate 0 and the default flood-rate-total", c.Limits)
 	}
 	if want := (offloads{GSO: true, GRO: true}); c.Offload != want {
 		t.Errorf("offload %+v, want %+v", c.Offload, want)
@@ -226,6 +239,7 @@ func TestConfigFileRejects(t *testing.T) {
 		{yaml: "peer: [192.0.2.2, not-an-ip]\n", want: []string{"peer", "not-an-ip"}},
 		{yaml: "offload: [gso, turbo]\n", want: []string{"offload", "turbo"}},
 		{yaml: "log-format: xml\n", want: []string{"log-format", "xml"}},
+		{yaml: "vni: 1\nflood-rate: 10\nflood-burst: 0\n", want: []string{"flood-burst", ":3:"}},
 		{yaml: "vni: [1, 2]\n", want: []string{"vni", "not a list"}},
 		{yaml: "vni: {a: 1}\n", want: []string{"vni"}},
 		{yaml: "vni: 1\nvni: 2\n", want: []string{`"vni"`, ":2:"}},

@@ -17,7 +17,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
 	"github.com/vxland/vxland/discovery"
@@ -500,21 +499,8 @@ func sendGARP(c *testContainer, mac net.HardwareAddr) error {
 	copy(a[8:14], mac)
 	copy(a[14:18], ip[:])
 	copy(a[24:28], ip[:])
-	return c.ns.Do(func() error {
-		ifi, err := net.InterfaceByName("eth0")
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(0x0806)))
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		return unix.Sendto(fd, f, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: htons(0x0806)})
-	})
+	return c.ns.SendFrames("eth0", [][]byte{f})
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // A MAC moves from one host to another.
 func TestEtcdMACMove(t *testing.T) {

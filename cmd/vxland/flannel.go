@@ -98,7 +98,9 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		return err
 	}
 	table := fdb.New(be.Port, cfg.FDBAgeing)
-	ov, err := overlay.New(overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}, queues(tapDev, conns), table)
+	ovCfg := overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}
+	cfg.Limits.apply(&ovCfg, table)
+	ov, err := overlay.New(ovCfg, queues(tapDev, conns), table)
 	if err == nil {
 		err = hostnet.SetupRoutedTAP(tapDev.Name(), mac, mtu)
 	}

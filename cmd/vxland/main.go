@@ -209,8 +209,9 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	table := fdb.New(cfg.Port, cfg.FDBAgeing)
 	sv.attachPeers(table, cfg.VNI, u.Addr)
 	ovCfg := overlay.Config{VNI: cfg.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}
+	cfg.Limits.apply(&ovCfg, table)
 	if cfg.UseEtcd() {
-		ovCfg.Local, ovCfg.Neighbors = fdb.NewLocalTable(), fdb.NewNeighbors()
+		ovCfg.Local, ovCfg.Neighbors = cfg.Limits.localTable(), fdb.NewNeighbors()
 	}
 	ov, err := overlay.New(ovCfg, queues(tapDev, conns), table)
 	if err != nil {

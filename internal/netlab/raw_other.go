@@ -1,0 +1,6 @@
+//go:build !linux
+
+package netlab
+
+// SendFrames needs Linux's packet sockets.
+func (n *NS) SendFrames(string, [][]byte) error { return n.do(nil) }
