@@ -1,46 +1,27 @@
 package overlay_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/overlaytest"
 	"github.com/vxland/vxland/overlay/ratelimit"
 )
 
-// syncBuffer is a log destination that tests read while the core writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
-}
-
 // newLimitedRig is newRig with cfg's limits and local table, logging to
 // the returned buffer.
-func newLimitedRig(t *testing.T, cfg overlay.Config) (*rig, *syncBuffer) {
+func newLimitedRig(t *testing.T, cfg overlay.Config) (*rig, *netlab.LockedBuffer) {
 	t.Helper()
 	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: fdb.New(4789, time.Minute)}
 	r.fdb.AddFlood(testVNI, peer1, fdb.SourceStatic)
 	r.fdb.AddFlood(testVNI, peer2, fdb.SourceStatic)
-	log := &syncBuffer{}
+	log := &netlab.LockedBuffer{}
 	cfg.VNI, cfg.LocalMAC, cfg.MTU, cfg.Logger = testVNI, localMAC, 1450, slog.New(slog.NewTextHandler(log, nil))
 	var err error
 	r.ov, err = overlay.New(cfg, []overlay.Queue{{Device: r.dev, Conn: r.conn}}, r.fdb)
@@ -84,7 +65,7 @@ func TestFloodRateLimits(t *testing.T) {
 		t.Fatalf("flood_rate_source %d, flood_rate_total %d; want 7 and 8 (15 together)", src, total)
 	}
 	for _, reason := range []string{"flood_rate_source", "flood_rate_total"} {
-		if n := log.count("reason=" + reason); n != 1 {
+		if n := strings.Count(log.String(), "reason="+reason); n != 1 {
 			t.Errorf("%d log lines for %s, want 1", n, reason)
 		}
 	}
@@ -127,7 +108,7 @@ func TestDecapFullFDBDeliversButDoesNotLearn(t *testing.T) {
 	if n := r.ov.Stats().Drops["fdb_full"]; n != 3 {
 		t.Fatalf("fdb_full %d, want 3", n)
 	}
-	if n := log.count("reason=fdb_full"); n != 1 {
+	if n := strings.Count(log.String(), "reason=fdb_full"); n != 1 {
 		t.Fatalf("%d log lines for fdb_full, want 1", n)
 	}
 }
@@ -156,7 +137,7 @@ func TestLocalMACLimits(t *testing.T) {
 			if s := r.ov.Stats(); s.Drops[tc.reason] != 3 || s.TxFlooded != 5 {
 				t.Fatalf("%s %d (want 3), flooded %d (want all 5)", tc.reason, s.Drops[tc.reason], s.TxFlooded)
 			}
-			if n := log.count("reason=" + tc.reason); n != 1 {
+			if n := strings.Count(log.String(), "reason="+tc.reason); n != 1 {
 				t.Fatalf("%d log lines for %s, want 1", n, tc.reason)
 			}
 		})
@@ -176,15 +157,7 @@ func TestLimitedStepsNoAllocs(t *testing.T) {
 	r.conn.Discard()
 	r.conn.Repeat(vxlanPacket(testVNI, udpFrame(t, sourceMAC(1), macA, 100)), netip.AddrPortFrom(peer2, 50000))
 	r.dev.Discard()
-	for name, step := range map[string]func() error{"encap": r.encap, "decap": r.decap} {
-		if n := testing.AllocsPerRun(1000, func() {
-			if err := step(); err != nil {
-				t.Fatal(err)
-			}
-		}); n != 0 {
-			t.Errorf("%s step: %v allocs per run, want 0", name, n)
-		}
-	}
+	assertStepsNoAllocs(t, r)
 	if d := r.ov.Stats().Drops; d["local_mac_full"] == 0 || d["fdb_full"] == 0 || d["flood_rate_source"] == 0 {
 		t.Fatalf("the limits did not all apply: %v", d)
 	}
