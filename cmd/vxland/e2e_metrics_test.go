@@ -259,13 +259,16 @@ func TestFlannelMetrics(t *testing.T) {
 	fl.writeConfig()
 	fl.start(n2, "--metrics-listen", metricsAddr(n2.testHost))
 	for _, n := range []*flannelNode{n1, n2} {
-		fl.waitReady(n)
-		checkProbes(t, n.sock, n.ns, metricsAddr(n.testHost), http.StatusOK)
+		// A node is ready once it routes every other lease: n1 was ready
+		// alone, and is not again until it routes n2's new one.
 		var f metricstest.Families
 		waitFor(t, 10*time.Second, n.ns.Name+" routes the other node", func() bool {
 			f = scrape(t, n.testHost)
-			return value(t, f, "vxland_flannel_routes") == 1
+			v, ok := f.Value("vxland_flannel_routes")
+			return ok && v == 1
 		})
+		fl.waitReady(n)
+		checkProbes(t, n.sock, n.ns, metricsAddr(n.testHost), http.StatusOK)
 		if v := value(t, f, "vxland_flannel_lease_held"); v != 1 {
 			t.Errorf("%s: lease held %v", n.ns, v)
 		}
