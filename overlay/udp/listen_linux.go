@@ -150,6 +150,10 @@ func openSocket(local netip.AddrPort, reuse bool) (*poller.FD, error) {
 	if family == unix.AF_INET6 {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
 	}
+	if err := setDontFragment(fd, family); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	if reuse {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 			unix.Close(fd)
@@ -169,6 +173,45 @@ func openSocket(local netip.AddrPort, reuse bool) (*poller.FD, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// setDontFragment has the kernel send every datagram whole, with DF set
+// on IPv4 (IP_PMTUDISC_DO) and never fragmented on IPv6, as kernel VXLAN
+// does with "df set": a datagram larger than the path MTU is refused with
+// EMSGSIZE instead of leaving as fragments, which the receiving VTEP would
+// have to reassemble and which a lost fragment turns into a lost frame.
+func setDontFragment(fd, family int) error {
+	if family == unix.AF_INET {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
+			return os.NewSyscallError("setsockopt IP_MTU_DISCOVER", err)
+		}
+		return nil
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO); err != nil {
+		return os.NewSyscallError("setsockopt IPV6_MTU_DISCOVER", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, 1); err != nil {
+		return os.NewSyscallError("setsockopt IPV6_DONTFRAG", err)
+	}
+	return nil
+}
+
+// discardReceived makes a sending socket drop whatever arrives on it, so
+// that datagrams sent to its port do not fill a receive queue that nobody
+// reads. shutdown(SHUT_RD) does not do it for UDP: Linux marks the socket
+// but still queues the datagrams (measured: a full queue, no drops). A
+// classic BPF filter that accepts nothing drops them before they are
+// queued; the kernel counts them in the drops column of /proc/net/udp
+// (SO_MEMINFO is not offered for UDP, so vxland does not count them
+// itself). The smallest receive buffer bounds what could slip in while the
+// filter is being attached.
+func discardReceived(f *poller.FD) error {
+	reject := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	return f.Control(func(fd int) error {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 0)
+		err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &reject[0]})
+		return os.NewSyscallError("setsockopt SO_ATTACH_FILTER", err)
+	})
 }
 
 // boundAddr returns the address the socket of f is bound to.
@@ -203,6 +246,10 @@ func openSourceSocket(addr netip.Addr) (*poller.FD, error) {
 			continue
 		}
 		if err != nil {
+			return nil, fmt.Errorf("UDP source socket on %s: %w", addr, err)
+		}
+		if err := discardReceived(f); err != nil {
+			f.Close()
 			return nil, fmt.Errorf("UDP source socket on %s: %w", addr, err)
 		}
 		return f, nil
