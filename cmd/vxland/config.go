@@ -54,13 +54,15 @@ const maxIfNameLen = 15
 
 // config is vxland's configuration after parsing and validation.
 type config struct {
-	VNI           uint32
-	Port          uint16
-	LocalIP       netip.Addr // invalid: find it from --iface or the default route
-	Iface         string
-	Bridge        string
-	TAP           string
-	MTU           int // 0: underlay MTU less the VXLAN overhead
+	VNI     uint32
+	Port    uint16
+	LocalIP netip.Addr // invalid: find it from --iface or the default route
+	Iface   string
+	Bridge  string
+	TAP     string
+	MTU     int // 0: underlay MTU less the VXLAN overhead
+	// ForceMTU accepts an MTU larger than the underlay carries whole.
+	ForceMTU      bool
 	Peers         []netip.Addr
 	LogLevel      slog.Level
 	LogFormat     string // logText or logJSON
@@ -161,6 +163,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.bridge, "bridge", "", "bridge to attach the TAP to, created if missing (default \"vxbr<VNI>\")")
 	fs.StringVar(&r.tap, "tap", "", "name of the TAP device (default \"vxtap<VNI>\")")
 	fs.IntVar(&r.mtu, "mtu", 0, "MTU of the TAP device (default: underlay MTU - 50 on IPv4, - 70 on IPv6)")
+	fs.BoolVar(&r.forceMTU, "force-mtu", false, "accept an --mtu larger than the underlay MTU less the VXLAN overhead; frames that do not fit the underlay are then refused by it (counted as send_msgsize)")
 	fs.StringSliceVar(&r.peers, "peer", nil, "underlay address of a peer VTEP; repeat or separate with commas (static peers, no etcd)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&r.logFormat, "log-format", logText, "log format: text (key=value) or json (one object a line)")
@@ -209,6 +212,7 @@ type rawFlags struct {
 	bridge        string
 	tap           string
 	mtu           int
+	forceMTU      bool
 	peers         []string
 	logLevel      string
 	logFormat     string
@@ -430,6 +434,7 @@ func (r *rawFlags) validate() (*config, error) {
 		return nil, flagErrorf("mtu", "%d: must be 68 to %d (0 picks the underlay MTU less the VXLAN overhead)", r.mtu, 65535-encap.OverheadIPv6)
 	}
 	c.MTU = r.mtu
+	c.ForceMTU = r.forceMTU
 	if err := c.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
 		return nil, flagErrorf("log-level", "%q: must be debug, info, warn or error", r.logLevel)
 	}

@@ -67,16 +67,13 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 	if be.DirectRouting {
 		log.Warn("Backend.DirectRouting is not supported: every node is reached through the tunnel", "key", keys.Config())
 	}
-	mtu := cfg.MTU
-	switch {
-	case mtu != 0:
-	case be.MTU != 0:
-		mtu = be.MTU
-	default:
-		mtu = u.OverlayMTU()
+	mtu, source := cfg.MTU, "--mtu"
+	if mtu == 0 && be.MTU != 0 {
+		mtu, source = be.MTU, keys.Config()+" Backend.MTU"
 	}
-	if mtu < 68 {
-		return usagef("underlay %s has MTU %d, too small for VXLAN; set --mtu", u.Iface, u.MTU)
+	mtu, err = pickMTU(u, mtu, source, cfg.ForceMTU)
+	if err != nil {
+		return err
 	}
 	tapName := cfg.TAP
 	if tapName == "" {

@@ -126,6 +126,24 @@ func preflight(cfg *config) error {
 	return nil
 }
 
+// pickMTU returns the overlay MTU: mtu (named by source) when set, else
+// the underlay's less the VXLAN overhead. A larger one is refused unless
+// force is set: vxland sends with DF and never fragments, so frames that
+// do not fit the underlay would be refused by it, not carried.
+func pickMTU(u hostnet.Underlay, mtu int, source string, force bool) (int, error) {
+	fit := u.OverlayMTU()
+	switch {
+	case mtu == 0 && fit < 68:
+		return 0, usagef("underlay %s has MTU %d, too small for VXLAN; set --mtu", u.Iface, u.MTU)
+	case mtu == 0:
+		return fit, nil
+	case mtu > fit && !force:
+		return 0, usagef("%s %d is larger than underlay %s carries whole (MTU %d less %d bytes of VXLAN overhead: %d); lower it, or add --force-mtu",
+			source, mtu, u.Iface, u.MTU, u.MTU-fit, fit)
+	}
+	return mtu, nil
+}
+
 // daemon brings the overlay up, runs it until ctx is done and takes it down.
 // It is ready for systemd once the data plane is up and, with etcd, the
 // FDB is in step with it; a reload changes its static peers (sv).
@@ -146,12 +164,9 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err := cfg.Underlay.Check(u.Addr); err != nil {
 		return usagef("--underlay-cidr %s: this host's VTEP address %s is outside it", cfg.Underlay, u.Addr)
 	}
-	mtu := cfg.MTU
-	if mtu == 0 {
-		mtu = u.OverlayMTU()
-		if mtu < 68 {
-			return usagef("underlay %s has MTU %d, too small for VXLAN; set --mtu", u.Iface, u.MTU)
-		}
+	mtu, err := pickMTU(u, cfg.MTU, "--mtu", cfg.ForceMTU)
+	if err != nil {
+		return err
 	}
 
 	// The servers answer from here on; every return stops them (cancel)
