@@ -44,6 +44,14 @@ const (
 	// DropFloodRateTotal: a frame to flood beyond the queues' overall
 	// flood rate (Config.FloodTotal).
 	DropFloodRateTotal
+	// DropTooBig: a frame read from the TAP holds an IP packet larger
+	// than the MTU. vxland never fragments: an IPv4 packet with DF and an
+	// IPv6 packet are answered with ICMP "too big" (ICMPTooBigSent).
+	DropTooBig
+	// DropSendMsgSize: the underlay refused a datagram as too large for
+	// its path (EMSGSIZE): a path MTU below the underlay interface's, or
+	// an MTU forced above what the underlay carries.
+	DropSendMsgSize
 
 	// The reasons below are not drops: the frame is forwarded, only its
 	// source MAC is not recorded. They count the frames (one per source
@@ -83,6 +91,8 @@ var dropReasonNames = [numDropReasons]string{
 	DropFDBFull:         "fdb_full",
 	DropLocalMACFull:    "local_mac_full",
 	DropLocalMACRate:    "local_mac_rate",
+	DropTooBig:          "too_big",
+	DropSendMsgSize:     "send_msgsize",
 }
 
 func (r DropReason) String() string {
@@ -110,7 +120,10 @@ type queueCounters struct {
 	// arpAnswered counts ARP requests answered from the neighbour table;
 	// arpFlooded counts broadcast ARP requests sent to the flood list.
 	arpAnswered, arpFlooded atomic.Uint64
-	drops                   [numDropReasons]atomic.Uint64
+	// tooBigSent counts ICMP "too big" answers written to the device,
+	// tooBigLimited those the rate limit held back.
+	tooBigSent, tooBigLimited atomic.Uint64
+	drops                     [numDropReasons]atomic.Uint64
 	// Pads the entry to keep the next queue's counters off its last
 	// cache line.
 	_ [64]byte
@@ -139,6 +152,11 @@ type Stats struct {
 	RxSegmented uint64 `json:"rx_segmented"`
 	ARPAnswered uint64 `json:"arp_answered"`
 	ARPFlooded  uint64 `json:"arp_flooded"`
+	// ICMPTooBigSent counts the ICMP "fragmentation needed" and ICMPv6
+	// "packet too big" answers to packets larger than the MTU;
+	// ICMPTooBigLimited those not sent because of the rate limit.
+	ICMPTooBigSent    uint64 `json:"icmp_too_big_sent"`
+	ICMPTooBigLimited uint64 `json:"icmp_too_big_rate_limited"`
 	// Drops has every reason of the core, zero or not, so that readers
 	// can tell "none" from "not counted", and the reasons of the devices
 	// and sockets that report their own drops (DropReporter).
@@ -175,6 +193,8 @@ func (o *Overlay) Stats() Stats {
 		s.RxSegmented += c.rxOversize.Load()
 		s.ARPAnswered += c.arpAnswered.Load()
 		s.ARPFlooded += c.arpFlooded.Load()
+		s.ICMPTooBigSent += c.tooBigSent.Load()
+		s.ICMPTooBigLimited += c.tooBigLimited.Load()
 		for r := range numDropReasons {
 			add(r.String(), c.drops[r].Load())
 		}

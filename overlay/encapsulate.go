@@ -1,7 +1,10 @@
 package overlay
 
 import (
+	"errors"
 	"net/netip"
+	"syscall"
+	"time"
 
 	"github.com/vxland/vxland/overlay/capture"
 
@@ -38,6 +41,10 @@ type encapsulator struct {
 	// super-frame cut into segments): the lookups of the previous frame
 	// are remembered for the rest of the batch.
 	memo encapMemo
+	// tooBig holds the ICMP answer to a packet larger than the MTU, at
+	// Headroom; tooBigRate bounds how often one is sent.
+	tooBig     []byte
+	tooBigRate tokenBucket
 }
 
 type encapMemo struct {
@@ -51,7 +58,8 @@ func (o *Overlay) newEncapsulator(i int) *encapsulator {
 	q := o.queues[i]
 	n := q.Device.BatchSize()
 	e := &encapsulator{o: o, dev: q.Device, conn: q.Conn, qc: &o.counters[i], read: q.Device.Read,
-		bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n)}
+		bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n),
+		tooBig: make([]byte, Headroom+offload.TooBigFrameLen), tooBigRate: tooBigRate}
 	e.flows, _ = q.Conn.(FlowSender)
 	for i := range e.bufs {
 		e.bufs[i] = make([]byte, Headroom+MaxFrameSize)
@@ -73,6 +81,10 @@ func (e *encapsulator) step() error {
 		frame := buf[Headroom:]
 		if len(frame) < encap.EthernetHeaderLen {
 			e.qc.drop(DropTxShort)
+			continue
+		}
+		if len(frame) > e.maxFrameLen(frame) {
+			e.answerTooBig(frame)
 			continue
 		}
 		arp := arpIPv4(frame)
@@ -149,6 +161,41 @@ func (e *encapsulator) answerARP(buf, arp []byte) bool {
 	}
 	e.qc.arpFlooded.Add(1)
 	return false
+}
+
+// maxFrameLen is the longest frame whose packet fits the MTU: the
+// Ethernet header and an 802.1Q tag when it has one. The TAP driver has
+// already cut its super-frames to the MTU; what is longer was sent by a
+// container whose MTU is larger than the overlay's.
+func (e *encapsulator) maxFrameLen(frame []byte) int {
+	if frame[12] == 0x81 && frame[13] == 0x00 {
+		return e.o.cfg.MTU + encap.EthernetHeaderLen + 4
+	}
+	return e.o.cfg.MTU + encap.EthernetHeaderLen
+}
+
+// answerTooBig drops a frame too large for the MTU and, when its sender
+// may be told (IPv4 with DF, IPv6) and the rate limit allows, writes the
+// ICMP answer that has it lower its path MTU back to it through the
+// device, as kernel VXLAN does with "df set". The frame is never
+// fragmented.
+func (e *encapsulator) answerTooBig(frame []byte) {
+	e.qc.drop(DropTooBig)
+	n := offload.TooBig(e.tooBig[Headroom:], frame, e.o.cfg.LocalMAC, e.o.cfg.MTU)
+	if n == 0 {
+		return
+	}
+	if !e.tooBigRate.allow(time.Duration(time.Now().UnixNano())) {
+		e.qc.tooBigLimited.Add(1)
+		return
+	}
+	e.flush() // what was queued before goes first
+	e.one[0] = e.tooBig[:Headroom+n]
+	if _, err := e.dev.Write(e.one, Headroom); err != nil {
+		e.qc.drop(DropTapWrite)
+		return
+	}
+	e.qc.tooBigSent.Add(1)
 }
 
 // lookup returns the VTEP that owns the frame's unicast destination.
@@ -231,6 +278,14 @@ func (e *encapsulator) send(pkts [][]byte, vtep *fdb.VTEP, flow uint32) {
 		err = e.flows.SendFlow(pkts, vtep.AddrPort(), flow)
 	} else {
 		err = e.conn.Send(pkts, vtep.AddrPort())
+	}
+	if errors.Is(err, syscall.EMSGSIZE) {
+		e.qc.dropN(DropSendMsgSize, len(pkts))
+		if !e.o.msgSizeRefused.Swap(true) {
+			e.o.cfg.Logger.Warn("the underlay refused datagrams too large for its path; they are dropped and counted as send_msgsize (is --mtu above the path's MTU less the VXLAN overhead?)",
+				"vtep", vtep.AddrPort(), "size", len(pkts[0]), "err", err)
+		}
+		return
 	}
 	if err != nil {
 		e.qc.dropN(DropSendError, len(pkts))

@@ -74,6 +74,9 @@ type Overlay struct {
 	// schedRefused logs, once, that the kernel refused a worker's change
 	// of scheduling policy (Config.BatchWhenIdle).
 	schedRefused sync.Once
+	// msgSizeRefused logs, once, that the underlay refused a datagram as
+	// too large for its path.
+	msgSizeRefused atomic.Bool
 	// capture is the running capture, if any: the forwarding threads load
 	// it once per batch or run.
 	capture atomic.Pointer[capture.Session]
