@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vxland/vxland/overlay/capture"
+	"github.com/vxland/vxland/overlay/ratelimit"
 
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay/fdb"
@@ -44,7 +45,7 @@ type encapsulator struct {
 	// tooBig holds the ICMP answer to a packet larger than the MTU, at
 	// Headroom; tooBigRate bounds how often one is sent.
 	tooBig     []byte
-	tooBigRate tokenBucket
+	tooBigRate ratelimit.Bucket
 }
 
 type encapMemo struct {
@@ -59,7 +60,7 @@ func (o *Overlay) newEncapsulator(i int) *encapsulator {
 	n := q.Device.BatchSize()
 	e := &encapsulator{o: o, dev: q.Device, conn: q.Conn, qc: &o.counters[i], read: q.Device.Read,
 		bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n),
-		tooBig: make([]byte, Headroom+offload.TooBigFrameLen), tooBigRate: tooBigRate}
+		tooBig: make([]byte, Headroom+offload.TooBigFrameLen)}
 	e.flows, _ = q.Conn.(FlowSender)
 	for i := range e.bufs {
 		e.bufs[i] = make([]byte, Headroom+MaxFrameSize)
@@ -174,6 +175,12 @@ func (e *encapsulator) maxFrameLen(frame []byte) int {
 	return e.o.cfg.MTU + encap.EthernetHeaderLen
 }
 
+// tooBigLimit bounds the ICMP "too big" answers of one queue, as Linux
+// bounds the ICMP errors it sends (net.ipv4.icmp_msgs_per_sec and
+// icmp_msgs_burst): a sender that ignores them costs one answer a
+// millisecond at most.
+var tooBigLimit = ratelimit.Every(time.Millisecond, 50)
+
 // answerTooBig drops a frame too large for the MTU and, when its sender
 // may be told (IPv4 with DF, IPv6) and the rate limit allows, writes the
 // ICMP answer that has it lower its path MTU back to it through the
@@ -185,7 +192,7 @@ func (e *encapsulator) answerTooBig(frame []byte) {
 	if n == 0 {
 		return
 	}
-	if !e.tooBigRate.allow(time.Duration(time.Now().UnixNano())) {
+	if !e.tooBigRate.Allow(tooBigLimit, e.o.clock.Now()) {
 		e.qc.tooBigLimited.Add(1)
 		return
 	}
