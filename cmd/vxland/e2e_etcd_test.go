@@ -470,10 +470,6 @@ func TestEtcdOutage(t *testing.T) {
 		})
 		_ = last
 	}
-	var s []string
-	for _, h := range tp.hosts {
-		s = append(s, h.ip)
-	}
 	resp, err := cli.Get(ctx, discovery.NewKeys(discovery.DefaultPrefix, 42).Prefix()+"vtep/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		t.Fatal(err)
