@@ -23,6 +23,12 @@ const sendBatch = 1024
 // room for (ENOBUFS) is sent again; SendFrames fails after a second
 // without progress.
 func (n *NS) SendFrames(ifname string, frames [][]byte) error {
+	return n.SendFramesAt(ifname, frames, 0)
+}
+
+// SendFramesAt is SendFrames at perSecond frames a second (0: as fast as
+// the device takes them), sent every 10 ms as many as are due.
+func (n *NS) SendFramesAt(ifname string, frames [][]byte, perSecond int) error {
 	return n.do(func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
@@ -37,9 +43,17 @@ func (n *NS) SendFrames(ifname string, frames [][]byte) error {
 		to := unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Ifindex: int32(ifi.Index)}
 		iovs := make([]unix.Iovec, min(len(frames), sendBatch))
 		msgs := make([]unix.Mmsghdr, len(iovs))
-		sent, stalled := 0, time.Time{}
+		sent, stalled, start := 0, time.Time{}, time.Now()
 		for sent < len(frames) {
-			batch := frames[sent:min(len(frames), sent+sendBatch)]
+			due := len(frames)
+			if perSecond > 0 {
+				due = min(due, 1+int(time.Since(start).Seconds()*float64(perSecond)))
+				if due <= sent {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+			}
+			batch := frames[sent:min(due, sent+sendBatch)]
 			for i, f := range batch {
 				iovs[i].Base = unsafe.SliceData(f)
 				iovs[i].SetLen(len(f))
