@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vxland/vxland/internal/etcdwatch"
@@ -50,7 +51,13 @@ import (
 
 // Config configures an Agent.
 type Config struct {
+	// Client talks to etcd. When it is nil, Run first makes one with
+	// Connect, trying again with capped backoff until Connect succeeds,
+	// and closes it on return: an etcd client that logs in with a user
+	// name cannot be made while etcd is down, and forwarding must not
+	// wait for etcd.
 	Client   *clientv3.Client
+	Connect  func(context.Context) (*clientv3.Client, error)
 	Prefix   string // default /vxland
 	VNI      uint32
 	Self     netip.Addr // this host's VTEP address
@@ -167,11 +174,46 @@ func (a *Agent) leaseRenewed(ttl time.Duration) {
 // until ctx is done. On return it revokes its lease (best effort), so the
 // others forget this host at once rather than after the TTL.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.Client == nil {
+		cli := a.connect(ctx)
+		if cli == nil {
+			return nil
+		}
+		defer cli.Close()
+		// Nothing else reads the client before the loops below start.
+		a.cfg.Client, a.follow.Client = cli, cli
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { a.watchLoop(ctx) })
 	wg.Go(func() { a.registerLoop(ctx) })
 	wg.Wait()
 	return nil
+}
+
+// connect makes the agent's client with Connect, trying again until it
+// succeeds or ctx is done (nil). A refused login is an error to log, not
+// to stop for: forwarding goes on, and an operator who mends the password
+// in etcd needs no restart.
+func (a *Agent) connect(ctx context.Context) *clientv3.Client {
+	for attempt := 0; ; attempt++ {
+		cli, err := a.cfg.Connect(ctx)
+		if err == nil {
+			a.log.Info("etcd client connected")
+			return cli
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.errors.Add(1)
+		if errors.Is(err, rpctypes.ErrAuthFailed) {
+			a.log.Error("etcd refused the login; retrying", "err", err, "attempt", attempt+1)
+		} else {
+			a.log.Warn("etcd client not connected; retrying", "err", err, "attempt", attempt+1)
+		}
+		if !etcdwatch.Sleep(ctx, etcdwatch.Backoff(attempt)) {
+			return nil
+		}
+	}
 }
 
 // ---- registration and publication ----

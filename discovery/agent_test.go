@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vxland/vxland/overlay/fdb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -532,7 +533,7 @@ func (w *pausableWatcher) Resume() {
 func TestCompactedWatchResyncs(t *testing.T) {
 	cli := startEtcd(t)
 	// B's own client, whose watches the test can hold.
-	bcli, err := NewClient(ClientConfig{Endpoints: cli.Endpoints()})
+	bcli, err := NewClient(context.Background(), ClientConfig{Endpoints: cli.Endpoints()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -764,7 +765,7 @@ func TestAgentReportsEtcdState(t *testing.T) {
 	}
 
 	closed, _ := freeLoopbackPorts(t) // free, and closed again: nothing answers there
-	dead, err := NewClient(ClientConfig{Endpoints: []string{"http://" + closed}})
+	dead, err := NewClient(context.Background(), ClientConfig{Endpoints: []string{"http://" + closed}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -779,5 +780,40 @@ func TestAgentReportsEtcdState(t *testing.T) {
 	})
 	if d.agent.Connected() {
 		t.Error("connected to an etcd that does not answer")
+	}
+}
+
+// An agent without a client makes one with Connect, trying again while it
+// fails (a refused login logged as such), registers once it succeeds, and
+// closes the client it made when it stops.
+func TestAgentConnectsInTheBackground(t *testing.T) {
+	cli := startEtcd(t)
+	var made *clientv3.Client
+	attempts := 0
+	h := newHost(t, nil, "192.0.2.1", func(c *Config) {
+		c.Connect = func(ctx context.Context) (*clientv3.Client, error) {
+			if attempts++; attempts <= 2 {
+				return nil, fmt.Errorf("attempt %d: %w", attempts, rpctypes.ErrAuthFailed)
+			}
+			var err error
+			made, err = NewClient(context.Background(), ClientConfig{Endpoints: cli.Endpoints()})
+			return made, err
+		}
+	})
+	h.start()
+	h.waitSynced()
+	waitFor(t, "the member key", func() error {
+		resp, err := cli.Get(t.Context(), NewKeys(DefaultPrefix, testVNI).Member(h.addr))
+		if err == nil && len(resp.Kvs) == 0 {
+			err = errors.New("not registered")
+		}
+		return err
+	})
+	if n := h.log.count(t, "etcd refused the login; retrying"); n != 2 || h.agent.Errors() < 2 {
+		t.Errorf("logged %d refused logins and counted %d errors, want 2 of each", n, h.agent.Errors())
+	}
+	h.stop()
+	if made.Ctx().Err() == nil {
+		t.Error("the client the agent made is still open after Run returned")
 	}
 }

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -21,7 +22,8 @@ type ClientConfig struct {
 	CAFile, CertFile, KeyFile string
 	// Username and Password log in to an etcd with authentication
 	// enabled. The client logs in when it is made, so with them NewClient
-	// waits (up to its dial timeout) for etcd to answer.
+	// waits (up to its dial timeout) for etcd to answer, and fails when
+	// it does not.
 	Username, Password string
 }
 
@@ -56,13 +58,15 @@ func (c ClientConfig) TLS() (*tls.Config, error) {
 }
 
 // NewClient connects to etcd. Without a user name it does not wait for a
-// server: vxland starts forwarding whether or not etcd is up.
-func NewClient(c ClientConfig) (*clientv3.Client, error) {
+// server: vxland starts forwarding whether or not etcd is up. Ending ctx
+// stops the login and closes the client.
+func NewClient(ctx context.Context, c ClientConfig) (*clientv3.Client, error) {
 	tlsCfg, err := c.TLS()
 	if err != nil {
 		return nil, err
 	}
 	cli, err := clientv3.New(clientv3.Config{
+		Context:     ctx,
 		Endpoints:   c.Endpoints,
 		TLS:         tlsCfg,
 		Username:    c.Username,

@@ -48,7 +48,7 @@ func startEtcd(t *testing.T) *clientv3.Client {
 		t.Fatalf("embedded etcd: %v", err)
 	}
 	t.Cleanup(e.Close)
-	cli, err := NewClient(ClientConfig{Endpoints: e.Endpoints()})
+	cli, err := NewClient(context.Background(), ClientConfig{Endpoints: e.Endpoints()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,7 +121,7 @@ func TestClientTLS(t *testing.T) {
 		t.Fatalf("endpoint %s is not https", ep)
 	}
 
-	good, err := NewClient(ClientConfig{Endpoints: e.Endpoints(), CAFile: filepath.Join(dir, "ca.pem"),
+	good, err := NewClient(ctx, ClientConfig{Endpoints: e.Endpoints(), CAFile: filepath.Join(dir, "ca.pem"),
 		CertFile: filepath.Join(dir, "client.pem"), KeyFile: filepath.Join(dir, "client-key.pem")})
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func TestClientTLS(t *testing.T) {
 	// A certificate from another CA is refused like none at all.
 	rogueCA, rogueKey := writeCert(t, dir, "rogue-ca", caTemplate(4, "rogue CA"), nil, nil)
 	writeCert(t, dir, "rogue", clientTemplate(5), rogueCA, rogueKey)
-	rogue, err := NewClient(ClientConfig{Endpoints: e.Endpoints(), CAFile: filepath.Join(dir, "ca.pem"),
+	rogue, err := NewClient(ctx, ClientConfig{Endpoints: e.Endpoints(), CAFile: filepath.Join(dir, "ca.pem"),
 		CertFile: filepath.Join(dir, "rogue.pem"), KeyFile: filepath.Join(dir, "rogue-key.pem")})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func TestClientTLS(t *testing.T) {
 		t.Fatal("a client certificate from an untrusted CA was served")
 	}
 
-	anon, err := NewClient(ClientConfig{Endpoints: e.Endpoints(), CAFile: filepath.Join(dir, "ca.pem")})
+	anon, err := NewClient(ctx, ClientConfig{Endpoints: e.Endpoints(), CAFile: filepath.Join(dir, "ca.pem")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestClientPassword(t *testing.T) {
 		}
 	}
 
-	good, err := NewClient(ClientConfig{Endpoints: endpoints, Username: "vxland", Password: "s3cret"})
+	good, err := NewClient(ctx, ClientConfig{Endpoints: endpoints, Username: "vxland", Password: "s3cret"})
 	if err != nil {
 		t.Fatalf("the right password: %v", err)
 	}
@@ -207,12 +207,12 @@ func TestClientPassword(t *testing.T) {
 		t.Errorf("put outside the role's prefix: %v, want permission denied", err)
 	}
 
-	_, err = NewClient(ClientConfig{Endpoints: endpoints, Username: "vxland", Password: "wrong"})
+	_, err = NewClient(ctx, ClientConfig{Endpoints: endpoints, Username: "vxland", Password: "wrong"})
 	if !errors.Is(err, rpctypes.ErrAuthFailed) || !strings.Contains(err.Error(), `refused user "vxland": wrong user name or password`) {
 		t.Fatalf("a wrong password: err %v, want an authentication failure that says so", err)
 	}
 
-	anon, err := NewClient(ClientConfig{Endpoints: endpoints})
+	anon, err := NewClient(ctx, ClientConfig{Endpoints: endpoints})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		return err
 	}
 
-	cli, err := newEtcdClient(cfg, cfg.EtcdEndpoints)
+	cli, err := newEtcdClient(ctx, cfg, cfg.EtcdEndpoints)
 	if err != nil {
 		return err
 	}

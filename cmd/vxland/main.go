@@ -294,15 +294,25 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 			}
 		}()
 	}
-	cli, err := newEtcdClient(cfg, endpoints)
-	if err != nil {
+	// With a user name the client logs in when it is made, so it waits
+	// for etcd: a refused password ends the daemon here (exit 2), while
+	// an etcd that does not answer is logged in to by the agent in the
+	// background, and forwarding starts without it.
+	connect := func(ctx context.Context) (*clientv3.Client, error) { return newEtcdClient(ctx, cfg, endpoints) }
+	cli, err := connect(ctx)
+	var ue *usageError
+	switch {
+	case err == nil:
+		stops = append(stops, func() { cli.Close() })
+	case cfg.EtcdUsername != "" && !errors.As(err, &ue):
+		log.Warn("etcd does not answer the login; forwarding starts, and the login is retried in the background", "err", err)
+	default:
 		stop()
 		return nil, nil, err
 	}
-	stops = append(stops, func() { cli.Close() })
 	hostname, _ := os.Hostname()
 	agent := discovery.New(discovery.Config{
-		Client: cli, Prefix: cfg.EtcdPrefix, VNI: cfg.VNI, Self: self, Port: cfg.Port, Hostname: hostname,
+		Client: cli, Connect: connect, Prefix: cfg.EtcdPrefix, VNI: cfg.VNI, Self: self, Port: cfg.Port, Hostname: hostname,
 		LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing, Underlay: cfg.Underlay,
 		FDB: table, Local: ovCfg.Local, Neighbors: ovCfg.Neighbors, Logger: log,
 	})
@@ -335,8 +345,8 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 // newEtcdClient connects to etcd at endpoints with the credentials of cfg.
 // A refused password is a usage error: the configuration is wrong, and
 // retrying will not mend it.
-func newEtcdClient(cfg *config, endpoints []string) (*clientv3.Client, error) {
-	cli, err := discovery.NewClient(discovery.ClientConfig{Endpoints: endpoints,
+func newEtcdClient(ctx context.Context, cfg *config, endpoints []string) (*clientv3.Client, error) {
+	cli, err := discovery.NewClient(ctx, discovery.ClientConfig{Endpoints: endpoints,
 		CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile,
 		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword})
 	if errors.Is(err, rpctypes.ErrAuthFailed) {

@@ -47,7 +47,7 @@ func startEtcd(t *testing.T) *clientv3.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	cli, err := discovery.NewClient(discovery.ClientConfig{Endpoints: e.Endpoints()})
+	cli, err := discovery.NewClient(context.Background(), discovery.ClientConfig{Endpoints: e.Endpoints()})
 	if err != nil {
 		t.Fatal(err)
 	}
