@@ -34,16 +34,19 @@ var etcdEndpoint = "http://" + etcdIP + ":2379"
 
 // startEtcdNode runs a stand-alone etcd server in its own namespace on
 // the underlay, at etcdIP.
-func (tp *topo) startEtcdNode() *netlab.Process {
+func (tp *topo) startEtcdNode() *netlab.Process { return tp.startEtcdNodeThen(nil) }
+
+// startEtcdNodeThen is startEtcdNode that, once etcd serves and before
+// its namespace is joined to the underlay, calls setup (when not nil)
+// with that namespace: what setup does, nobody on the underlay sees half
+// done.
+func (tp *topo) startEtcdNodeThen(setup func(ns *netlab.NS)) *netlab.Process {
 	tp.t.Helper()
 	ns, err := tp.lab.Namespace("etcd")
 	if err != nil {
 		tp.t.Fatal(err)
 	}
 	if err := tp.lab.Veth(ns, "eth0", tp.sw, "pe"); err != nil {
-		tp.t.Fatal(err)
-	}
-	if err := tp.sw.SetMaster("pe", "sw0"); err != nil {
 		tp.t.Fatal(err)
 	}
 	if err := ns.Addr("eth0", etcdIP+"/24"); err != nil {
@@ -66,6 +69,12 @@ func (tp *topo) startEtcdNode() *netlab.Process {
 			tp.t.Fatalf("etcd not ready within 60s:\n%s", p.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if setup != nil {
+		setup(ns)
+	}
+	if err := tp.sw.SetMaster("pe", "sw0"); err != nil {
+		tp.t.Fatal(err)
 	}
 	return p
 }

@@ -583,27 +583,13 @@ func TestBadUnderlayInput(t *testing.T) {
 
 	// c2 listens for UDP that a forged frame would deliver.
 	const victimPort = 7777
-	var victim net.PacketConn
-	if err := c2.ns.Do(func() (err error) {
-		victim, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", c2.ip, victimPort))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer victim.Close()
+	victim := listenUDP(t, c2, victimPort)
 	mac2, err := c2.ns.HardwareAddr("eth0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	forged := forgedUDP(t, mac2, c2.ip, victimPort)
-	vx := func(vni uint32, frame []byte) []byte {
-		b := make([]byte, encap.HeaderLen+len(frame))
-		if err := encap.Encode(b, vni); err != nil {
-			t.Fatal(err)
-		}
-		copy(b[encap.HeaderLen:], frame)
-		return b
-	}
+	vx := func(vni uint32, frame []byte) []byte { return vxlanPacket(t, vni, frame) }
 	noI := vx(42, forged)
 	noI[0] = 0
 	reserved := vx(42, forged)
@@ -659,6 +645,31 @@ func TestBadUnderlayInput(t *testing.T) {
 	if n, from, err := victim.ReadFrom(make([]byte, 2048)); err == nil {
 		t.Fatalf("a forged frame from a non-peer reached the container: %d bytes from %v", n, from)
 	}
+}
+
+// listenUDP returns a UDP socket of c at port, closed when the test ends.
+func listenUDP(t *testing.T, c *testContainer, port int) net.PacketConn {
+	t.Helper()
+	var pc net.PacketConn
+	if err := c.ns.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", c.ip, port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc
+}
+
+// vxlanPacket returns frame behind a VXLAN header of vni.
+func vxlanPacket(t *testing.T, vni uint32, frame []byte) []byte {
+	t.Helper()
+	b := make([]byte, encap.HeaderLen+len(frame))
+	if err := encap.Encode(b, vni); err != nil {
+		t.Fatal(err)
+	}
+	copy(b[encap.HeaderLen:], frame)
+	return b
 }
 
 // sendUDP sends pkt in one IPv4 datagram from the address from (any
