@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -85,4 +87,51 @@ func NewClient(ctx context.Context, c ClientConfig) (*clientv3.Client, error) {
 		return nil, fmt.Errorf("etcd client for %v: %w", c.Endpoints, err)
 	}
 	return cli, nil
+}
+
+// ErrTLSRefused is the error of a TLS session with etcd that failed: etcd
+// refused this host's certificate, or this host refused etcd's.
+var ErrTLSRefused = errors.New("TLS with etcd failed")
+
+// CheckTLS opens a TLS session with each endpoint of c that it can reach
+// and returns an error wrapping ErrTLSRefused for the first that fails;
+// nil when each either accepts this host or cannot be reached (the
+// caller retries those). The etcd client only says "context deadline
+// exceeded" when the server refuses its certificate, because it waits for
+// a connection; this says why. Under TLS 1.3 a server refuses a client
+// certificate after the handshake, so CheckTLS also waits up to a second
+// for that refusal: the server sends nothing else before the client
+// speaks.
+func (c ClientConfig) CheckTLS(ctx context.Context) error {
+	cfg, err := c.TLS()
+	if err != nil || cfg == nil {
+		return err
+	}
+	for _, ep := range c.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || u.Scheme != "https" {
+			continue
+		}
+		cfg := cfg.Clone()
+		cfg.ServerName = u.Hostname()
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
+		conn, err := d.DialContext(ctx, "tcp", u.Host)
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			continue // not reachable: not a refusal
+		}
+		if err == nil {
+			conn.SetReadDeadline(time.Now().Add(time.Second))
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+			if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // accepted
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %s: %w", ErrTLSRefused, ep, err)
+	}
+	return nil
 }

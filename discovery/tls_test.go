@@ -75,6 +75,21 @@ func TestClientTLS(t *testing.T) {
 		t.Fatal("a client certificate from an untrusted CA was served")
 	}
 
+	// CheckTLS says what the client does not: the first is accepted, the
+	// rogue refused, and an endpoint nobody listens on is no refusal.
+	goodCfg := ClientConfig{Endpoints: e.Endpoints(), CAFile: ca.File(), CertFile: clientCert, KeyFile: clientKey}
+	if err := goodCfg.CheckTLS(ctx); err != nil {
+		t.Errorf("CheckTLS with a trusted client certificate: %v", err)
+	}
+	rogueCfg := ClientConfig{Endpoints: e.Endpoints(), CAFile: ca.File(), CertFile: rogueCert, KeyFile: rogueKey}
+	if err := rogueCfg.CheckTLS(ctx); !errors.Is(err, ErrTLSRefused) {
+		t.Errorf("CheckTLS with a certificate from an untrusted CA: %v, want %v", err, ErrTLSRefused)
+	}
+	rogueCfg.Endpoints = []string{"https://127.0.0.1:" + strconv.Itoa(freePort(t))}
+	if err := rogueCfg.CheckTLS(ctx); err != nil {
+		t.Errorf("CheckTLS of an endpoint that is not listening: %v, want nil", err)
+	}
+
 	anon, err := NewClient(ctx, ClientConfig{Endpoints: e.Endpoints(), CAFile: ca.File()})
 	if err != nil {
 		t.Fatal(err)

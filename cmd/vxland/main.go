@@ -26,6 +26,7 @@ import (
 
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/internal/control"
+	"github.com/vxland/vxland/internal/etcdwatch"
 	"github.com/vxland/vxland/internal/metrics"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
@@ -331,6 +332,9 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 		defer close(done)
 		agent.Run(actx)
 	}()
+	if cfg.EtcdCAFile != "" || cfg.EtcdCertFile != "" {
+		go explainTLS(actx, etcdClientConfig(cfg, endpoints), agent.Synced(), log)
+	}
 	go func() {
 		select {
 		case <-agent.Synced():
@@ -346,13 +350,40 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 // A refused password is a usage error: the configuration is wrong, and
 // retrying will not mend it.
 func newEtcdClient(ctx context.Context, cfg *config, endpoints []string) (*clientv3.Client, error) {
-	cli, err := discovery.NewClient(ctx, discovery.ClientConfig{Endpoints: endpoints,
-		CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile,
-		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword})
+	cli, err := discovery.NewClient(ctx, etcdClientConfig(cfg, endpoints))
 	if errors.Is(err, rpctypes.ErrAuthFailed) {
 		return nil, usagef("--etcd-username: %v", err)
 	}
 	return cli, err
+}
+
+func etcdClientConfig(cfg *config, endpoints []string) discovery.ClientConfig {
+	return discovery.ClientConfig{Endpoints: endpoints,
+		CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile,
+		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword}
+}
+
+// explainTLS says in the log, as an error, why the agent cannot reach
+// etcd when etcd and this host do not trust each other's certificates:
+// the etcd client itself only times out. It checks with backoff until
+// the FDB is in step with etcd, and logs each new refusal once.
+func explainTLS(ctx context.Context, c discovery.ClientConfig, synced <-chan struct{}, log *slog.Logger) {
+	last := ""
+	for attempt := 0; ; attempt++ {
+		select {
+		case <-synced:
+			return
+		default:
+		}
+		err := c.CheckTLS(ctx)
+		if errors.Is(err, discovery.ErrTLSRefused) && err.Error() != last {
+			last = err.Error()
+			log.Error("etcd and this host refuse each other's TLS certificates: check --etcd-cafile, --etcd-certfile and --etcd-keyfile against etcd's CA; retrying", "err", err)
+		}
+		if !etcdwatch.Sleep(ctx, etcdwatch.Backoff(attempt)) {
+			return
+		}
+	}
 }
 
 // dataPlaneHandler serves the data plane's state, the host setup's heals,
