@@ -1,14 +1,18 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/internal/etcdtest"
 	"github.com/vxland/vxland/internal/netlab"
 )
@@ -69,4 +73,82 @@ func TestEtcdTLSRefusesUntrustedClient(t *testing.T) {
 		t.Errorf("h3, refused by etcd, floods to %v", fl)
 	}
 	t.Logf("h3: %s", h3.proc.Output()[strings.Index(h3.proc.Output(), "level=ERROR"):])
+}
+
+// A rogue writer with access to etcd registers two members from a
+// namespace on the underlay: one at 10.77.0.200, outside the hosts'
+// --underlay-cidr 10.77.0.0/25, and, as the control, one at 10.77.0.3,
+// inside it. The hosts log the outside record once with its key and keep
+// it off their flood lists; a VXLAN packet from 10.77.0.200 is dropped
+// as unknown_vtep and reaches no container, while the same packet from
+// 10.77.0.3 is delivered.
+func TestUnderlayCIDRRejectsRogueMember(t *testing.T) {
+	const cidr, outside = "10.77.0.0/25", "10.77.0.200"
+	tp := newTopo(t, 42)
+	tp.startEtcdNode()
+	h1, h2 := tp.addHost(), tp.addHost()
+	rogue := tp.addHost() // 10.77.0.3: runs no vxland, only writes to etcd and sends
+	rogue.ns.MustRun(t, "ip", "addr", "add", outside+"/24", "dev", "eth0")
+	for _, h := range []*testHost{h1, h2} {
+		tp.start(h, nil, append(etcdFlags(etcdEndpoint), "--underlay-cidr", cidr)...)
+	}
+	c1, c2 := tp.addContainer(h1), tp.addContainer(h2)
+	ctx := testCtx(t, 60*time.Second)
+	if err := netlab.Reach(ctx, c1.ns, c2.ns, c2.ip); err != nil {
+		t.Fatal(err)
+	}
+
+	cli := etcdClient(t, rogue.ns, etcdEndpoint)
+	keys := discovery.NewKeys(discovery.DefaultPrefix, uint32(tp.vni))
+	for _, addr := range []string{outside, rogue.ip} {
+		m, _ := json.Marshal(discovery.Member{Version: discovery.SchemaVersion, Addr: netip.MustParseAddr(addr), Port: 4789, Hostname: "rogue"})
+		if _, err := cli.Put(ctx, keys.Member(netip.MustParseAddr(addr)), string(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "h2 floods to h1 and the member inside the CIDR", func() bool {
+		return slices.Equal(tp.floodList(h2), []string{h1.ip, rogue.ip})
+	})
+	rejected := fmt.Sprintf(`msg="rejecting etcd record: its VTEP is outside --underlay-cidr" component=discovery key=%s`,
+		keys.Member(netip.MustParseAddr(outside)))
+	for _, h := range []*testHost{h1, h2} {
+		waitFor(t, 10*time.Second, h.ns.Name+" logs the rejected record", func() bool {
+			return strings.Contains(h.proc.Output(), rejected)
+		})
+		if n := strings.Count(h.proc.Output(), rejected); n != 1 {
+			t.Errorf("%s logged the rejected record %d times, want once", h.ns, n)
+		}
+	}
+
+	const victimPort = 7777
+	victim := listenUDP(t, c2, victimPort)
+	mac2, err := c2.ns.HardwareAddr("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := vxlanPacket(t, uint32(tp.vni), forgedUDP(t, mac2, c2.ip, victimPort))
+	before := tp.stats(h2).Drops["unknown_vtep"]
+	if err := sendUDP(rogue.ns, outside, h2.ip+":4789", pkt); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "h2 counts the packet from outside the CIDR as unknown_vtep", func() bool {
+		return tp.stats(h2).Drops["unknown_vtep"] == before+1
+	})
+	buf := make([]byte, 2048)
+	victim.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, _, err := victim.ReadFrom(buf); err == nil {
+		t.Fatalf("a packet from %s, outside --underlay-cidr, reached the container: %q", outside, buf[:n])
+	}
+
+	// The control: the same packet from the member inside the CIDR.
+	if err := sendUDP(rogue.ns, rogue.ip, h2.ip+":4789", pkt); err != nil {
+		t.Fatal(err)
+	}
+	victim.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _, err := victim.ReadFrom(buf); err != nil || string(buf[:n]) != "forged" {
+		t.Fatalf("the same packet from %s, inside --underlay-cidr: %q %v, want it delivered", rogue.ip, buf[:n], err)
+	}
+	if got := tp.stats(h2).Drops["unknown_vtep"]; got != before+1 {
+		t.Errorf("unknown_vtep is %d, want %d", got, before+1)
+	}
 }
