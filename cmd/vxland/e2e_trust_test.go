@@ -152,3 +152,53 @@ func TestUnderlayCIDRRejectsRogueMember(t *testing.T) {
 		t.Errorf("unknown_vtep is %d, want %d", got, before+1)
 	}
 }
+
+// h1 starts with --etcd-username while etcd is down: it forwards to its
+// static peer h2 at once. Then etcd comes up, with authentication on and
+// h1's user in it, and h1 logs in and registers. A daemon started with a
+// wrong password while etcd answers exits 2 and says why.
+func TestEtcdUsernameWhileEtcdDown(t *testing.T) {
+	tp := newTopo(t, 42)
+	h1, h2, h3 := tp.addHost(), tp.addHost(), tp.addHost()
+	password, wrong := filepath.Join(tp.dir, "password"), filepath.Join(tp.dir, "wrong")
+	writeFile(t, password, "s3cret\n")
+	writeFile(t, wrong, "guess\n")
+	auth := func(file string) []string {
+		return append(etcdFlags(etcdEndpoint), "--etcd-username", "vxland", "--etcd-password-file", file)
+	}
+	tp.start(h1, []string{h2.ip}, auth(password)...)
+	tp.start(h2, []string{h1.ip})
+	c1, c2 := tp.addContainer(h1), tp.addContainer(h2)
+	ctx := testCtx(t, 60*time.Second)
+	if err := netlab.TCPTransfer(ctx, c1.ns, c2.ns, c2.ip+":5001", 1<<20); err != nil {
+		t.Fatalf("h1 with etcd down: %v", err)
+	}
+	if out := h1.proc.Output(); !strings.Contains(out, `msg="etcd does not answer the login; forwarding starts`) {
+		t.Errorf("h1 did not say that it starts without etcd:\n%s", out)
+	}
+
+	tp.startEtcdNodeThen(func(ns *netlab.NS) {
+		if err := etcdtest.EnableAuth(ctx, etcdClient(t, ns, etcdEndpoint), "vxland", "s3cret", discovery.DefaultPrefix+"/"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	waitFor(t, 20*time.Second, "h1 registers in etcd", func() bool {
+		return strings.Contains(h1.proc.Output(), `msg="registered in etcd"`)
+	})
+	checkProbes(t, h1.sock, nil, "", http.StatusOK)
+
+	cmd := tp.daemonCmd(h3.ns, append([]string{"--vni", "42", "--local-ip", h3.ip, "--bridge", "br0", "--tap", "vxtap0",
+		"--control-socket", h3.sock}, auth(wrong)...)...)
+	p, err := h3.ns.StartCmd(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("vxland with a wrong password still runs after 20s:\n%s", p.Output())
+	}
+	if code := p.Cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(p.Output(), `--etcd-username: etcd at [`+etcdEndpoint+`] refused user \"vxland\": wrong user name or password`) {
+		t.Errorf("vxland with a wrong password: exit %d, want 2 and the reason:\n%s", code, p.Output())
+	}
+}
