@@ -84,6 +84,8 @@ var (
 	arpFlooded    = desc("arp_flooded_total", "Broadcast ARP requests sent to the flood list.", "vni")
 	checksums     = desc("rx_checksums_completed_total", "Inner frames whose partial TCP/UDP checksum was completed.", "vni")
 	segmented     = desc("rx_segmented_frames_total", "Inner frames larger than the MTU handed to the TAP to segment.", "vni")
+	tooBigSent    = desc("icmp_too_big_sent_total", "ICMP \"fragmentation needed\" and ICMPv6 \"packet too big\" answers to packets from the TAP larger than the MTU (each packet is also counted in drops_total{reason=\"too_big\"}).", "vni")
+	tooBigLimited = desc("icmp_too_big_rate_limited_total", "ICMP \"too big\" answers not sent because of their rate limit.", "vni")
 	queueRx       = desc("queue_rx_packets_total", "Inner frames written to the TAP, by queue.", "vni", "queue")
 	queueTx       = desc("queue_tx_packets_total", "VXLAN datagrams sent, by queue.", "vni", "queue")
 	fdbEntries    = desc("fdb_entries", "Live FDB entries, by origin (learned, remote: from etcd, static).", "vni", "origin")
@@ -109,7 +111,7 @@ type DataPlane struct {
 // Describe implements prometheus.Collector.
 func (d *DataPlane) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, drops, floodedFrames, floodCopies,
-		arpAnswered, arpFlooded, checksums, segmented, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs, heals, tapAdopted} {
+		arpAnswered, arpFlooded, checksums, segmented, tooBigSent, tooBigLimited, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs, heals, tapAdopted} {
 		ch <- x
 	}
 }
@@ -134,6 +136,8 @@ func (d *DataPlane) Collect(ch chan<- prometheus.Metric) {
 	counter(arpFlooded, s.ARPFlooded)
 	counter(checksums, s.RxChecksumCompleted)
 	counter(segmented, s.RxSegmented)
+	counter(tooBigSent, s.ICMPTooBigSent)
+	counter(tooBigLimited, s.ICMPTooBigLimited)
 	for i, q := range s.Queues {
 		counter(queueRx, q.RxPackets, strconv.Itoa(i))
 		counter(queueTx, q.TxPackets, strconv.Itoa(i))

@@ -53,6 +53,7 @@ func scrape(t *testing.T, h http.Handler) metricstest.Families {
 func TestCollectorsExportTheirSources(t *testing.T) {
 	stats := &fixedStats{RxPackets: 10, RxBytes: 1000, TxPackets: 20, TxBytes: 2000, TxFlooded: 3, TxFloodCopies: 6,
 		ARPAnswered: 4, ARPFlooded: 1, RxChecksumCompleted: 7, RxSegmented: 8,
+		ICMPTooBigSent: 12, ICMPTooBigLimited: 13,
 		Drops:  map[string]uint64{"vni_mismatch": 2, "short": 0, "tap_malformed": 9},
 		Queues: []overlay.QueueStats{{RxPackets: 4, TxPackets: 5}, {RxPackets: 6, TxPackets: 15}}}
 	table := fdb.New(4789, time.Minute)
@@ -88,6 +89,8 @@ func TestCollectorsExportTheirSources(t *testing.T) {
 		{"vxland_arp_flooded_total", []string{"vni", "42"}, 1},
 		{"vxland_rx_checksums_completed_total", []string{"vni", "42"}, 7},
 		{"vxland_rx_segmented_frames_total", []string{"vni", "42"}, 8},
+		{"vxland_icmp_too_big_sent_total", []string{"vni", "42"}, 12},
+		{"vxland_icmp_too_big_rate_limited_total", []string{"vni", "42"}, 13},
 		{"vxland_queue_rx_packets_total", []string{"vni", "42", "queue", "1"}, 6},
 		{"vxland_queue_tx_packets_total", []string{"vni", "42", "queue", "0"}, 5},
 		{"vxland_fdb_entries", []string{"vni", "42", "origin", "learned"}, 1},
