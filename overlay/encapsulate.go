@@ -166,7 +166,8 @@ func (e *encapsulator) answerARP(buf, arp []byte) bool {
 
 // maxFrameLen is the longest frame whose packet fits the MTU: the
 // Ethernet header and an 802.1Q tag when it has one. The TAP driver has
-// already cut its super-frames to the MTU; what is longer was sent by a
+// already cut its super-frames into their segments, and hands over whole
+// one whose segments would not fit; what is longer was sent by a
 // container whose MTU is larger than the overlay's.
 func (e *encapsulator) maxFrameLen(frame []byte) int {
 	if frame[12] == 0x81 && frame[13] == 0x00 {

@@ -181,6 +181,17 @@ func SegmentGSO(h VirtioNetHdr, frame []byte, out [][]byte, sizes []int, offset 
 	default:
 		return 0, ErrGSOUnsupported
 	}
+	mtu, err := tcpSegmentLen(h, frame)
+	if err != nil {
+		return 0, err
+	}
+	return SegmentTCP(frame, mtu, out, sizes, offset)
+}
+
+// tcpSegmentLen returns the length of the IP packets that the TCP
+// super-frame frame is cut into (but the last): its IP and TCP headers and
+// h.GSOSize bytes of payload.
+func tcpSegmentLen(h VirtioNetHdr, frame []byte) (int, error) {
 	if h.GSOSize == 0 {
 		return 0, ErrGSOSizeZero
 	}
@@ -196,7 +207,29 @@ func SegmentGSO(h VirtioNetHdr, frame []byte, out [][]byte, sizes []int, offset 
 	}
 	tcpHeaderLen := int(frame[p.l4+12]>>4) * 4
 	// SegmentTCP checks tcpHeaderLen against the packet; a bad value only
-	// makes this MTU wrong before it returns ErrMalformed.
-	mtu := p.l4 - p.ip + tcpHeaderLen + int(h.GSOSize)
-	return SegmentTCP(frame, mtu, out, sizes, offset)
+	// makes this length wrong before it returns ErrMalformed.
+	return p.l4 - p.ip + tcpHeaderLen + int(h.GSOSize), nil
+}
+
+// SegmentLen returns the length of the IP packets that SegmentGSO cuts the
+// super-frame frame into (all but the last, which may be shorter): its IP
+// and TCP or UDP headers and h.GSOSize bytes of payload. That is the
+// packet size its sender chose, from its own MTU. It returns 0 for
+// GSO_NONE and for a frame that SegmentGSO refuses to cut.
+func SegmentLen(h VirtioNetHdr, frame []byte) int {
+	switch h.GSOType &^ VirtioNetHdrGSOECN {
+	case VirtioNetHdrGSOTCPv4, VirtioNetHdrGSOTCPv6:
+		n, err := tcpSegmentLen(h, frame)
+		if err != nil {
+			return 0
+		}
+		return n
+	case VirtioNetHdrGSOUDPL4:
+		p, err := parseIP(frame)
+		if err != nil || p.protocol != protocolUDP || h.GSOType != VirtioNetHdrGSOUDPL4 || h.GSOSize == 0 {
+			return 0
+		}
+		return p.l4 - p.ip + udpHeaderLen + int(h.GSOSize)
+	}
+	return 0
 }

@@ -249,6 +249,40 @@ func TestSegmentGSOErrors(t *testing.T) {
 	}
 }
 
+// SegmentLen is the IP length of a full segment: the frame's own IP and
+// TCP or UDP headers, options and extension headers included, and the
+// gso_size; 0 where SegmentGSO would not cut.
+func TestSegmentLen(t *testing.T) {
+	tcp4 := buildFrame(t, frameSpec{tcpOptions: true, payload: randomPayload(150, 5000)}) // 20 + 32
+	tcp6 := buildFrame(t, frameSpec{ipv6: true, payload: randomPayload(151, 5000)})       // 40 + 20
+	vlan6 := buildFrame(t, frameSpec{vlan: true, ipv6: true, payload: randomPayload(152, 5000)})
+	udp4 := buildFrame(t, frameSpec{udp: true, payload: randomPayload(153, 5000)}) // 20 + 8
+	for _, tc := range []struct {
+		name  string
+		h     VirtioNetHdr
+		frame []byte
+		want  int
+	}{
+		{"tcpv4-options", VirtioNetHdr{GSOType: VirtioNetHdrGSOTCPv4, GSOSize: 1448}, tcp4, 20 + 32 + 1448},
+		{"tcpv4-ecn", VirtioNetHdr{GSOType: VirtioNetHdrGSOTCPv4 | VirtioNetHdrGSOECN, GSOSize: 1398}, tcp4, 20 + 32 + 1398},
+		{"tcpv6", VirtioNetHdr{GSOType: VirtioNetHdrGSOTCPv6, GSOSize: 1440}, tcp6, 40 + 20 + 1440},
+		{"vlan-tcpv6", VirtioNetHdr{GSOType: VirtioNetHdrGSOTCPv6, GSOSize: 1000}, vlan6, 40 + 20 + 1000},
+		{"udp-l4", VirtioNetHdr{GSOType: VirtioNetHdrGSOUDPL4, GSOSize: 1472}, udp4, 20 + 8 + 1472},
+		{"none", VirtioNetHdr{}, tcp4, 0},
+		{"tcpv4-on-ipv6", VirtioNetHdr{GSOType: VirtioNetHdrGSOTCPv4, GSOSize: 1448}, tcp6, 0},
+		{"udp-l4-on-tcp", VirtioNetHdr{GSOType: VirtioNetHdrGSOUDPL4, GSOSize: 1448}, tcp4, 0},
+		{"size-zero", VirtioNetHdr{GSOType: VirtioNetHdrGSOTCPv4}, tcp4, 0},
+		{"udp-ufo", VirtioNetHdr{GSOType: VirtioNetHdrGSOUDP, GSOSize: 1448}, udp4, 0},
+		{"not-ip", VirtioNetHdr{GSOType: VirtioNetHdrGSOTCPv4, GSOSize: 1448}, arpFrame(t), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SegmentLen(tc.h, tc.frame); got != tc.want {
+				t.Fatalf("SegmentLen = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestVirtioNetHdrNoAllocs(t *testing.T) {
 	frame := buildFrame(t, frameSpec{tcpOptions: true, payload: randomPayload(140, 65483)})
 	makePartial(t, frame)

@@ -96,8 +96,13 @@ func (q *Queue) ReportDrops(add func(reason string, n uint64)) {
 
 // Read reads frames, waiting for the first, and writes frame i to
 // bufs[i][offset:] and its length to sizes[i]. With offloads, a
-// super-frame comes out cut into frames that fit the MTU, with complete
-// checksums. While there is room for another packet and the TAP has more
+// super-frame comes out cut into the segments its sender asked for
+// (gso_size), with complete checksums; one whose segments would be larger
+// than the MTU (its sender's MTU is larger than the overlay's) comes out
+// whole, its checksum left partial, as one frame longer than the MTU for
+// the caller to drop as too big. Without offloads, a frame longer than the
+// MTU comes out as it is too: the link's MTU may be larger than the
+// overlay's. While there is room for another packet and the TAP has more
 // queued, it reads on without waiting, so that a burst leaves in one
 // batch. bufs[i] must hold offset plus a 64 KB frame.
 func (q *Queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -156,7 +161,19 @@ func (q *Queue) readPacket(bufs [][]byte, sizes []int, offset int, wait bool) (i
 		q.malformed.Add(1)
 		return 0, nil
 	}
-	cnt, err := offload.SegmentGSO(h, q.readBuf[offload.VirtioNetHdrLen:n], bufs, sizes, offset)
+	frame := q.readBuf[offload.VirtioNetHdrLen:n]
+	if offload.SegmentLen(h, frame) > q.mtu {
+		// Its sender's MTU is larger than ours: cut, it would make
+		// as many frames too big for the overlay. Whole, it is one
+		// packet too big, dropped and answered once by the caller.
+		if len(bufs[0])-offset < len(frame) {
+			q.malformed.Add(1)
+			return 0, nil
+		}
+		sizes[0] = copy(bufs[0][offset:], frame)
+		return 1, nil
+	}
+	cnt, err := offload.SegmentGSO(h, frame, bufs, sizes, offset)
 	if err != nil {
 		q.malformed.Add(1)
 		return 0, nil

@@ -6,8 +6,8 @@
 //
 // With Offload the device is opened with a virtio-net header
 // (IFF_VNET_HDR) and checksum and segmentation offload (TUNSETOFFLOAD): the
-// kernel hands over super-frames of up to 64 KB, which Read cuts to the
-// MTU, and Write coalesces the TCP segments (and, with USO, the UDP
+// kernel hands over super-frames of up to 64 KB, which Read cuts into
+// their segments, and Write coalesces the TCP segments (and, with USO, the UDP
 // datagrams) of a batch into super-frames, so that a burst costs one
 // system call and one pass through the receiving stack. songgao/water, the
 // TAP library this replaces, can set neither IFF_VNET_HDR nor hand over a
@@ -41,9 +41,12 @@ type Options struct {
 	// an error wrapping ErrNoOffload and the caller may open the device
 	// without.
 	Offload bool
-	// MTU is the overlay MTU, which the caller gives the link: Read cuts
-	// super-frames to it and Write cuts or marks longer TCP frames for
-	// it. At least 68 (IPv4's minimum).
+	// MTU is the overlay MTU: Read hands over whole a super-frame whose
+	// segments exceed it, and Write cuts or marks longer TCP frames for
+	// it. At least 68 (IPv4's minimum). The link's MTU is the caller's to
+	// set (package hostnet): the overlay MTU, or larger, so that the
+	// bridge passes frames too big for the overlay to the TAP, whose
+	// reader answers them with ICMP "too big".
 	MTU int
 	// Persist keeps the device when its queues are closed (TUNSETPERSIST),
 	// so that a restarted daemon adopts it with its MAC, MTU, addresses,

@@ -547,6 +547,56 @@ func TestUncuttableSuperFrameIsCounted(t *testing.T) {
 	}
 }
 
+// A super-frame comes out of Read cut into its sender's segments when they
+// fit the MTU, and whole when they do not: its sender has a larger MTU
+// than the overlay, and each segment would be a packet too big. The
+// writing TAP sends one super-frame with a gso_size for its MTU; the
+// bridge passes it to the reading TAP whole.
+func TestSuperFrameLargerSegmentsComeOutWhole(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		senderMTU int
+		whole     bool
+	}{{"segments-fit", testMTU, false}, {"segments-too-big", 1500, true}, {"jumbo-segments", 9000, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, r := bridged(t, tap.Options{Offload: true, MTU: tc.senderMTU}, tap.Options{Offload: true, MTU: testMTU})
+			dst := net.HardwareAddr{0x02, 0, 0, 0, 0x77, 2}
+			frame := ipv4Frame(t, dst, 0, &layers.TCP{SrcPort: 40000, DstPort: 6001, Seq: 1, ACK: true, Window: 65535}, make([]byte, 30000))
+			if n, err := w.Write([][]byte{withHeadroom(frame)}, tap.Headroom); n != 1 || err != nil {
+				t.Fatalf("Write = %d, %v", n, err)
+			}
+			bufs, sizes := readBuffers(r)
+			var got []int
+			for deadline := time.Now().Add(5 * time.Second); len(got) == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("nothing came out of the reading TAP")
+				}
+				n, err := r.TryRead(bufs, sizes, tap.Headroom)
+				if err != nil && !errors.Is(err, poller.ErrWouldBlock) {
+					t.Fatal(err)
+				}
+				got = append(got, sizes[:n]...)
+			}
+			if tc.whole {
+				if len(got) != 1 || got[0] != len(frame) {
+					t.Fatalf("Read returned frames of %v bytes, want the %d-byte super-frame whole", got, len(frame))
+				}
+				return
+			}
+			mss := tc.senderMTU - 40
+			want := (30000 + mss - 1) / mss
+			if len(got) != want {
+				t.Fatalf("Read returned %d frames, want %d segments", len(got), want)
+			}
+			for i, size := range got {
+				if size > testMTU+14 {
+					t.Fatalf("segment %d: %d bytes, longer than the MTU allows", i, size)
+				}
+			}
+		})
+	}
+}
+
 // Reading and writing, coalescing and cutting included, allocate nothing.
 func TestReadWriteNoAllocs(t *testing.T) {
 	for _, mode := range modes {
