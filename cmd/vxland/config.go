@@ -49,6 +49,10 @@ func flagErrorf(flag, format string, args ...any) error {
 // (MAX_TAP_QUEUES), more than any host here has cores for.
 const maxQueues = 64
 
+// maxTAPMTU bounds --tap-mtu: a frame of that MTU with an 802.1Q tag
+// still fits the data plane's buffers (the kernel allows 65521 on a TAP).
+const maxTAPMTU = overlay.MaxFrameSize - encap.EthernetHeaderLen - 4
+
 // maxIfNameLen is IFNAMSIZ less the terminating NUL.
 const maxIfNameLen = 15
 
@@ -62,7 +66,10 @@ type config struct {
 	TAP     string
 	MTU     int // 0: underlay MTU less the VXLAN overhead
 	// ForceMTU accepts an MTU larger than the underlay carries whole.
-	ForceMTU      bool
+	ForceMTU bool
+	// TAPMTU is the TAP's link MTU, at least the overlay MTU; 0: the
+	// overlay MTU.
+	TAPMTU        int
 	Peers         []netip.Addr
 	LogLevel      slog.Level
 	LogFormat     string // logText or logJSON
@@ -162,8 +169,9 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.iface, "iface", "", "underlay interface (default: the interface of --local-ip, else of the default route)")
 	fs.StringVar(&r.bridge, "bridge", "", "bridge to attach the TAP to, created if missing (default \"vxbr<VNI>\")")
 	fs.StringVar(&r.tap, "tap", "", "name of the TAP device (default \"vxtap<VNI>\")")
-	fs.IntVar(&r.mtu, "mtu", 0, "MTU of the TAP device (default: underlay MTU - 50 on IPv4, - 70 on IPv6)")
+	fs.IntVar(&r.mtu, "mtu", 0, "overlay MTU: the largest IP packet carried, and the TAP's MTU unless --tap-mtu (default: underlay MTU - 50 on IPv4, - 70 on IPv6)")
 	fs.BoolVar(&r.forceMTU, "force-mtu", false, "accept an --mtu larger than the underlay MTU less the VXLAN overhead; frames that do not fit the underlay are then refused by it (counted as send_msgsize)")
+	fs.IntVar(&r.tapMTU, "tap-mtu", 0, "link MTU of the TAP, at least --mtu (default 0: --mtu); set it to the containers' MTU (e.g. 1500) so that the bridge hands their larger packets to vxland, which drops them and answers with ICMP \"fragmentation needed\" / \"packet too big\" carrying --mtu, for path MTU discovery (the kernel's vxlan with df set and a larger MTU does the same); L2 mode only")
 	fs.StringSliceVar(&r.peers, "peer", nil, "underlay address of a peer VTEP; repeat or separate with commas (static peers, no etcd)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&r.logFormat, "log-format", logText, "log format: text (key=value) or json (one object a line)")
@@ -213,6 +221,7 @@ type rawFlags struct {
 	tap           string
 	mtu           int
 	forceMTU      bool
+	tapMTU        int
 	peers         []string
 	logLevel      string
 	logFormat     string
@@ -435,6 +444,10 @@ func (r *rawFlags) validate() (*config, error) {
 	}
 	c.MTU = r.mtu
 	c.ForceMTU = r.forceMTU
+	if r.tapMTU != 0 && (r.tapMTU < 68 || r.tapMTU > maxTAPMTU) {
+		return nil, flagErrorf("tap-mtu", "%d: must be 68 to %d (0 takes --mtu)", r.tapMTU, maxTAPMTU)
+	}
+	c.TAPMTU = r.tapMTU
 	if err := c.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
 		return nil, flagErrorf("log-level", "%q: must be debug, info, warn or error", r.logLevel)
 	}
@@ -712,6 +725,7 @@ func (r *rawFlags) validateMode(c *config) error {
 		{"vni", "the VNI is Backend.VNI of the network config in etcd"},
 		{"port", "the port is Backend.Port of the network config in etcd"},
 		{"bridge", "the TAP is routed, not bridged"},
+		{"tap-mtu", "the TAP is routed: the kernel answers packets larger than its MTU itself"},
 		{"peer", "the nodes are the subnet leases in etcd"},
 		{"embedded-etcd", "run etcd on its own; the network config must be written to it first"},
 		{"lease-ttl", "subnet leases last 24h, as flannel's"},

@@ -95,6 +95,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{args: []string{"--peer", "224.0.0.1"}, want: "--peer"},
 		{args: []string{"--local-ip", "192.0.2.1", "--peer", "2001:db8::1"}, want: "--peer"},
 		{args: []string{"--mtu", "40"}, want: "--mtu"},
+		{args: []string{"--tap-mtu", "40"}, want: "--tap-mtu"},
+		{args: []string{"--tap-mtu", "65519"}, want: "--tap-mtu"},
 		{args: []string{"--tap", "a-name-much-too-long"}, want: "--tap"},
 		{args: []string{"--bridge", "br/0"}, want: "--bridge"},
 		{args: []string{"--log-level", "loud"}, want: "--log-level"},

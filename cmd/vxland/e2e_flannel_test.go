@@ -593,6 +593,7 @@ func TestFlannelFlags(t *testing.T) {
 		{[]string{"--mode=flannel", "--etcd-endpoints", ep, "--port", "4789"}, "--port"},
 		{[]string{"--mode=flannel", "--etcd-endpoints", ep, "--peer", "192.0.2.2"}, "--peer"},
 		{[]string{"--mode=flannel", "--etcd-endpoints", ep, "--bridge", "br0"}, "--bridge"},
+		{[]string{"--mode=flannel", "--etcd-endpoints", ep, "--tap-mtu", "1500"}, "--tap-mtu"},
 		{[]string{"--mode=flannel", "--etcd-endpoints", ep, "--embedded-etcd", "/tmp/e"}, "--embedded-etcd"},
 		{[]string{"--mode=flannel", "--etcd-endpoints", ep, "--public-ip", "host"}, "--public-ip"},
 		{[]string{"--mode=flannel", "--etcd-endpoints", ep, "--public-ip", "2001:db8::1"}, "--public-ip"},

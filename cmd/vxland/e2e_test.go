@@ -813,6 +813,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{name: "bad metrics address", args: []string{"--metrics-listen", "8473"}, want: "--metrics-listen"},
 		{name: "metrics address not on host", args: []string{"--local-ip", h.ip, "--metrics-listen", "10.77.0.200:8473"}, want: "--metrics-listen"},
 		{name: "mtu larger than the underlay carries", args: []string{"--local-ip", h.ip, "--mtu", "1451"}, want: "--mtu 1451 is larger than underlay"},
+		{name: "tap mtu below the overlay mtu", args: []string{"--local-ip", h.ip, "--tap-mtu", "1449"}, want: "--tap-mtu 1449 is below the overlay MTU 1450"},
 		{name: "env var", args: nil, want: "VXLAND_VNI", prep: func(cmd *exec.Cmd) *exec.Cmd {
 			cmd.Env = append(cmd.Env, "VXLAND_VNI=abc")
 			return cmd

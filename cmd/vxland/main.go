@@ -145,6 +145,22 @@ func pickMTU(u hostnet.Underlay, mtu int, source string, force bool) (int, error
 	return mtu, nil
 }
 
+// pickTAPMTU returns the TAP's link MTU: tapMTU when set, else the overlay
+// MTU mtu. Below mtu it is refused: the bridge would drop frames that the
+// overlay carries. Above, the bridge hands vxland the packets of
+// containers with a larger MTU, which the data plane drops and answers
+// with ICMP "too big" (path MTU discovery), where a TAP of the overlay
+// MTU would have them dropped by the bridge, unanswered.
+func pickTAPMTU(tapMTU, mtu int) (int, error) {
+	switch {
+	case tapMTU == 0:
+		return mtu, nil
+	case tapMTU < mtu:
+		return 0, flagErrorf("tap-mtu", "%d is below the overlay MTU %d: the bridge would drop what the overlay carries; raise it, or leave it 0", tapMTU, mtu)
+	}
+	return tapMTU, nil
+}
+
 // daemon brings the overlay up, runs it until ctx is done and takes it down.
 // It is ready for systemd once the data plane is up and, with etcd, the
 // FDB is in step with it; a reload changes its static peers (sv).
@@ -166,6 +182,10 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		return usagef("--underlay-cidr %s: this host's VTEP address %s is outside it", cfg.Underlay, u.Addr)
 	}
 	mtu, err := pickMTU(u, cfg.MTU, "--mtu", cfg.ForceMTU)
+	if err != nil {
+		return err
+	}
+	tapMTU, err := pickTAPMTU(cfg.TAPMTU, mtu)
 	if err != nil {
 		return err
 	}
@@ -214,12 +234,12 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 			closeConns(conns)
 		}
 	})
-	mac, err := hostnet.AttachTAP(tapDev.Name(), cfg.Bridge, mtu)
+	mac, err := hostnet.AttachTAP(tapDev.Name(), cfg.Bridge, tapMTU)
 	if err != nil {
 		return err
 	}
 	st.tapUp(tapDev.Name(), cfg.Bridge)
-	healer := hostnet.NewBridgedHealer(tapDev.Name(), cfg.Bridge, mtu, log)
+	healer := hostnet.NewBridgedHealer(tapDev.Name(), cfg.Bridge, tapMTU, log)
 	st.wg.Go(func() { healer.Run(ctx) })
 
 	table := fdb.New(cfg.Port, cfg.FDBAgeing)
@@ -253,7 +273,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	go sv.readyWhen(ctx, ready)
 
 	log.Info("vxland up", "version", versionString(), "vni", cfg.VNI, "local", u.Addr, "port", cfg.Port, "iface", u.Iface,
-		"tap", tapDev.Name(), "mac", mac, "bridge", cfg.Bridge, "mtu", mtu, "peers", len(cfg.Peers),
+		"tap", tapDev.Name(), "mac", mac, "bridge", cfg.Bridge, "mtu", mtu, "tap_mtu", tapMTU, "peers", len(cfg.Peers),
 		"etcd", cfg.UseEtcd(), "control", cfg.ControlSocket, "persist", cfg.Persist)
 	running = true
 	err = ov.Run(ctx)

@@ -101,10 +101,14 @@ func isDefault(mask []byte) bool {
 	return true
 }
 
-// AttachTAP sets the TAP's MTU, attaches it to bridge (creating the bridge
-// if it does not exist) and brings both up. It returns the TAP's MAC.
-func AttachTAP(tap, bridge string, mtu int) (fdb.MAC, error) {
-	b := &bridged{tap: tap, bridge: bridge, mtu: mtu, ports: make(map[int]bool)}
+// AttachTAP gives the TAP the link MTU linkMTU, attaches it to bridge
+// (creating the bridge if it does not exist) and brings both up. It
+// returns the TAP's MAC. linkMTU is the overlay MTU, or larger: the bridge
+// drops a frame longer than its egress port's MTU, so only a TAP with a
+// larger MTU passes the packets of containers with a larger MTU to the
+// data plane, which answers them with ICMP "too big".
+func AttachTAP(tap, bridge string, linkMTU int) (fdb.MAC, error) {
+	b := &bridged{tap: tap, bridge: bridge, mtu: linkMTU, ports: make(map[int]bool)}
 	if _, err := b.ensure(); err != nil {
 		return fdb.MAC{}, err
 	}

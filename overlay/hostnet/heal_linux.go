@@ -123,7 +123,7 @@ func drain(c <-chan netlink.LinkUpdate) {
 }
 
 // bridged is the host setup of a TAP on a bridge: the bridge exists and
-// is up, the TAP has the MTU, is a port of the bridge and is up. It
+// is up, the TAP has its link MTU (mtu), is a port of the bridge and is up. It
 // remembers the bridge's other ports, so that a bridge deleted under them
 // (which detaches them) gets them back when it is created again.
 type bridged struct {
@@ -135,10 +135,11 @@ type bridged struct {
 	ports map[int]bool
 }
 
-// NewBridgedHealer returns the Healer of the TAP tap on bridge with mtu,
-// as AttachTAP set them up.
-func NewBridgedHealer(tap, bridge string, mtu int, log *slog.Logger) *Healer {
-	b := &bridged{tap: tap, bridge: bridge, mtu: mtu, ports: make(map[int]bool)}
+// NewBridgedHealer returns the Healer of the TAP tap on bridge with the
+// link MTU linkMTU, as AttachTAP set them up: an MTU changed under it is
+// put back to linkMTU, which may be larger than the overlay MTU.
+func NewBridgedHealer(tap, bridge string, linkMTU int, log *slog.Logger) *Healer {
+	b := &bridged{tap: tap, bridge: bridge, mtu: linkMTU, ports: make(map[int]bool)}
 	return &Healer{check: b.ensure, log: log}
 }
 

@@ -19,7 +19,7 @@ func ResolveUnderlay(iface string, local netip.Addr) (Underlay, error) {
 }
 
 // AttachTAP is not supported on this OS.
-func AttachTAP(tap, bridge string, mtu int) (fdb.MAC, error) { return fdb.MAC{}, errNotLinux }
+func AttachTAP(tap, bridge string, linkMTU int) (fdb.MAC, error) { return fdb.MAC{}, errNotLinux }
 
 // InterfaceExists is not supported on this OS.
 func InterfaceExists(name string) bool { return false }
@@ -34,7 +34,7 @@ func CheckTAP(tap, bridge string) error { return errNotLinux }
 type Healer struct{ OnRepair func() }
 
 // NewBridgedHealer is not supported on this OS: its Healer does nothing.
-func NewBridgedHealer(tap, bridge string, mtu int, log *slog.Logger) *Healer { return &Healer{} }
+func NewBridgedHealer(tap, bridge string, linkMTU int, log *slog.Logger) *Healer { return &Healer{} }
 
 // NewRoutedHealer is not supported on this OS: its Healer does nothing.
 func NewRoutedHealer(tap string, mac fdb.MAC, mtu int, log *slog.Logger) *Healer { return &Healer{} }
