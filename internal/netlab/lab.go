@@ -137,7 +137,7 @@ func (l *Lab) Namespace(name string) (*NS, error) {
 	if l.closed {
 		return nil, fmt.Errorf("netlab: namespace %s: lab is closed", n.Name)
 	}
-	if _, err := os.Stat(netnsDir + "/" + n.Name); err == nil {
+	if _, err := os.Stat(n.Path()); err == nil {
 		return nil, fmt.Errorf("netlab: namespace %s already exists (left by a crashed run with the same pid, or created twice); remove it with: ip netns delete %s", n.Name, n.Name)
 	}
 	if _, err := runCmd(exec.Command(l.ip, "netns", "add", n.Name)); err != nil {
@@ -318,6 +318,10 @@ func (n *NS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 func (n *NS) Do(fn func() error) error { return n.do(fn) }
 
 func (n *NS) String() string { return n.Name }
+
+// Path is the file that names n, as a container runtime passes a
+// namespace to CNI plugins.
+func (n *NS) Path() string { return netnsDir + "/" + n.Name }
 
 // ipCmd runs "ip -n <ns> args...".
 func (n *NS) ipCmd(args ...string) error {

@@ -87,6 +87,25 @@ func TestTrafficFailsWithoutPath(t *testing.T) {
 	}
 }
 
+// TCPTransferVia dials the address it is given, not the listener's: over
+// a dual-stack listener it arrives; at a port nobody listens on it fails.
+func TestTransferViaDialsItsAddress(t *testing.T) {
+	l := NewForTest(t)
+	a, b := pair(t, l)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := TCPTransferVia(ctx, a, b, "[::]:7001", "10.1.0.2:7001", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	err := TCPTransferVia(short, a, b, "10.1.0.2:7002", "10.1.0.2:7003", 10)
+	t.Logf("expected error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "10.1.0.2:7003") {
+		t.Errorf("a transfer dialled to a port with no listener should fail naming it: %v", err)
+	}
+}
+
 func TestDoRunsInNamespace(t *testing.T) {
 	l := NewForTest(t)
 	a, _ := pair(t, l)

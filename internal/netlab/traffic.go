@@ -23,7 +23,14 @@ const trafficTimeout = 30 * time.Second
 // SHA-256). Connecting is retried until ctx ends, so a path that is still
 // coming up is waited for. Without a deadline in ctx it gives up after 30s.
 func TCPTransfer(ctx context.Context, from, to *NS, addr string, n int) error {
-	return transfer(ctx, "tcp transfer", from, to, addr, n, 0, nil)
+	return transfer(ctx, "tcp transfer", from, to, addr, "", n, 0, nil)
+}
+
+// TCPTransferVia is TCPTransfer with a listener at listen ("ip:port") in to
+// and a client in from that dials dial instead, an address that leads there
+// only through a translation such as a port mapping.
+func TCPTransferVia(ctx context.Context, from, to *NS, listen, dial string, n int) error {
+	return transfer(ctx, "tcp transfer via "+dial, from, to, listen, dial, n, 0, nil)
 }
 
 // TCPStream is a paced TCPTransfer running in the background
@@ -44,7 +51,7 @@ func StartTCPStream(ctx context.Context, from, to *NS, addr string, n, rate int)
 	s := &TCPStream{done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		s.err = transfer(ctx, "tcp stream", from, to, addr, n, rate, s)
+		s.err = transfer(ctx, "tcp stream", from, to, addr, "", n, rate, s)
 	}()
 	return s
 }
@@ -119,12 +126,13 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 // in to and carries a few bytes, retrying until ctx ends (30s without a
 // deadline). It needs no tools in the namespaces.
 func Reach(ctx context.Context, from, to *NS, ip string) error {
-	return transfer(ctx, "reach", from, to, net.JoinHostPort(ip, "0"), 64, 0, nil)
+	return transfer(ctx, "reach", from, to, net.JoinHostPort(ip, "0"), "", 64, 0, nil)
 }
 
-// transfer sends n bytes from from to to at addr, at rate bytes per second
-// (0: as fast as TCP goes), and tells stream, if any, of every read.
-func transfer(ctx context.Context, op string, from, to *NS, addr string, n, rate int, stream *TCPStream) (err error) {
+// transfer sends n bytes from from to to at addr, dialled as dial unless
+// that is "", at rate bytes per second (0: as fast as TCP goes), and tells
+// stream, if any, of every read.
+func transfer(ctx context.Context, op string, from, to *NS, addr, dial string, n, rate int, stream *TCPStream) (err error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, trafficTimeout)
@@ -176,7 +184,10 @@ func transfer(ctx context.Context, op string, from, to *NS, addr string, n, rate
 		recv <- received{n: got, sum: h.Sum(nil), err: err}
 	}()
 
-	c, err := dialUntil(ctx, from, target)
+	if dial == "" {
+		dial = target
+	}
+	c, err := dialUntil(ctx, from, dial)
 	if err != nil {
 		return err
 	}
