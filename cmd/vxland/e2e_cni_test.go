@@ -133,6 +133,10 @@ func (c *cniNode) addPod(t *testing.T, lab *netlab.Lab, name, capArgs string) *c
 		if !p.deleted {
 			c.delPod(t, p)
 		}
+		// A del that failed leaves cnitool's cache outside the lab.
+		for _, f := range p.resultFiles() {
+			os.Remove(f)
+		}
 	})
 	// netlab brings lo up; the loopback plugin has to do it here.
 	ns.MustRun(t, "ip", "link", "set", "lo", "down")
@@ -174,6 +178,15 @@ func (c *cniNode) addPod(t *testing.T, lab *netlab.Lab, name, capArgs string) *c
 	return p
 }
 
+// resultFiles are where cnitool caches p's results from add until del
+// (libcni's cache, fixed to /var/lib/cni in cnitool).
+func (p *cniPod) resultFiles() []string {
+	return []string{
+		filepath.Join("/var/lib/cni/results", "cbr0-"+p.id+"-eth0"),
+		filepath.Join("/var/lib/cni/results", "cni-loopback-"+p.id+"-lo"),
+	}
+}
+
 // delPod has cnitool delete the pod from both networks, as a kubelet
 // does when the pod goes.
 func (c *cniNode) delPod(t *testing.T, p *cniPod) {
@@ -201,12 +214,7 @@ func (c *cniNode) traces(t *testing.T, p *cniPod) []string {
 			found = append(found, "iptables: "+strings.TrimSpace(line))
 		}
 	}
-	for _, f := range []string{
-		filepath.Join(c.ipamDir, "cbr0", p.addr.Addr().String()),
-		filepath.Join(c.dataDir, p.id),
-		filepath.Join("/var/lib/cni/results", "cbr0-"+p.id+"-eth0"),
-		filepath.Join("/var/lib/cni/results", "cni-loopback-"+p.id+"-lo"),
-	} {
+	for _, f := range append(p.resultFiles(), filepath.Join(c.ipamDir, "cbr0", p.addr.Addr().String()), filepath.Join(c.dataDir, p.id)) {
 		if _, err := os.Stat(f); err == nil {
 			found = append(found, "file: "+f)
 		}
@@ -264,7 +272,7 @@ func TestFlannelCNIChain(t *testing.T) {
 		t.Errorf("iptables-save in the root namespace (%v) shows rules of %s:\n%s", err, a1.ns, out)
 	}
 	before := c1.traces(t, a1)
-	for _, want := range []string{"MASQUERADE", "CNI-DN-", "file: " + c1.ipamDir} {
+	for _, want := range []string{"MASQUERADE", "CNI-DN-", "file: " + c1.ipamDir, "file: " + c1.dataDir, "file: /var/lib/cni/results/cbr0-"} {
 		if !strings.Contains(strings.Join(before, "\n"), want) {
 			t.Errorf("%s: no %q among what the plugins keep of it:\n%s", a1.ns, want, strings.Join(before, "\n"))
 		}
