@@ -63,8 +63,8 @@ func (m Machine) OffloadSummary() string {
 	return strings.Join(parts, ", ")
 }
 
-// describeMachine fills in what the machine says about itself.
-func describeMachine() Machine {
+// DescribeMachine fills in what the machine says about itself.
+func DescribeMachine() Machine {
 	m := Machine{Arch: runtime.GOARCH, Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
 	m.Kernel, m.KernelVersion = kernelRelease()
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {

@@ -260,26 +260,26 @@ func checkSVG(t *testing.T, svg []byte, configs []Config) {
 
 func TestNiceAxis(t *testing.T) {
 	for _, top := range []float64{0.0123, 0.8, 1, 7.3, 12.9, 99, 117, 1234, 5e6} {
-		step, axisMax := niceAxis(top)
+		step, axisMax := NiceAxis(top)
 		if axisMax < top || axisMax/step > 6.0001 || axisMax/step < 1 {
-			t.Errorf("niceAxis(%g) = step %g, max %g", top, step, axisMax)
+			t.Errorf("NiceAxis(%g) = step %g, max %g", top, step, axisMax)
 		}
 		m := step / math.Pow(10, math.Floor(math.Log10(step)))
 		if !slicesContainsApprox([]float64{1, 2, 2.5, 5}, m) {
-			t.Errorf("niceAxis(%g): step %g is not 1, 2, 2.5 or 5 × 10^k", top, step)
+			t.Errorf("NiceAxis(%g): step %g is not 1, 2, 2.5 or 5 × 10^k", top, step)
 		}
 	}
-	if step, axisMax := niceAxis(0); step != 1 || axisMax != 1 {
-		t.Errorf("niceAxis(0) = %g, %g", step, axisMax)
+	if step, axisMax := NiceAxis(0); step != 1 || axisMax != 1 {
+		t.Errorf("NiceAxis(0) = %g, %g", step, axisMax)
 	}
-	if got := tickLabel(0, 2.5); got != "0.0" {
-		t.Errorf("tickLabel(0, 2.5) = %q", got)
+	if got := TickLabel(0, 2.5); got != "0.0" {
+		t.Errorf("TickLabel(0, 2.5) = %q", got)
 	}
-	if got := tickLabel(150, 50); got != "150" {
-		t.Errorf("tickLabel(150, 50) = %q", got)
+	if got := TickLabel(150, 50); got != "150" {
+		t.Errorf("TickLabel(150, 50) = %q", got)
 	}
-	if got := tickLabel(0.25, 0.05); got != "0.25" {
-		t.Errorf("tickLabel(0.25, 0.05) = %q", got)
+	if got := TickLabel(0.25, 0.05); got != "0.25" {
+		t.Errorf("TickLabel(0.25, 0.05) = %q", got)
 	}
 }
 

@@ -69,7 +69,7 @@ func Run(ctx context.Context, o Options, progress func(string)) (res *Results, e
 		defer os.RemoveAll(workDir)
 	}
 
-	res = &Results{Command: os.Args, Started: time.Now(), Machine: describeMachine(), Options: recordOptions(o)}
+	res = &Results{Command: os.Args, Started: time.Now(), Machine: DescribeMachine(), Options: recordOptions(o)}
 	if o.VxlandPath != "" {
 		res.Machine.Vxland = describeBinary(o.VxlandPath)
 	}

@@ -84,10 +84,10 @@ func WriteSVG(w io.Writer, res *Results) error {
 	p(`<rect width="100%%" height="100%%" fill="#ffffff"/>` + "\n")
 	o := res.Options
 	p(`<text x="%d" y="32" font-size="22" font-weight="bold" text-anchor="middle">%s</text>`+"\n", svgWidth/2,
-		esc("Encapsulation overhead: underlay, native routing, kernel VXLAN and vxland"))
+		EscapeXML("Encapsulation overhead: underlay, native routing, kernel VXLAN and vxland"))
 	sub := fmt.Sprintf("Two hosts in network namespaces, one veth underlay (MTU %d, %s offloads); %s × %d cores, Linux %s",
 		o.MTU, o.Mode, res.Machine.CPUModel, res.Machine.Cores, res.Machine.Kernel)
-	p(`<text x="%d" y="56" font-size="13" fill="#444444" text-anchor="middle">%s</text>`+"\n", svgWidth/2, esc(sub))
+	p(`<text x="%d" y="56" font-size="13" fill="#444444" text-anchor="middle">%s</text>`+"\n", svgWidth/2, EscapeXML(sub))
 
 	configs := make([]Config, 0, len(res.Summary))
 	for _, s := range res.Summary {
@@ -103,7 +103,7 @@ func WriteSVG(w io.Writer, res *Results) error {
 
 	foot := fmt.Sprintf("Bars: median of %d round(s); whiskers: min–max over rounds. Configurations interleaved, order rotated each round. iperf3 %gs per run.",
 		o.Rounds, o.DurationS)
-	p(`<text x="%d" y="%d" font-size="12" fill="#444444" text-anchor="middle">%s</text>`+"\n", svgWidth/2, height-20, esc(foot))
+	p(`<text x="%d" y="%d" font-size="12" fill="#444444" text-anchor="middle">%s</text>`+"\n", svgWidth/2, height-20, EscapeXML(foot))
 	p("</svg>\n")
 	return bw.Flush()
 }
@@ -119,7 +119,7 @@ func writeLegend(p func(string, ...any), configs []Config) {
 	x := svgWidth/2 - total/2
 	for _, c := range configs {
 		p(`<rect x="%d" y="76" width="18" height="18" fill="%s"/>`+"\n", x, configColor(c))
-		p(`<text x="%d" y="90" font-size="15">%s</text>`+"\n", x+24, esc(c.Label()))
+		p(`<text x="%d" y="90" font-size="15">%s</text>`+"\n", x+24, EscapeXML(c.Label()))
 		x += width(c)
 	}
 }
@@ -131,8 +131,8 @@ func writePanel(p func(string, ...any), x, y int, panel chartPanel, rows []Confi
 
 	p(`<g>` + "\n")
 	p(`<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#dddddd"/>`+"\n", x, y, panelWidth, panelHeight)
-	p(`<text x="%d" y="%d" font-size="15" font-weight="bold">%s</text>`+"\n", x+10, y+20, esc(panel.title))
-	p(`<text x="%d" y="%d" font-size="12" fill="#555555">%s</text>`+"\n", x+10, y+37, esc(panel.better))
+	p(`<text x="%d" y="%d" font-size="15" font-weight="bold">%s</text>`+"\n", x+10, y+20, EscapeXML(panel.title))
+	p(`<text x="%d" y="%d" font-size="12" fill="#555555">%s</text>`+"\n", x+10, y+37, EscapeXML(panel.better))
 
 	top := 0.0
 	for _, g := range panel.groups {
@@ -142,7 +142,7 @@ func writePanel(p func(string, ...any), x, y int, panel chartPanel, rows []Confi
 			}
 		}
 	}
-	step, axisMax := niceAxis(top)
+	step, axisMax := NiceAxis(top)
 	scale := func(v float64) float64 { return float64(plotY+plotH) - v/axisMax*float64(plotH) }
 
 	// Grid and tick labels.
@@ -150,19 +150,19 @@ func writePanel(p func(string, ...any), x, y int, panel chartPanel, rows []Confi
 		v := float64(i) * step
 		yy := scale(v)
 		p(`<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s"/>`+"\n", plotX, yy, plotX+plotW, yy, gridColor(v))
-		p(`<text x="%d" y="%.1f" font-size="11" text-anchor="end">%s</text>`+"\n", plotX-6, yy+4, esc(tickLabel(v, step)))
+		p(`<text x="%d" y="%.1f" font-size="11" text-anchor="end">%s</text>`+"\n", plotX-6, yy+4, EscapeXML(TickLabel(v, step)))
 	}
 	// Unit, rotated along the axis.
 	cy := plotY + plotH/2
 	p(`<text x="%d" y="%d" font-size="12" text-anchor="middle" transform="rotate(-90 %d %d)">%s</text>`+"\n",
-		x+16, cy, x+16, cy, esc(panel.unit))
+		x+16, cy, x+16, cy, EscapeXML(panel.unit))
 
 	groupW := float64(plotW) / float64(len(panel.groups))
 	slot := groupW * 0.8 / float64(max(len(rows), 1))
 	for gi, g := range panel.groups {
 		gx := float64(plotX) + float64(gi)*groupW + groupW*0.1
 		p(`<text x="%.1f" y="%d" font-size="13" text-anchor="middle">%s</text>`+"\n",
-			float64(plotX)+(float64(gi)+0.5)*groupW, plotY+plotH+20, esc(g.label))
+			float64(plotX)+(float64(gi)+0.5)*groupW, plotY+plotH+20, EscapeXML(g.label))
 		for ri, r := range rows {
 			s, ok := r.Metrics[g.metric]
 			bx := gx + float64(ri)*slot + slot*0.1
@@ -175,7 +175,7 @@ func writePanel(p func(string, ...any), x, y int, panel chartPanel, rows []Confi
 			by := scale(s.Median)
 			p(`<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s</title></rect>`+"\n",
 				bx, by, bw, float64(plotY+plotH)-by, configColor(r.Config),
-				esc(fmt.Sprintf("%s, %s: %s %s", r.Config.Label(), g.label, summaryText(s, ""), panel.unit)))
+				EscapeXML(fmt.Sprintf("%s, %s: %s %s", r.Config.Label(), g.label, summaryText(s, ""), panel.unit)))
 			labelY := by
 			if s.N > 1 && s.Max > s.Min {
 				y1, y2 := scale(s.Min), scale(s.Max)
@@ -186,7 +186,7 @@ func writePanel(p func(string, ...any), x, y int, panel chartPanel, rows []Confi
 				}
 				labelY = math.Min(labelY, y2)
 			}
-			p(`<text x="%.1f" y="%.1f" font-size="10" text-anchor="middle">%s</text>`+"\n", cx, labelY-4, esc(FormatValue(s.Median)))
+			p(`<text x="%.1f" y="%.1f" font-size="10" text-anchor="middle">%s</text>`+"\n", cx, labelY-4, EscapeXML(FormatValue(s.Median)))
 		}
 	}
 	p(`<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#000000"/>`+"\n", plotX, plotY, plotX, plotY+plotH)
@@ -200,10 +200,10 @@ func gridColor(v float64) string {
 	return "#e5e5e5"
 }
 
-// niceAxis returns a tick step of 1, 2, 2.5 or 5 × 10^k and the axis
+// NiceAxis returns a tick step of 1, 2, 2.5 or 5 × 10^k and the axis
 // maximum, a multiple of the step at or above top with headroom for value
 // labels, using at most six steps.
-func niceAxis(top float64) (step, axisMax float64) {
+func NiceAxis(top float64) (step, axisMax float64) {
 	if top <= 0 || math.IsNaN(top) || math.IsInf(top, 0) {
 		return 1, 1
 	}
@@ -219,9 +219,9 @@ func niceAxis(top float64) (step, axisMax float64) {
 	return step, math.Ceil(top/step-1e-9) * step
 }
 
-// tickLabel prints an axis value with as many decimals as the step needs,
+// TickLabel prints an axis value with as many decimals as the step needs,
 // so that all labels of an axis look alike: 0, 2.5, 5, 7.5 or 0.0, 0.2, 0.4.
-func tickLabel(v, step float64) string {
+func TickLabel(v, step float64) string {
 	decimals := 0
 	for d := step; decimals < 6 && math.Abs(d-math.Round(d)) > 1e-9; d *= 10 {
 		decimals++
@@ -229,7 +229,8 @@ func tickLabel(v, step float64) string {
 	return strconv.FormatFloat(v, 'f', decimals, 64)
 }
 
-func esc(s string) string {
+// EscapeXML returns s as SVG text content.
+func EscapeXML(s string) string {
 	var b strings.Builder
 	xml.EscapeText(&b, []byte(s))
 	return b.String()

@@ -72,11 +72,23 @@ type Config struct {
 	// Ageing is how long a local MAC stays published without traffic.
 	Ageing time.Duration
 
-	FDB       *fdb.Table
+	FDB       FDB
 	Local     *fdb.LocalTable
 	Neighbors *fdb.Neighbors
 	Logger    *slog.Logger
 }
+
+// FDB is what the agent changes in the data plane's forwarding table:
+// remote MACs and the flood list. *fdb.Table is the real one; the
+// control-plane bench gives a stand-in that records when it is told.
+type FDB interface {
+	Set(vni uint32, mac fdb.MAC, vtep netip.Addr, o fdb.Origin) bool
+	Delete(vni uint32, mac fdb.MAC, o fdb.Origin) bool
+	AddFlood(vni uint32, vtep netip.Addr, src fdb.Source) bool
+	RemoveFlood(vni uint32, vtep netip.Addr, src fdb.Source) bool
+}
+
+var _ FDB = (*fdb.Table)(nil)
 
 // DefaultPrefix is the default etcd key prefix.
 const DefaultPrefix = "/vxland"
