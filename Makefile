@@ -64,7 +64,13 @@ BENCHFLAGS ?=
 BENCHCOUNT ?= 6
 MICROPKGS  := ./encap ./overlay ./overlay/offload ./overlay/fdb ./overlay/poller ./overlay/udp ./overlay/tap
 
-.PHONY: bench bench-quick bench-micro bench-build
+# bench-control measures the etcd control plane with simulated hosts on a
+# three-member etcd cluster in one process (no root needed) and writes
+# results/control-<timestamp>/; CTLBENCHFLAGS="--full" for 100, 300 and 1000
+# hosts. See bench/control.
+CTLBENCHFLAGS ?=
+
+.PHONY: bench bench-quick bench-micro bench-build bench-control
 
 # Only the two programs the bench runs, so that it does not depend on the
 # rest of cmd/ building.
@@ -76,6 +82,10 @@ bench: bench-build
 
 bench-quick: bench-build
 	$(BIN)/vxbench --quick --vxland $(BIN)/vxland $(BENCHFLAGS)
+
+bench-control:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/vxctlbench
+	$(BIN)/vxctlbench $(CTLBENCHFLAGS)
 
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) $(MICROPKGS)

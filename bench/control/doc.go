@@ -1,0 +1,31 @@
+// Package control measures vxland's etcd control plane at scale: a real
+// three-member etcd cluster (etcd's embed package, on loopback) and many
+// simulated hosts, each a real discovery agent with its own etcd client
+// and a stand-in data plane that records when it is told what.
+//
+// # Phases
+//
+//	registration  the hosts start in ten cohorts; a host's registration
+//	              has converged when every host of the earlier cohorts
+//	              has it in its flood list.
+//	publication   every host publishes its MACs, at a fixed rate for all;
+//	              a MAC has converged when every other host's FDB has it.
+//	churn         a share of the MACs moves to another host each second;
+//	              the agents' etcd writes, and the keys they write, are
+//	              counted per move.
+//	leader change the leader member is killed (its raft stopped, the
+//	              clients' connections to it reset); a write made after it
+//	              must reach every agent, and every data plane must equal
+//	              etcd.
+//	compaction    every client connection is cut and held while the bench
+//	              withdraws one MAC, publishes another and compacts etcd
+//	              past them: each watch resumes at a compacted revision and
+//	              its agent lists the keys again and must reconcile.
+//
+// Times run from the bench's action (starting the agent, handing the MAC
+// to the host's local table, stopping the leader) to the last stand-in's
+// receipt, on one monotonic clock; the re-list time from the release of the
+// held connections. Requests and bytes are counted at the
+// agents' clients (a gRPC interceptor and a counting dialer), so the
+// bench's own reads are not among them.
+package control
