@@ -361,16 +361,26 @@ func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
 
 	opCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	for _, mac := range puts {
-		if _, err := a.cfg.Client.Put(opCtx, a.keys.MAC(mac), string(want[mac]), clientv3.WithLease(lease)); err != nil {
+	// Every new or changed MAC in one transaction (or one per
+	// maxTxnOps): one round trip, however many MACs arrived since the
+	// last. Put one at a time, a burst of k MACs waited k round trips for
+	// the last, and under load a round trip is hundreds of milliseconds.
+	for chunk := range slices.Chunk(puts, maxTxnOps) {
+		ops := make([]clientv3.Op, len(chunk))
+		for i, mac := range chunk {
+			ops[i] = clientv3.OpPut(a.keys.MAC(mac), string(want[mac]), clientv3.WithLease(lease))
+		}
+		if _, err := a.cfg.Client.Txn(opCtx).Then(ops...).Commit(); err != nil {
 			a.errors.Add(1)
-			a.log.Debug("publishing MAC failed; will retry", "mac", mac, "err", err)
+			a.log.Debug("publishing MACs failed; will retry", "macs", len(chunk), "first", chunk[0], "err", err)
 			return
 		}
 		a.mu.Lock()
-		a.published[mac] = want[mac]
+		for _, mac := range chunk {
+			a.published[mac] = want[mac]
+		}
 		a.mu.Unlock()
-		a.log.Debug("published local MAC", "mac", mac, "value", string(want[mac]))
+		a.log.Debug("published local MACs", "macs", len(chunk), "first", chunk[0])
 	}
 	for _, mac := range dels {
 		key := a.keys.MAC(mac)
