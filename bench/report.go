@@ -137,7 +137,7 @@ func Markdown(res *Results) string {
 	if n, max := heapGrowth(res); n > 0 {
 		fmt.Fprintf(&b, "vxland's heap allocation during each TCP run (cumulative, from runtime/metrics, "+
 			"per daemon): at most %s over %d daemon-runs of %s; the target is under 1 MB per 10 s.\n\n",
-			formatBytes(max), n, fmt.Sprintf("%gs", res.Options.DurationS))
+			FormatBytes(max), n, fmt.Sprintf("%gs", res.Options.DurationS))
 	}
 	for _, ov := range res.Overhead {
 		if ov.Family != "IPv6" || ov.Config != KernelVXLAN {
@@ -293,7 +293,8 @@ func heapGrowth(res *Results) (n int, max uint64) {
 	return n, max
 }
 
-func formatBytes(n uint64) string {
+// FormatBytes prints a byte count in B, KB or MB (of 1024).
+func FormatBytes(n uint64) string {
 	switch {
 	case n >= 1<<20:
 		return fmt.Sprintf("%.2f MB", float64(n)/(1<<20))

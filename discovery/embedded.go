@@ -29,6 +29,11 @@ type EmbeddedConfig struct {
 	// PeerListen is the (unused, single-member) peer address; default:
 	// Listen's host with Listen's port + 1.
 	PeerListen string
+	// Name and Cluster make the server one member of a cluster: its
+	// name, and every member's name=peer URL, comma-separated. Default: a
+	// cluster of this server alone. A member is ready only once a
+	// majority has started: start the members together.
+	Name, Cluster string
 	// CertFile and KeyFile, when set, make the server speak TLS to its
 	// clients; ClientCAFile, when set too, makes it require client
 	// certificates signed by that CA.
@@ -56,12 +61,18 @@ func StartEmbedded(ctx context.Context, c EmbeddedConfig) (*Embedded, error) {
 
 	cfg := embed.NewConfig()
 	cfg.Name = "vxland"
+	if c.Name != "" {
+		cfg.Name = c.Name
+	}
 	cfg.Dir = c.Dir
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
 	cfg.ListenPeerUrls = []url.URL{peer}
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if c.Cluster != "" {
+		cfg.InitialCluster = c.Cluster
+	}
 	if c.CertFile != "" {
 		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.CertFile, KeyFile: c.KeyFile,
 			TrustedCAFile: c.ClientCAFile, ClientCertAuth: c.ClientCAFile != ""}
@@ -101,6 +112,13 @@ func (e *Embedded) Endpoints() []string { return e.endpoints }
 
 // Err reports a server failure after start.
 func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
+
+// Leading reports whether this server leads its cluster.
+func (e *Embedded) Leading() bool { return e.etcd.Server.Leader() == e.etcd.Server.MemberID() }
+
+// Kill stops the server's part in its cluster at once, as a crash would,
+// without waiting for the clients it serves; Close finishes the shutdown.
+func (e *Embedded) Kill() { e.etcd.Server.HardStop() }
 
 // Close stops the server.
 func (e *Embedded) Close() { e.etcd.Close() }

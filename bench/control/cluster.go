@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/vxland/vxland/discovery"
 )
@@ -35,12 +32,12 @@ type Cluster struct {
 }
 
 type member struct {
-	etcd     *embed.Etcd
+	etcd     *discovery.Embedded
 	endpoint string
 	stopped  bool
 }
 
-// StartCluster starts the cluster and waits until it has a leader.
+// StartCluster starts the cluster and waits until it serves clients.
 func StartCluster(ctx context.Context, dir string) (*Cluster, error) {
 	var err error
 	// A port found free may be taken before etcd binds it: try again.
@@ -59,53 +56,38 @@ func startCluster(ctx context.Context, dir string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, clusterSize)
 	var initial []string
 	for i := range clusterSize {
-		names[i] = fmt.Sprintf("m%d", i)
-		initial = append(initial, names[i]+"=http://"+ports[2*i+1])
+		initial = append(initial, fmt.Sprintf("m%d=http://%s", i, ports[2*i+1]))
 	}
-	c := &Cluster{conns: newMeter()}
+	// Each member is ready once a majority runs: start them together.
+	c := &Cluster{conns: newMeter(), members: make([]*member, clusterSize)}
+	errs := make([]error, clusterSize)
+	var started sync.WaitGroup
 	for i := range clusterSize {
-		client := url.URL{Scheme: "http", Host: ports[2*i]}
-		peer := url.URL{Scheme: "http", Host: ports[2*i+1]}
-		cfg := embed.NewConfig()
-		cfg.Name = names[i]
-		cfg.Dir = filepath.Join(dir, names[i])
-		cfg.ListenClientUrls = []url.URL{client}
-		cfg.AdvertiseClientUrls = []url.URL{client}
-		cfg.ListenPeerUrls = []url.URL{peer}
-		cfg.AdvertisePeerUrls = []url.URL{peer}
-		cfg.InitialCluster = strings.Join(initial, ",")
-		cfg.InitialClusterToken = "vxctlbench-" + filepath.Base(dir)
-		cfg.LogLevel = "fatal"
-		cfg.Logger = "zap"
-		// Compaction is the bench's to do, when it measures it.
-		cfg.AutoCompactionRetention = "0"
-		// A host re-publishes everything it owns in one transaction, as
-		// vxland's embedded etcd allows.
-		cfg.MaxTxnOps = 4096
-		e, err := embed.StartEtcd(cfg)
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("starting etcd member %s: %w", names[i], err)
-		}
-		c.members = append(c.members, &member{etcd: e, endpoint: client.String()})
-		c.endpoints = append(c.endpoints, client.String())
+		started.Go(func() {
+			e, err := discovery.StartEmbedded(ctx, discovery.EmbeddedConfig{
+				Dir: filepath.Join(dir, fmt.Sprint("m", i)), Listen: ports[2*i], PeerListen: ports[2*i+1],
+				Name: fmt.Sprint("m", i), Cluster: strings.Join(initial, ","),
+			})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			c.members[i] = &member{etcd: e, endpoint: e.Endpoints()[0]}
+		})
 	}
-	for _, m := range c.members {
-		select {
-		case <-m.etcd.Server.ReadyNotify():
-		case err := <-m.etcd.Err():
-			c.Close()
-			return nil, fmt.Errorf("etcd member at %s: %w", m.endpoint, err)
-		case <-ctx.Done():
-			c.Close()
-			return nil, ctx.Err()
-		case <-time.After(60 * time.Second):
-			c.Close()
-			return nil, fmt.Errorf("etcd member at %s not ready within 60s", m.endpoint)
+	started.Wait()
+	for i, m := range c.members {
+		if m == nil {
+			c.members[i] = &member{stopped: true}
+		} else {
+			c.endpoints = append(c.endpoints, m.endpoint)
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.Close()
+		return nil, err
 	}
 	c.client, err = discovery.NewClient(discovery.ClientConfig{Endpoints: c.endpoints, DialOptions: c.conns.dialOptions()})
 	if err != nil {
@@ -137,7 +119,7 @@ func (c *Cluster) Client() *clientv3.Client { return c.client }
 // leader returns the running member that leads the cluster.
 func (c *Cluster) leader() (*member, error) {
 	for _, m := range c.members {
-		if !m.stopped && m.etcd.Server.Leader() == m.etcd.Server.MemberID() {
+		if !m.stopped && m.etcd.Leading() {
 			return m, nil
 		}
 	}
@@ -156,7 +138,7 @@ func (c *Cluster) KillLeader() (string, error) {
 		return "", err
 	}
 	m.stopped = true
-	m.etcd.Server.HardStop()
+	m.etcd.Kill()
 	addr := strings.TrimPrefix(m.endpoint, "http://")
 	c.conns.cut(addr)
 	c.closing.Go(m.etcd.Close)

@@ -39,7 +39,7 @@ func Markdown(results []*Result) string {
 		return fmt.Sprintf("%d; %.2f; %.2f", r.Moves, r.WritesPerMove, r.KeysPerMove)
 	})
 	row("compaction: re-lists; time until all listed; bytes sent", func(r *Result) string {
-		return fmt.Sprintf("%d; %s; %s", r.Relists, ms(r.RelistTime), bytesText(r.RelistBytes))
+		return fmt.Sprintf("%d; %s; %s", r.Relists, ms(r.RelistTime), bench.FormatBytes(uint64(r.RelistBytes)))
 	})
 	row("compaction: agents unequal to etcd after", func(r *Result) string { return fmt.Sprint(len(r.CompactionMismatch)) })
 	row("leader killed: write accepted; every agent has it; every agent equals etcd", func(r *Result) string {
@@ -49,7 +49,7 @@ func Markdown(results []*Result) string {
 		return fmt.Sprintf("%d (%d); %d", r.LeaderLists, r.LeaderListsPerSecond, len(r.LeaderMismatch))
 	})
 	row("etcd: agents' requests/s; database; watchers", func(r *Result) string {
-		return fmt.Sprintf("%.0f; %s; %d", r.RequestsPerSecond, bytesText(r.DBSize), r.Watchers)
+		return fmt.Sprintf("%.0f; %s; %d", r.RequestsPerSecond, bench.FormatBytes(uint64(r.DBSize)), r.Watchers)
 	})
 	row("run time", func(r *Result) string { return r.Elapsed.Round(time.Second).String() })
 	return b.String()
@@ -65,16 +65,6 @@ func latencyCell(l Latency) string {
 
 func ms(d time.Duration) string {
 	return bench.FormatValue(float64(d)/float64(time.Millisecond)) + " ms"
-}
-
-func bytesText(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // The chart: one panel per kind of convergence, a group of bars per size
