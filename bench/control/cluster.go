@@ -89,7 +89,7 @@ func startCluster(ctx context.Context, dir string) (*Cluster, error) {
 		c.Close()
 		return nil, err
 	}
-	c.client, err = discovery.NewClient(discovery.ClientConfig{Endpoints: c.endpoints, DialOptions: c.conns.dialOptions()})
+	c.client, err = discovery.NewClient(ctx, discovery.ClientConfig{Endpoints: c.endpoints, DialOptions: c.conns.dialOptions()})
 	if err != nil {
 		c.Close()
 		return nil, err

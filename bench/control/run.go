@@ -217,7 +217,7 @@ func (b *runner) join(ctx context.Context, res *Result) error {
 }
 
 func (b *runner) startHost(ctx context.Context, i int, cohort int32) error {
-	cli, err := discovery.NewClient(discovery.ClientConfig{Endpoints: b.cluster.Endpoints(), DialOptions: b.meter.dialOptions()})
+	cli, err := discovery.NewClient(ctx, discovery.ClientConfig{Endpoints: b.cluster.Endpoints(), DialOptions: b.meter.dialOptions()})
 	if err != nil {
 		return err
 	}
