@@ -1,5 +1,5 @@
 # vxland — userspace VXLAN overlay daemon.
-# Targets: build, test, lint, demo. Tests that build namespaces need root.
+# Targets: build, test, lint, demo, install. Tests that build namespaces need root.
 
 export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
@@ -12,21 +12,30 @@ TESTTIMEOUT ?= 9m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test lint vet fmt demo clean
+.PHONY: all build test lint vet fmt demo clean install static
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
+# A static vxland (no cgo, no dynamic loader), as the container image
+# ships it: the Dockerfile runs this target.
+static:
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/vxland ./cmd/vxland
+
 # The CNI chain test's plugins are built once into the user's cache; the
 # first build (a minute or more) runs here, outside the suite's bound.
+# deploy/ is a module of its own (the Kubernetes API types stay out of
+# go.mod): go test ./... does not enter it.
 test:
 	$(GO) test -count=1 -timeout 10m -run '^TestCNIPlugins$$' ./cmd/vxland
 	$(GO) test -count=1 -timeout $(TESTTIMEOUT) $(PKGS)
+	cd deploy && $(GO) test -count=1 -timeout 5m ./...
 
 vet:
 	$(GO) vet $(PKGS)
+	cd deploy && $(GO) vet ./...
 
 # Everything also vets for arm64 (no poll(2) there, for one) and 386
 # (32-bit lengths in the system call structures); the data plane also vets
@@ -53,6 +62,32 @@ demo:
 
 clean:
 	rm -rf $(BIN)
+
+# Installation, as a distribution's package build runs it:
+#   make install DESTDIR=$(pwd)/pkgroot PREFIX=/usr
+# PREFIX is baked into nothing but the units' ExecStart; DESTDIR only
+# stages the tree. The env files are configuration: they go to
+# $(SYSCONFDIR)/vxland, which stays /etc whatever PREFIX is, and an
+# existing one is never overwritten.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+UNITS      := contrib/systemd/vxland.service contrib/systemd/vxland-flannel.service
+ENVFILES   := contrib/systemd/vxland.env contrib/systemd/vxland-flannel.env
+
+install:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/vxland ./cmd/vxland
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSCONFDIR)/vxland
+	install -m 0755 $(BIN)/vxland $(DESTDIR)$(BINDIR)/vxland
+	for u in $(UNITS); do \
+		sed -e 's|/usr/local/bin/vxland|$(BINDIR)/vxland|' -e 's|/etc/vxland/|$(SYSCONFDIR)/vxland/|' $$u > $(DESTDIR)$(SYSTEMDDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/$${u##*/} || exit 1; \
+	done
+	for e in $(ENVFILES); do \
+		t=$(DESTDIR)$(SYSCONFDIR)/vxland/$${e##*/}; \
+		if [ -e $$t ]; then echo "$$t exists: kept"; else install -m 0600 $$e $$t || exit 1; fi; \
+	done
 
 # Benchmarks. bench and bench-quick need root and iperf3, build
 # hosts as network namespaces and write results/<timestamp>/; see bench/.
