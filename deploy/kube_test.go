@@ -32,12 +32,20 @@ type kubeObjects struct {
 
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
+// The kinds kube-vxland.yml holds, one of each, by apiVersion and kind.
+const (
+	kindNamespace      = "v1 Namespace"
+	kindServiceAccount = "v1 ServiceAccount"
+	kindConfigMap      = "v1 ConfigMap"
+	kindDaemonSet      = "apps/v1 DaemonSet"
+)
+
 // decodeManifest decodes every document of a manifest strictly into its
 // Kubernetes API type: an unknown field, a duplicate key, a value of the
-// wrong type or a kind this test does not know fails.
+// wrong type, a kind this test does not know or a missing one fails.
 func decodeManifest(t *testing.T, data []byte) kubeObjects {
 	t.Helper()
-	var objs kubeObjects
+	docs := map[string]string{}
 	for i, doc := range docSeparator.Split(string(data), -1) {
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
@@ -49,40 +57,35 @@ func decodeManifest(t *testing.T, data []byte) kubeObjects {
 			}
 			continue
 		}
-		var obj any
-		switch tm.APIVersion + " " + tm.Kind {
-		case "v1 Namespace":
-			objs.namespace = once(t, objs.namespace, tm)
-			obj = objs.namespace
-		case "v1 ServiceAccount":
-			objs.serviceAccount = once(t, objs.serviceAccount, tm)
-			obj = objs.serviceAccount
-		case "v1 ConfigMap":
-			objs.configMap = once(t, objs.configMap, tm)
-			obj = objs.configMap
-		case "apps/v1 DaemonSet":
-			objs.daemonSet = once(t, objs.daemonSet, tm)
-			obj = objs.daemonSet
-		default:
-			t.Fatalf("document %d: %s %s is not expected in %s", i, tm.APIVersion, tm.Kind, manifest)
+		kind := tm.APIVersion + " " + tm.Kind
+		switch _, dup := docs[kind]; {
+		case dup:
+			t.Fatalf("two %s in %s", kind, manifest)
+		case !slices.Contains([]string{kindNamespace, kindServiceAccount, kindConfigMap, kindDaemonSet}, kind):
+			t.Fatalf("document %d: %s is not expected in %s", i, kind, manifest)
 		}
-		if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
-			t.Fatalf("document %d (%s): %v", i, tm.Kind, err)
-		}
+		docs[kind] = doc
 	}
-	if objs.namespace == nil || objs.serviceAccount == nil || objs.configMap == nil || objs.daemonSet == nil {
-		t.Fatalf("%s lacks a Namespace, ServiceAccount, ConfigMap or DaemonSet", manifest)
+	return kubeObjects{
+		namespace:      decodeStrict[corev1.Namespace](t, kindNamespace, docs),
+		serviceAccount: decodeStrict[corev1.ServiceAccount](t, kindServiceAccount, docs),
+		configMap:      decodeStrict[corev1.ConfigMap](t, kindConfigMap, docs),
+		daemonSet:      decodeStrict[appsv1.DaemonSet](t, kindDaemonSet, docs),
 	}
-	return objs
 }
 
-// once returns a new T for the kind tm, failing if one was decoded already.
-func once[T any](t *testing.T, have *T, tm metav1.TypeMeta) *T {
+// decodeStrict decodes the document of kind into a T.
+func decodeStrict[T any](t *testing.T, kind string, docs map[string]string) *T {
 	t.Helper()
-	if have != nil {
-		t.Fatalf("two %s in %s", tm.Kind, manifest)
+	doc, ok := docs[kind]
+	if !ok {
+		t.Fatalf("%s has no %s", manifest, kind)
 	}
-	return new(T)
+	obj := new(T)
+	if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+		t.Fatalf("%s: %v", kind, err)
+	}
+	return obj
 }
 
 func stripComments(doc string) string {
