@@ -38,13 +38,29 @@ func TestFloodOfSourceMACsIsBounded(t *testing.T) {
 	// flood rate lets through 5000 a second and a burst of 5000: some
 	// 45,000 frames, enough to fill h2's FDB, and the rest are dropped.
 	// Sent at once, the flood would be over before h1's bucket refilled,
-	// and h2 would see only its first 5000.
+	// and h2 would see only its first 5000. On a loaded machine the TAP's
+	// queue drops much of the flood before vxland reads it, so while
+	// neither limit has been reached the flood goes on, once more over the
+	// same MACs, for a bounded time.
 	const floodRate = 12500
 	frames := netlab.FloodFrames(macs)
 	transfer := netlab.StartTCPStream(ctx, c1.ns, c2.ns, c2.ip+":5001", tenMB, 0)
+	limitsReached := func() bool {
+		return tp.stats(h1).Drops["flood_rate_total"] > 0 && tp.stats(h2).Drops["fdb_full"] > 0
+	}
 	sendStart := time.Now()
-	if err := hostile.ns.SendFramesAt("eth0", frames, floodRate); err != nil {
-		t.Fatal(err)
+	sent := 0
+	for pass := 0; pass == 0 || (!limitsReached() && time.Since(sendStart) < 30*time.Second); pass++ {
+		for i := 0; i < len(frames); i += floodRate {
+			if pass > 0 && limitsReached() {
+				break
+			}
+			chunk := frames[i:min(i+floodRate, len(frames))]
+			if err := hostile.ns.SendFramesAt("eth0", chunk, floodRate); err != nil {
+				t.Fatal(err)
+			}
+			sent += len(chunk)
+		}
 	}
 	sendTook := time.Since(sendStart)
 	if err := transfer.Wait(); err != nil {
@@ -64,8 +80,8 @@ func TestFloodOfSourceMACsIsBounded(t *testing.T) {
 	if s1.Drops["flood_rate_total"] == 0 {
 		t.Errorf("h1 flooded %d frames and dropped none for the flood rate: %v", s1.TxFlooded, nonZero(s1.Drops))
 	}
-	if s1.TxFlooded >= macs {
-		t.Errorf("h1 flooded %d frames of a flood of %d from distinct sources", s1.TxFlooded, macs)
+	if s1.TxFlooded >= uint64(sent) {
+		t.Errorf("h1 flooded %d frames of a flood of %d", s1.TxFlooded, sent)
 	}
 	s2 := tp.stats(h2)
 	learned := tp.learnedCount(h2)
@@ -75,8 +91,8 @@ func TestFloodOfSourceMACsIsBounded(t *testing.T) {
 	if s2.Drops["fdb_full"] == 0 || learned < fdbMax {
 		t.Errorf("h2 learned %d MACs and counted %d as fdb_full; the flood should have filled the FDB", learned, s2.Drops["fdb_full"])
 	}
-	t.Logf("%d frames sent in %s; h1 flooded %d, dropped %d (total) and %d (per source); h2 received %d, learned %d, refused %d (fdb_full)",
-		macs, sendTook.Round(time.Millisecond), s1.TxFlooded, s1.Drops["flood_rate_total"], s1.Drops["flood_rate_source"],
+	t.Logf("%d frames from %d MACs sent in %s; h1 flooded %d, dropped %d (total) and %d (per source); h2 received %d, learned %d, refused %d (fdb_full)",
+		sent, macs, sendTook.Round(time.Millisecond), s1.TxFlooded, s1.Drops["flood_rate_total"], s1.Drops["flood_rate_source"],
 		s2.RxPackets, learned, s2.Drops["fdb_full"])
 
 	showStart := time.Now()
