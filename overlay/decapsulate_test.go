@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/vxland/vxland/encap"
@@ -62,5 +63,82 @@ func TestCheckDatagram(t *testing.T) {
 				t.Fatal("the frame is not the datagram's payload")
 			}
 		})
+	}
+}
+
+// FuzzCheckDatagram holds checkDatagram to its contract on any datagram:
+// it changes nothing, an accepted datagram has exactly the header Encode
+// writes for the VNI and a frame whose source may be learned, and a
+// rejection names the first check that fails, so that passing that one
+// check leads to a later verdict, never to an earlier one.
+func FuzzCheckDatagram(f *testing.F) {
+	const vni = 42
+	own := fdb.MAC{0x02, 0xaa, 0, 0, 0, 1}
+	good := make([]byte, encap.HeaderLen+encap.EthernetHeaderLen+20)
+	_ = encap.Encode(good, vni)
+	copy(good[encap.HeaderLen:], own[:])
+	copy(good[encap.HeaderLen+6:], []byte{0x02, 0xbb, 0, 0, 0, 2})
+	for _, seed := range [][]byte{good, good[:encap.HeaderLen+13], good[:5], {0, 0, 0, 0, 0, 0, 42, 0}, {0x08, 0, 0, 0, 0, 0, 43, 0}} {
+		f.Add(seed, true)
+		f.Add(seed, false)
+	}
+	f.Fuzz(func(t *testing.T, pkt []byte, known bool) {
+		orig := bytes.Clone(pkt)
+		frame, reason, ok := checkDatagram(pkt, vni, known, own)
+		if !bytes.Equal(pkt, orig) {
+			t.Fatal("checkDatagram modified the datagram")
+		}
+		if !ok {
+			if frame != nil || reason < DropShort || reason > DropZeroSource {
+				t.Fatalf("rejected with frame of %d bytes, reason %v", len(frame), reason)
+			}
+			checkLaterVerdict(t, pkt, vni, known, own, reason)
+			return
+		}
+		var hdr [encap.HeaderLen]byte
+		_ = encap.Encode(hdr[:], vni)
+		switch src := fdb.MAC(pkt[encap.HeaderLen+6 : encap.HeaderLen+12]); {
+		case !known:
+			t.Fatal("accepted from an unknown VTEP")
+		case !bytes.Equal(pkt[:encap.HeaderLen], hdr[:]):
+			t.Fatalf("accepted header % x, want % x", pkt[:encap.HeaderLen], hdr)
+		case len(frame) < encap.EthernetHeaderLen || &frame[0] != &pkt[encap.HeaderLen] || len(frame) != len(pkt)-encap.HeaderLen:
+			t.Fatal("the frame is not the whole payload of the datagram")
+		case src == own || src.IsMulticast() || src.IsZero():
+			t.Fatalf("accepted inner source %v", src)
+		}
+	})
+}
+
+// checkLaterVerdict checks that fixing what reason is about in pkt gives
+// a verdict later in the order of the checks, or acceptance.
+func checkLaterVerdict(t *testing.T, pkt []byte, vni uint32, known bool, own fdb.MAC, reason DropReason) {
+	t.Helper()
+	fixed := bytes.Clone(pkt)
+	switch reason {
+	case DropShort:
+		if len(pkt) >= encap.HeaderLen {
+			t.Fatalf("%d bytes dropped as short", len(pkt))
+		}
+		return
+	case DropNoIFlag:
+		fixed[0] |= 0x08
+	case DropReservedBits:
+		_ = encap.Encode(fixed, uint32(pkt[4])<<16|uint32(pkt[5])<<8|uint32(pkt[6]))
+	case DropVNI:
+		fixed[4], fixed[5], fixed[6] = byte(vni>>16), byte(vni>>8), byte(vni)
+	case DropUnknownVTEP:
+		known = true
+	case DropInnerShort:
+		if len(pkt) >= encap.HeaderLen+encap.EthernetHeaderLen {
+			t.Fatalf("frame of %d bytes dropped as short", len(pkt)-encap.HeaderLen)
+		}
+		return
+	case DropOwnMAC, DropMulticastSource, DropZeroSource:
+		copy(fixed[encap.HeaderLen+6:], []byte{0x02, 0xbb, 0, 0, 0, 2})
+	}
+	_, again, ok := checkDatagram(fixed, vni, known, own)
+	if !ok && again <= reason {
+		t.Fatalf("dropped as %v; with that fixed, as %v", reason, again)
 	}
 }

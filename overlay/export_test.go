@@ -5,3 +5,7 @@ package overlay
 // package overlaytest (an internal test cannot import it: it imports us).
 func (o *Overlay) EncapStepper() func() error { return o.newEncapsulator(0).step }
 func (o *Overlay) DecapStepper() func() error { return o.newDecapsulator(0).step }
+
+// CheckDatagram is checkDatagram, the verdict that FuzzDecapStep expects
+// the whole receive step to follow.
+var CheckDatagram = checkDatagram
