@@ -246,6 +246,7 @@ func TestConfigFileRejects(t *testing.T) {
 		{yaml: "vni: {a: 1}\n", want: []string{"vni"}},
 		{yaml: "vni: 1\nvni: 2\n", want: []string{`"vni"`, ":2:"}},
 		{yaml: "config: other.yaml\n", want: []string{`"config"`}},
+		{yaml: "version: true\n", want: []string{`"version"`, "not a setting"}},
 		{yaml: "- vni\n", want: []string{"mapping"}},
 		{yaml: "vni: [1\n", want: []string{"yaml"}},
 	} {

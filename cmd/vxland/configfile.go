@@ -98,6 +98,9 @@ func (cf *configFile) apply(fs *pflag.FlagSet) error {
 			return usagef("%s:%d: unknown key %q (the keys are the long flag names, such as vni)", cf.path, s.line, s.key)
 		case s.key == "config":
 			return usagef("%s:%d: key %q: a configuration file cannot name another", cf.path, s.line, s.key)
+		case s.key == "version":
+			// As VXLAND_VERSION: an action, which a file would not take.
+			return usagef("%s:%d: key %q: an action, not a setting", cf.path, s.line, s.key)
 		case f.Changed:
 			continue
 		}
