@@ -74,6 +74,16 @@ func ReadPreviousSubnet(path string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, nil
 	}
+	p, err := previousSubnet(b)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("subnet file %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// previousSubnet reads FLANNEL_SUBNET from the content of a subnet.env:
+// the first such line counts; none gives an invalid prefix.
+func previousSubnet(b []byte) (netip.Prefix, error) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "FLANNEL_SUBNET=")
@@ -82,7 +92,7 @@ func ReadPreviousSubnet(path string) (netip.Prefix, error) {
 		}
 		p, err := netip.ParsePrefix(v)
 		if err != nil || !p.Addr().Is4() {
-			return netip.Prefix{}, fmt.Errorf("subnet file %s: FLANNEL_SUBNET=%q is not an IPv4 CIDR", path, v)
+			return netip.Prefix{}, fmt.Errorf("FLANNEL_SUBNET=%q is not an IPv4 CIDR", v)
 		}
 		return p.Masked(), nil
 	}

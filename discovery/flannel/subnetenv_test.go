@@ -3,6 +3,7 @@ package flannel
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -47,4 +48,34 @@ func TestSubnetEnv(t *testing.T) {
 	if _, err := ReadPreviousSubnet(path); err == nil {
 		t.Fatal("a garbage FLANNEL_SUBNET was accepted")
 	}
+}
+
+// FuzzPreviousSubnet reads any subnet.env. A subnet it finds is an IPv4
+// network address, and a subnet.env that Marshal writes for it reads
+// back as the same subnet; a refusal quotes the value.
+func FuzzPreviousSubnet(f *testing.F) {
+	f.Add(SubnetEnv{Network: pfx("10.244.0.0/16"), Subnet: pfx("10.244.7.0/24"), MTU: 1450}.Marshal())
+	for _, seed := range []string{"FLANNEL_SUBNET=garbage\n", "  FLANNEL_SUBNET=10.1.2.3/8  \r\nFLANNEL_SUBNET=x\n", "FLANNEL_SUBNET=fd00::1/64\n", "FLANNEL_MTU=1450\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := previousSubnet(b)
+		switch {
+		case err != nil:
+			if p.IsValid() || !strings.Contains(err.Error(), "FLANNEL_SUBNET=") {
+				t.Fatalf("%v with error %q", p, err)
+			}
+			return
+		case !p.IsValid():
+			return
+		case !p.Addr().Is4() || p != p.Masked():
+			t.Fatalf("subnet %v is not an IPv4 network address", p)
+		case p.Bits() == 32:
+			return // no host address to write
+		}
+		back, err := previousSubnet(SubnetEnv{Network: p, Subnet: p, MTU: 1450}.Marshal())
+		if err != nil || back != p {
+			t.Fatalf("%v written and read back: %v, %v", p, back, err)
+		}
+	})
 }
