@@ -1,5 +1,5 @@
 # vxland — userspace VXLAN overlay daemon.
-# Targets: build, test, lint, demo, install. Tests that build namespaces need root.
+# Targets: build, test, lint, fuzz, demo, install. Tests that build namespaces need root.
 
 export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
@@ -12,7 +12,7 @@ TESTTIMEOUT ?= 9m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test lint vet fmt demo clean install static
+.PHONY: all build test lint vet fmt fuzz demo clean install static
 
 all: build
 
@@ -52,6 +52,14 @@ lint: vet
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# Every fuzz target of the module, one after the other, FUZZTIME each;
+# fails if any finds a failing input, which it leaves in the package's
+# testdata/fuzz/ (make test runs those again).
+FUZZTIME ?= 30s
+
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 # Three hosts and six containers as network namespaces, vxland with etcd
 # discovery on each host; needs root. vxdemo removes everything on exit and
