@@ -101,11 +101,7 @@ func FuzzDecapStep(f *testing.F) {
 		if st.RxPackets != uint64(len(want)) {
 			t.Fatalf("rx_packets = %d, want %d", st.RxPackets, len(want))
 		}
-		for reason, n := range st.Drops {
-			if n != wantDrops[reason] {
-				t.Fatalf("drops %s = %d, want %d", reason, n, wantDrops[reason])
-			}
-		}
+		checkDrops(t, st, wantDrops)
 		learned[macB] = peer2
 		for mac, src := range learned {
 			if v, ok := r.fdb.Lookup(testVNI, mac); !ok || v.AddrPort().Addr() != src {
@@ -113,6 +109,16 @@ func FuzzDecapStep(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkDrops checks that every drop reason counts what want says.
+func checkDrops(t *testing.T, st overlay.Stats, want map[string]uint64) {
+	t.Helper()
+	for reason, n := range st.Drops {
+		if n != want[reason] {
+			t.Fatalf("drops %s = %d, want %d", reason, n, want[reason])
+		}
+	}
 }
 
 // newBatchRig is newRig with room for a fuzz batch in one step, and the
@@ -221,12 +227,7 @@ func FuzzEncapStep(f *testing.F) {
 				t.Fatalf("answer %d:\n% x\nwant\n% x", i, written[i], wantWritten[i])
 			}
 		}
-		st := r.ov.Stats()
-		for reason, n := range st.Drops {
-			if n != wantDrops[reason] {
-				t.Fatalf("drops %s = %d, want %d", reason, n, wantDrops[reason])
-			}
-		}
+		checkDrops(t, r.ov.Stats(), wantDrops)
 		for _, l := range local.Snapshot() {
 			delete(observed, l.MAC)
 		}
