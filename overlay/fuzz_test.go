@@ -152,7 +152,7 @@ const fuzzMTU = 100
 // its destination or to the whole flood list. Each sender is observed.
 func FuzzEncapStep(f *testing.F) {
 	tooBig := dfFrame(f, macA, macB, fuzzMTU)
-	tooBig6 := udp6Frame(f, macA, macB, fuzzMTU)
+	tooBig6 := udpFrameOver(f, true, macA, macB, fuzzMTU)
 	f.Add(fuzzInput(make([]byte, 4), [][]byte{arpFrame(macA, ipA, ipB), udpFrame(f, macA, macB, 20), tooBig, arpFrame(macA, ipA, ipA)}))
 	f.Add(fuzzInput(make([]byte, 4), [][]byte{tooBig6, arpFrame(macA, ipA, netip.MustParseAddr("10.200.0.9")), udpFrame(f, macA, broadcast, 0)[:13], udpFrame(f, macA, macA, 10)}))
 	// Tagged frames of the longest length that fits, and one byte longer.
@@ -276,23 +276,6 @@ func checkARPReply(t *testing.T, req, reply []byte) {
 	case len(reply) != len(req) || !bytes.Equal(reply[42:], req[42:]):
 		t.Fatal("ARP reply changed the bytes after the ARP packet")
 	}
-}
-
-// udp6Frame builds an Ethernet/IPv6/UDP frame with a correct checksum.
-func udp6Frame(t testing.TB, src, dst fdb.MAC, payload int) []byte {
-	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(dst[:]), EthernetType: layers.EthernetTypeIPv6}
-	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP,
-		SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
-	udp := &layers.UDP{SrcPort: 1000, DstPort: 2000}
-	_ = udp.SetNetworkLayerForChecksum(ip)
-	buf := gopacket.NewSerializeBuffer()
-	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-		eth, ip, udp, gopacket.Payload(bytes.Repeat([]byte{0x5a}, payload)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // vlanTagged returns frame with an 802.1Q tag (VLAN 7).

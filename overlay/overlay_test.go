@@ -57,11 +57,26 @@ func newRig(t testing.TB) *rig {
 // udpFrame builds an Ethernet/IPv4/UDP frame with a correct checksum.
 func udpFrame(t testing.TB, src, dst fdb.MAC, payload int) []byte {
 	t.Helper()
+	return udpFrameOver(t, false, src, dst, payload)
+}
+
+// udpFrameOver builds an Ethernet/UDP frame over IPv4, or IPv6 if v6,
+// with a correct checksum.
+func udpFrameOver(t testing.TB, v6 bool, src, dst fdb.MAC, payload int) []byte {
+	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(dst[:]), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
+	var ip interface {
+		gopacket.NetworkLayer
+		gopacket.SerializableLayer
+	} = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
 		SrcIP: net.IPv4(10, 0, 0, 1), DstIP: net.IPv4(10, 0, 0, 2)}
+	if v6 {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP,
+			SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
+	}
 	udp := &layers.UDP{SrcPort: 1000, DstPort: 2000}
-	udp.SetNetworkLayerForChecksum(ip)
+	_ = udp.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
 	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
 		eth, ip, udp, gopacket.Payload(bytes.Repeat([]byte{0x5a}, payload)))
