@@ -52,6 +52,14 @@ func (tp *topo) startEtcdNodeThen(setup func(ns *netlab.NS)) *netlab.Process {
 	if err := ns.Addr("eth0", etcdIP+"/24"); err != nil {
 		tp.t.Fatal(err)
 	}
+	return tp.runEtcd(ns)
+}
+
+// runEtcd runs the stand-alone etcd server in ns at etcdIP, on the data
+// kept in the topology's directory (a restart keeps it), and waits until
+// it serves.
+func (tp *topo) runEtcd(ns *netlab.NS) *netlab.Process {
+	tp.t.Helper()
 	cmd := ns.Command(tp.exe)
 	cmd.Env = append(cmd.Environ(), fmt.Sprintf("%s=%s,%s:2379", etcdEnv, filepath.Join(tp.dir, "etcd"), etcdIP))
 	p, err := ns.StartCmd(cmd)

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vxland/vxland/internal/netlab"
+)
+
+// The fault suite: one fault per scenario, on hosts in namespaces with a
+// UDP probe running between two containers, so that each fault is
+// measured by what it cost the traffic (datagrams lost, the longest time
+// nothing arrived), by the daemons' drop counters and by their footprint
+// (goroutines, file descriptors, heap) before and after. The full suite
+// (faults_full_test.go, `make test-faults`) and the smoke in `make test`
+// run the same scenarios; only their sizes differ.
+
+// probeInterval spaces the probe's datagrams: 200 a second.
+const probeInterval = 5 * time.Millisecond
+
+// faultLab is two hosts with one container each, a probe from c1 to c2
+// and, when asked for, a stand-alone etcd that the hosts discover each
+// other through.
+type faultLab struct {
+	t      *testing.T
+	tp     *topo
+	h1, h2 *testHost
+	c1, c2 *testContainer
+	etcd   *netlab.Process
+	etcdNS *netlab.NS
+	probe  *netlab.UDPProbe
+	before map[*testHost]footprint
+	flags  []string
+}
+
+// newFaultLab builds the lab, starts the daemons (with etcd or with
+// static peers), checks the containers reach each other, starts the probe
+// and takes each daemon's footprint.
+func newFaultLab(t *testing.T, withEtcd bool, extra ...string) *faultLab {
+	t.Helper()
+	fl := &faultLab{t: t, tp: newTopo(t, 42)}
+	tp := fl.tp
+	if withEtcd {
+		fl.etcd = tp.startEtcdNode()
+		fl.etcdNS = fl.etcd.NS
+		fl.flags = etcdFlags(etcdEndpoint)
+	}
+	fl.h1, fl.h2 = tp.addHost(), tp.addHost()
+	fl.flags = append(fl.flags, extra...)
+	for _, h := range tp.hosts {
+		fl.startDaemon(h)
+	}
+	fl.c1, fl.c2 = tp.quietContainer(fl.h1), tp.quietContainer(fl.h2)
+	if err := netlab.Reach(testCtx(t, 30*time.Second), fl.c1.ns, fl.c2.ns, fl.c2.ip); err != nil {
+		t.Fatal(err)
+	}
+	p, err := netlab.StartUDPProbe(context.Background(), fl.c1.ns, fl.c2.ns, fl.c2.ip, probeInterval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl.probe = p
+	t.Cleanup(func() { p.Stop() })
+	fl.waitSent(200) // a second of steady traffic before the fault
+	fl.before = map[*testHost]footprint{fl.h1: fl.footprint(fl.h1), fl.h2: fl.footprint(fl.h2)}
+	return fl
+}
+
+// startDaemon (re)starts vxland on h with the lab's flags: static peers
+// without etcd, and metrics for the footprint.
+func (fl *faultLab) startDaemon(h *testHost) {
+	fl.t.Helper()
+	var peers []string
+	if fl.etcd == nil {
+		peers = othersOf(fl.tp, h)
+	}
+	fl.tp.start(h, peers, append([]string{"--metrics-listen", metricsAddr(h), "--log-level", "info"}, fl.flags...)...)
+}
+
+// waitSent waits until the probe has sent n more datagrams.
+func (fl *faultLab) waitSent(n int) {
+	fl.t.Helper()
+	want := fl.probe.Sent() + n
+	waitFor(fl.t, time.Duration(n)*probeInterval+30*time.Second, fmt.Sprintf("the probe sending %d datagrams", n),
+		func() bool { return fl.probe.Sent() >= want })
+}
+
+// waitDelivered waits until a datagram sent from now on arrives, and
+// returns the sequence number from which the path carried again.
+func (fl *faultLab) waitDelivered(d time.Duration, what string) int {
+	fl.t.Helper()
+	from := fl.probe.Sent()
+	waitFor(fl.t, d, what, func() bool {
+		w := netlab.ProbeWindow{From: from, To: fl.probe.Sent()}
+		return fl.probe.Lost(w) < w.To-w.From
+	})
+	return from
+}
+
+// footprint is what a daemon holds, read from its metrics right after a
+// garbage collection.
+type footprint struct {
+	pid                    int
+	goroutines, fds        float64
+	heapInuse, residentMem float64
+}
+
+func (fl *faultLab) footprint(h *testHost) footprint {
+	fl.t.Helper()
+	// The profiler's heap endpoint collects garbage first when asked, so
+	// that the heap read next is what is live, not what GC has yet to
+	// free.
+	code, _, err := getUnix(h.sock, "/debug/pprof/heap?gc=1")
+	if err != nil || code != http.StatusOK {
+		fl.t.Fatalf("garbage collection on %s: %d %v", h.ns, code, err)
+	}
+	m := scrape(fl.t, h)
+	return footprint{
+		pid:         h.proc.Pid(),
+		goroutines:  value(fl.t, m, "go_goroutines"),
+		fds:         value(fl.t, m, "process_open_fds"),
+		heapInuse:   value(fl.t, m, "go_memstats_heap_inuse_bytes"),
+		residentMem: value(fl.t, m, "process_resident_memory_bytes"),
+	}
+}
+
+// Leak tolerances: a scrape, a control connection or a timer may come and
+// go, but a fault must not leave goroutines, descriptors or heap behind.
+const (
+	leakGoroutines = 10
+	leakFDs        = 10
+	leakHeap       = 4 << 20 // bytes, or a quarter of the heap before, whichever is more
+)
+
+// String is the footprint's part of a fault's figures.
+func (f footprint) String() string {
+	return fmt.Sprintf("goroutines %.0f, fds %.0f, heap %.1f MB, rss %.1f MB",
+		f.goroutines, f.fds, f.heapInuse/(1<<20), f.residentMem/(1<<20))
+}
+
+// checkDaemons fails the test if a daemon died, or (unless restarted names
+// it) was replaced, and if one holds more after the fault than before;
+// it logs both footprints.
+func (fl *faultLab) checkDaemons(restarted ...*testHost) {
+	fl.t.Helper()
+	for _, h := range []*testHost{fl.h1, fl.h2} {
+		select {
+		case <-h.proc.Done():
+			fl.t.Fatalf("vxland on %s exited: %v\n%s", h.ns, h.proc.Wait(), h.proc.Output())
+		default:
+		}
+		b, a := fl.before[h], fl.footprint(h)
+		wasRestarted := false
+		for _, r := range restarted {
+			wasRestarted = wasRestarted || r == h
+		}
+		if !wasRestarted && a.pid != b.pid {
+			fl.t.Errorf("vxland on %s is PID %d, was %d", h.ns, a.pid, b.pid)
+		}
+		fl.t.Logf("%s: before %v | after %v", h.ns, b, a)
+		if a.goroutines > b.goroutines+leakGoroutines {
+			fl.t.Errorf("%s: %.0f goroutines after the fault, %.0f before", h.ns, a.goroutines, b.goroutines)
+		}
+		if a.fds > b.fds+leakFDs {
+			fl.t.Errorf("%s: %.0f open fds after the fault, %.0f before", h.ns, a.fds, b.fds)
+		}
+		if a.heapInuse > b.heapInuse+max(leakHeap, b.heapInuse/4) {
+			fl.t.Errorf("%s: heap in use %.1f MB after the fault, %.1f MB before", h.ns, a.heapInuse/(1<<20), b.heapInuse/(1<<20))
+		}
+	}
+}
+
+// checkTraffic fails the test if the probe lost a datagram outside the
+// fault's window (before it, or once the path carried again after it
+// plus a settling time of settle datagrams), and logs the figures of the
+// fault in one line.
+func (fl *faultLab) checkTraffic(name string, fault netlab.ProbeWindow, settle int, counters string) {
+	fl.t.Helper()
+	fl.waitSent(settle + 200) // and a second of steady traffic after
+	if err := fl.probe.Stop(); err != nil {
+		fl.t.Fatalf("probe: %v", err)
+	}
+	end := fl.probe.Sent()
+	before := netlab.ProbeWindow{From: 0, To: fault.From}
+	after := netlab.ProbeWindow{From: fault.To + settle, To: end}
+	lost := fl.probe.Lost(fault)
+	gap, _ := fl.probe.MaxGap()
+	fl.t.Logf("FAULT %-22s | outage %7s | lost %5d of %6d in the fault, %d before, %d after | %s",
+		name, gap.Round(time.Millisecond), lost, fault.To-fault.From, fl.probe.Lost(before), fl.probe.Lost(after), counters)
+	if n := fl.probe.Lost(before); n != 0 {
+		fl.t.Errorf("%d datagrams lost before the fault", n)
+	}
+	if n := fl.probe.Lost(after); n != 0 {
+		fl.t.Errorf("%d of %d datagrams lost after the fault, once traffic flowed again", n, after.To-after.From)
+	}
+	if n := fl.probe.Duplicates(); n != 0 {
+		fl.t.Errorf("%d datagrams arrived twice", n)
+	}
+}
+
+// faultScale sizes a scenario: the smoke in `make test` runs each fault
+// once and briefly, the full suite repeats it and holds it longer.
+type faultScale struct {
+	rounds int           // times the fault is done
+	hold   time.Duration // how long the fault lasts (a process down, a link cut)
+	count  int           // packets the fault sends, where it sends any
+}
+
+// faultDaemonKill: vxland on h1 is SIGKILLed and started again, rounds
+// times. Its persistent TAP keeps the containers' link, so the probe
+// loses what is sent while no daemon runs, and nothing once it is back.
+func faultDaemonKill(t *testing.T, sc faultScale) {
+	fl := newFaultLab(t, false)
+	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
+	var recover []time.Duration
+	for range sc.rounds {
+		fl.h1.proc.Cmd.Process.Signal(syscall.SIGKILL)
+		<-fl.h1.proc.Done()
+		time.Sleep(sc.hold)
+		start := time.Now()
+		fl.startDaemon(fl.h1)
+		fl.waitDelivered(30*time.Second, "the probe's datagrams arriving after the restart")
+		recover = append(recover, time.Since(start))
+	}
+	fault.To = fl.probe.Sent()
+	fl.checkDaemons(fl.h1)
+	s := fl.tp.stats(fl.h1)
+	fl.checkTraffic("vxland SIGKILL", fault, 0,
+		fmt.Sprintf("%d kills, down %s each, start to traffic %v; h1 drops %v", sc.rounds, sc.hold, roundAll(recover), nonZero(s.Drops)))
+}
+
+// faultEtcdRestart: the etcd server is killed and, after hold, started
+// again on its data. The data plane does not need etcd: nothing is lost;
+// the agents reconnect and find their leases and keys in place.
+func faultEtcdRestart(t *testing.T, sc faultScale) {
+	fl := newFaultLab(t, true)
+	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
+	var reconnect []time.Duration
+	for range sc.rounds {
+		fl.etcd.Cmd.Process.Signal(syscall.SIGKILL)
+		<-fl.etcd.Done()
+		waitFor(t, 15*time.Second, "both agents see etcd gone", func() bool {
+			return !fl.etcdConnected(fl.h1) && !fl.etcdConnected(fl.h2)
+		})
+		time.Sleep(sc.hold)
+		start := time.Now()
+		fl.etcd = fl.tp.runEtcd(fl.etcdNS)
+		waitFor(t, 30*time.Second, "both agents reconnected to etcd", func() bool {
+			return fl.etcdConnected(fl.h1) && fl.etcdConnected(fl.h2)
+		})
+		reconnect = append(reconnect, time.Since(start))
+	}
+	fault.To = fl.probe.Sent()
+	fl.checkMembership()
+	fl.checkDaemons()
+	fl.checkTraffic("etcd kill+restart", fault, 0,
+		fmt.Sprintf("%d restarts, down %s each, agents reconnected %v after etcd started; etcd errors %s",
+			sc.rounds, sc.hold, roundAll(reconnect), fl.etcdErrors()))
+	if n := fl.probe.Lost(fault); n != 0 {
+		t.Errorf("%d datagrams lost while etcd was down: the data plane must not depend on it", n)
+	}
+}
+
+// etcdConnected reads vxland_etcd_connected from h's metrics.
+func (fl *faultLab) etcdConnected(h *testHost) bool {
+	return value(fl.t, scrape(fl.t, h), "vxland_etcd_connected") == 1
+}
+
+// etcdErrors is the agents' count of etcd errors, for the figures.
+func (fl *faultLab) etcdErrors() string {
+	var parts []string
+	for _, h := range []*testHost{fl.h1, fl.h2} {
+		v, _ := scrape(fl.t, h).Value("vxland_etcd_errors_total")
+		parts = append(parts, fmt.Sprintf("%s %.0f", h.ns.Name, v))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// checkMembership waits until each host's flood list names the other
+// host again, as etcd says.
+func (fl *faultLab) checkMembership() {
+	fl.t.Helper()
+	for _, h := range []*testHost{fl.h1, fl.h2} {
+		want := othersOf(fl.tp, h)
+		waitFor(fl.t, 15*time.Second, h.ns.Name+"'s flood list names the other host", func() bool {
+			got := fl.tp.floodList(h)
+			return strings.Join(got, ",") == strings.Join(want, ",")
+		})
+	}
+}
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
+}
+
+// The smoke of the fault suite, in `make test`: vxland killed and
+// started again, and etcd killed and started again, once each, briefly.
+func TestFaultSmokeDaemonKill(t *testing.T) {
+	faultDaemonKill(t, faultScale{rounds: 1, hold: 500 * time.Millisecond})
+}
+
+func TestFaultSmokeEtcdRestart(t *testing.T) {
+	faultEtcdRestart(t, faultScale{rounds: 1, hold: time.Second})
+}
