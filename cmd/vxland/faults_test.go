@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/internal/netlab"
+	"github.com/vxland/vxland/overlay"
 )
 
 // The fault suite: one fault per scenario, on hosts in namespaces with a
@@ -309,4 +314,170 @@ func TestFaultSmokeDaemonKill(t *testing.T) {
 
 func TestFaultSmokeEtcdRestart(t *testing.T) {
 	faultEtcdRestart(t, faultScale{rounds: 1, hold: time.Second})
+}
+
+// faultLinkCut: h1's underlay link is set down for hold and up again,
+// rounds times. While it is down h1 cannot send: the probe loses what is
+// sent meanwhile, and h1 counts each datagram the underlay refused as
+// send_error.
+func faultLinkCut(t *testing.T, sc faultScale) {
+	fl := newFaultLab(t, false)
+	before := fl.tp.stats(fl.h1)
+	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
+	var recover []time.Duration
+	for range sc.rounds {
+		fl.h1.ns.MustRun(t, "ip", "link", "set", "eth0", "down")
+		time.Sleep(sc.hold)
+		start := time.Now()
+		fl.h1.ns.MustRun(t, "ip", "link", "set", "eth0", "up")
+		fl.waitDelivered(30*time.Second, "the probe's datagrams arriving after the link came up")
+		recover = append(recover, time.Since(start))
+	}
+	fault.To = fl.probe.Sent()
+	fl.checkDaemons()
+	after := fl.tp.stats(fl.h1)
+	refused := after.Drops["send_error"] - before.Drops["send_error"]
+	lost := uint64(fl.probe.Lost(fault))
+	fl.checkTraffic("underlay link cut", fault, 0,
+		fmt.Sprintf("%d cuts of %s, link up to traffic %v; h1 send_error +%d, drops %v", sc.rounds, sc.hold, roundAll(recover), refused, nonZero(after.Drops)))
+	// Every datagram lost was refused by h1's socket and counted (h1 also
+	// sends ARP and neighbour traffic of its own, so it may count more).
+	if refused < lost*9/10 {
+		t.Errorf("h1 counted %d send errors for %d datagrams lost while its link was down", refused, lost)
+	}
+}
+
+// malformedKinds are the datagrams a non-peer sends in
+// faultMalformedFlood, and the reason vxland drops each for.
+var malformedKinds = []struct {
+	reason string
+	pkt    func(frame []byte) []byte
+}{
+	{"short", func([]byte) []byte { return []byte{0x08, 0, 0, 0} }},
+	{"no_i_flag", func(f []byte) []byte { b := vxlanDatagram(42, f); b[0] = 0; return b }},
+	{"vni_mismatch", func(f []byte) []byte { return vxlanDatagram(43, f) }},
+	{"unknown_vtep", func(f []byte) []byte { return vxlanDatagram(42, f) }},
+}
+
+func vxlanDatagram(vni uint32, frame []byte) []byte {
+	b := make([]byte, encap.HeaderLen+len(frame))
+	if err := encap.Encode(b, vni); err != nil {
+		panic(err)
+	}
+	copy(b[encap.HeaderLen:], frame)
+	return b
+}
+
+// faultMalformedFlood: a namespace on the underlay that is no member
+// sends sc.count malformed datagrams, as fast as it can, to h2's VXLAN
+// port, where the probe's traffic arrives too. What vxland reads it drops
+// and counts by reason; what it could not read in time the kernel drops
+// from the socket's buffer and counts (UDP RcvbufErrors).
+func faultMalformedFlood(t *testing.T, sc faultScale) {
+	fl := newFaultLab(t, false)
+	stranger := fl.tp.addHost() // on the underlay, no peer of anyone
+	frame := forgedUDP(t, net.HardwareAddr{0x02, 0, 0, 0, 0, 1}, fl.c2.ip, 7777)
+	pkts := make([][]byte, len(malformedKinds))
+	for i, k := range malformedKinds {
+		pkts[i] = k.pkt(frame)
+	}
+	before := fl.tp.stats(fl.h2)
+	rcvbufBefore := udpRcvbufErrors(t, fl.h2.ns)
+	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
+	start := time.Now()
+	sent, err := sendUDPFlood(stranger.ns, fl.h2.ip+":4789", pkts, sc.count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	fault.To = fl.probe.Sent()
+
+	// Wait until vxland has read all that the kernel queued for it.
+	var after overlay.Stats
+	var counted, kernel uint64
+	settled := func() bool {
+		after = fl.tp.stats(fl.h2)
+		counted = 0
+		for _, k := range malformedKinds {
+			counted += after.Drops[k.reason] - before.Drops[k.reason]
+		}
+		kernel = udpRcvbufErrors(t, fl.h2.ns) - rcvbufBefore
+		return counted+kernel >= uint64(sc.count)
+	}
+	waitFor(t, 30*time.Second, "every malformed datagram counted by vxland or the kernel", settled)
+	fl.checkDaemons()
+	for i, k := range malformedKinds {
+		if got := after.Drops[k.reason] - before.Drops[k.reason]; got > sent[i] {
+			t.Errorf("drops[%s] grew by %d, more than the %d sent", k.reason, got, sent[i])
+		}
+	}
+	// The probe's own datagrams that the kernel dropped from the full
+	// buffer are in its count too, and are the loss the probe reports.
+	lost := uint64(fl.probe.Lost(fault))
+	if counted+kernel > uint64(sc.count)+lost {
+		t.Errorf("vxland counted %d and the kernel %d drops; %d malformed datagrams and %d of the probe's were lost", counted, kernel, sc.count, lost)
+	}
+	var byReason []string
+	for _, k := range malformedKinds {
+		byReason = append(byReason, fmt.Sprintf("%s %d", k.reason, after.Drops[k.reason]-before.Drops[k.reason]))
+	}
+	fl.checkTraffic("malformed flood", fault, 0,
+		fmt.Sprintf("%d sent in %s (%.0f/s); vxland dropped %d (%s), socket buffer full %d",
+			sc.count, took.Round(time.Millisecond), float64(sc.count)/took.Seconds(), counted, strings.Join(byReason, ", "), kernel))
+}
+
+// sendUDPFlood sends n datagrams from ns to addr, taking pkts in turn, as
+// fast as one socket goes; it returns how many of each it sent.
+func sendUDPFlood(ns *netlab.NS, addr string, pkts [][]byte, n int) ([]uint64, error) {
+	sent := make([]uint64, len(pkts))
+	err := ns.Do(func() error {
+		c, err := net.Dial("udp4", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := range n {
+			k := i % len(pkts)
+			if _, err := c.Write(pkts[k]); err != nil {
+				// The kernel refuses a send when the peer's
+				// port answered unreachable; that one is not sent.
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					continue
+				}
+				return fmt.Errorf("datagram %d of %d to %s: %w", i+1, n, addr, err)
+			}
+			sent[k]++
+		}
+		return nil
+	})
+	return sent, err
+}
+
+// udpRcvbufErrors reads the UDP datagrams that ns's kernel dropped for a
+// full socket buffer (/proc/net/snmp, per namespace).
+func udpRcvbufErrors(t *testing.T, ns *netlab.NS) uint64 {
+	t.Helper()
+	out := ns.MustRun(t, "cat", "/proc/net/snmp")
+	var head []string
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if head == nil {
+			head = f
+			continue
+		}
+		for i, name := range head {
+			if name == "RcvbufErrors" && i < len(f) {
+				v, err := strconv.ParseUint(f[i], 10, 64)
+				if err != nil {
+					t.Fatalf("/proc/net/snmp in %s: %q: %v", ns, l, err)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatalf("/proc/net/snmp in %s has no Udp RcvbufErrors:\n%s", ns, out)
+	return 0
 }

@@ -1,0 +1,28 @@
+//go:build faults
+
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// The full fault suite: `make test-faults`, or
+// go test -tags faults -run 'TestFault' -v ./cmd/vxland
+// Each scenario is in faults_test.go, shared with the smoke in `make test`.
+
+func TestFaultDaemonKill(t *testing.T) {
+	faultDaemonKill(t, faultScale{rounds: 5, hold: 2 * time.Second})
+}
+
+func TestFaultEtcdRestart(t *testing.T) {
+	faultEtcdRestart(t, faultScale{rounds: 3, hold: 2 * testLeaseTTL})
+}
+
+func TestFaultLinkCut(t *testing.T) {
+	faultLinkCut(t, faultScale{rounds: 3, hold: 2 * time.Second})
+}
+
+func TestFaultMalformedFlood(t *testing.T) {
+	faultMalformedFlood(t, faultScale{rounds: 1, count: 1_000_000})
+}
