@@ -26,3 +26,11 @@ func TestFaultLinkCut(t *testing.T) {
 func TestFaultMalformedFlood(t *testing.T) {
 	faultMalformedFlood(t, faultScale{rounds: 1, count: 1_000_000})
 }
+
+func TestFaultEtcdPause(t *testing.T) {
+	faultEtcdPause(t, faultScale{rounds: 2, hold: 2 * testLeaseTTL})
+}
+
+func TestFaultMACFlood(t *testing.T) {
+	faultMACFlood(t, faultScale{rounds: 1, count: 100_000})
+}

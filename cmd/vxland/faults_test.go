@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -480,4 +481,99 @@ func udpRcvbufErrors(t *testing.T, ns *netlab.NS) uint64 {
 	}
 	t.Fatalf("/proc/net/snmp in %s has no Udp RcvbufErrors:\n%s", ns, out)
 	return 0
+}
+
+// faultEtcdPause: the etcd server is stopped (SIGSTOP) for sc.hold,
+// longer than the lease TTL, and continued. The agents' leases expire on
+// the server's clock as it resumes: etcd deletes their keys, the hosts
+// drop each other from their flood lists, their keep-alives fail, and
+// they register again; the figures say what that cost the traffic.
+func faultEtcdPause(t *testing.T, sc faultScale) {
+	fl := newFaultLab(t, true)
+	relists := func() float64 {
+		v1, _ := scrape(t, fl.h1).Value("vxland_etcd_relists_total")
+		v2, _ := scrape(t, fl.h2).Value("vxland_etcd_relists_total")
+		return v1 + v2
+	}
+	relistsBefore := relists()
+	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
+	var recover []time.Duration
+	for range sc.rounds {
+		if err := fl.etcd.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(sc.hold)
+		if err := fl.etcd.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		fl.checkMembership()
+		waitFor(t, 30*time.Second, "both agents registered again", func() bool {
+			return fl.etcdConnected(fl.h1) && fl.etcdConnected(fl.h2)
+		})
+		recover = append(recover, time.Since(start))
+	}
+	fault.To = fl.probe.Sent()
+	fl.checkDaemons()
+	lost := strings.Count(fl.h1.proc.Output()+fl.h2.proc.Output(), "etcd lease lost")
+	fl.checkTraffic("etcd paused > TTL", fault, 100, // the flood lists back, ARP again
+		fmt.Sprintf("%d pauses of %s (lease TTL %s), registered again %v after SIGCONT; leases lost %d, re-lists %.0f, etcd errors %s",
+			sc.rounds, sc.hold, testLeaseTTL, roundAll(recover), lost, relists()-relistsBefore, fl.etcdErrors()))
+}
+
+// faultMACFlood: a hostile container on h1 sends sc.count broadcast
+// frames, each from its own source MAC, as fast as its link takes them,
+// against every limit at its default. h1 floods what its flood rates let
+// through and counts the rest; h2 learns up to --fdb-max. Every frame is
+// accounted for: flooded, dropped by a flood rate, or dropped by the
+// kernel from the TAP's queue before vxland read it.
+func faultMACFlood(t *testing.T, sc faultScale) {
+	fl := newFaultLab(t, false)
+	hostile := fl.tp.quietContainer(fl.h1)
+	before1, before2 := fl.tp.stats(fl.h1), fl.tp.stats(fl.h2)
+	tapBefore := tapTxDropped(t, fl.h1)
+	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
+	start := time.Now()
+	if err := hostile.ns.SendFrames("eth0", netlab.FloodFrames(sc.count)); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	fault.To = fl.probe.Sent()
+	delta := func(a, b overlay.Stats, reason string) uint64 { return a.Drops[reason] - b.Drops[reason] }
+	var after1 overlay.Stats
+	var accounted, tapDropped uint64
+	waitFor(t, 30*time.Second, "every frame of the flood accounted for", func() bool {
+		after1 = fl.tp.stats(fl.h1)
+		tapDropped = tapTxDropped(t, fl.h1) - tapBefore
+		accounted = after1.TxFlooded - before1.TxFlooded + delta(after1, before1, "flood_rate_total") +
+			delta(after1, before1, "flood_rate_source") + tapDropped
+		return accounted >= uint64(sc.count)
+	})
+	fl.checkDaemons()
+	after2 := fl.tp.stats(fl.h2)
+	if slack := uint64(50); accounted > uint64(sc.count)+slack {
+		t.Errorf("h1 accounts for %d frames of a flood of %d", accounted, sc.count)
+	}
+	fl.checkTraffic("100k source MACs", fault, 0,
+		fmt.Sprintf("%d frames in %s; h1 flooded %d, flood_rate_total %d, flood_rate_source %d, local_mac_full %d, local_mac_rate %d, TAP queue dropped %d; h2 fdb_full %d",
+			sc.count, took.Round(time.Millisecond), after1.TxFlooded-before1.TxFlooded, delta(after1, before1, "flood_rate_total"),
+			delta(after1, before1, "flood_rate_source"), delta(after1, before1, "local_mac_full"), delta(after1, before1, "local_mac_rate"),
+			tapDropped, delta(after2, before2, "fdb_full")))
+}
+
+// tapTxDropped reads the frames that h's kernel dropped from the TAP's
+// queue (its TX dropped: the bridge sent them, vxland did not read them).
+func tapTxDropped(t *testing.T, h *testHost) uint64 {
+	t.Helper()
+	var links []struct {
+		Stats struct {
+			TX struct {
+				Dropped uint64 `json:"dropped"`
+			} `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(h.ns.MustRun(t, "ip", "-j", "-s", "link", "show", "vxtap0")), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -s link show vxtap0 in %s: %v", h.ns, err)
+	}
+	return links[0].Stats.TX.Dropped
 }
