@@ -42,17 +42,44 @@ func (tp *topo) startEtcdNode() *netlab.Process { return tp.startEtcdNodeThen(ni
 // done.
 func (tp *topo) startEtcdNodeThen(setup func(ns *netlab.NS)) *netlab.Process {
 	tp.t.Helper()
-	ns, err := tp.lab.Namespace("etcd")
+	ns := tp.detachedNode("etcd", "pe", etcdIP)
+	p := tp.runEtcd(ns)
+	if setup != nil {
+		setup(ns)
+	}
+	if err := tp.sw.SetMaster("pe", "sw0"); err != nil {
+		tp.t.Fatal(err)
+	}
+	return p
+}
+
+// underlayNode adds a namespace name with eth0 at ip on the underlay
+// switch (its port there named port), for a server that is no host.
+func (tp *topo) underlayNode(name, port, ip string) *netlab.NS {
+	tp.t.Helper()
+	ns := tp.detachedNode(name, port, ip)
+	if err := tp.sw.SetMaster(port, "sw0"); err != nil {
+		tp.t.Fatal(err)
+	}
+	return ns
+}
+
+// detachedNode is underlayNode with the switch's port left out of the
+// switch: nothing on the underlay reaches the namespace until the port
+// joins sw0.
+func (tp *topo) detachedNode(name, port, ip string) *netlab.NS {
+	tp.t.Helper()
+	ns, err := tp.lab.Namespace(name)
 	if err != nil {
 		tp.t.Fatal(err)
 	}
-	if err := tp.lab.Veth(ns, "eth0", tp.sw, "pe"); err != nil {
+	if err := tp.lab.Veth(ns, "eth0", tp.sw, port); err != nil {
 		tp.t.Fatal(err)
 	}
-	if err := ns.Addr("eth0", etcdIP+"/24"); err != nil {
+	if err := ns.Addr("eth0", ip+"/24"); err != nil {
 		tp.t.Fatal(err)
 	}
-	return tp.runEtcd(ns)
+	return ns
 }
 
 // runEtcd runs the stand-alone etcd server in ns at etcdIP, on the data
@@ -60,12 +87,27 @@ func (tp *topo) startEtcdNodeThen(setup func(ns *netlab.NS)) *netlab.Process {
 // it serves.
 func (tp *topo) runEtcd(ns *netlab.NS) *netlab.Process {
 	tp.t.Helper()
+	p := tp.startEtcdProcess(ns, fmt.Sprintf("%s=%s,%s:2379", etcdEnv, filepath.Join(tp.dir, "etcd"), etcdIP))
+	tp.waitEtcdReady(p)
+	return p
+}
+
+// startEtcdProcess starts the test binary as an etcd server in ns, with
+// env saying which.
+func (tp *topo) startEtcdProcess(ns *netlab.NS, env ...string) *netlab.Process {
+	tp.t.Helper()
 	cmd := ns.Command(tp.exe)
-	cmd.Env = append(cmd.Environ(), fmt.Sprintf("%s=%s,%s:2379", etcdEnv, filepath.Join(tp.dir, "etcd"), etcdIP))
+	cmd.Env = append(cmd.Environ(), env...)
 	p, err := ns.StartCmd(cmd)
 	if err != nil {
 		tp.t.Fatal(err)
 	}
+	return p
+}
+
+// waitEtcdReady waits until the etcd server p serves clients.
+func (tp *topo) waitEtcdReady(p *netlab.Process) {
+	tp.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(p.Output(), "etcd ready") {
 		select {
@@ -78,13 +120,6 @@ func (tp *topo) runEtcd(ns *netlab.NS) *netlab.Process {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if setup != nil {
-		setup(ns)
-	}
-	if err := tp.sw.SetMaster("pe", "sw0"); err != nil {
-		tp.t.Fatal(err)
-	}
-	return p
 }
 
 // etcdFlags are the flags of a host that discovers its peers through etcd.

@@ -34,3 +34,7 @@ func TestFaultEtcdPause(t *testing.T) {
 func TestFaultMACFlood(t *testing.T) {
 	faultMACFlood(t, faultScale{rounds: 1, count: 100_000})
 }
+
+func TestFaultEtcdLeaderKill(t *testing.T) {
+	faultEtcdLeaderKill(t, faultScale{rounds: 1})
+}

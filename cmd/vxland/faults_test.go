@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,31 +31,38 @@ import (
 const probeInterval = 5 * time.Millisecond
 
 // faultLab is two hosts with one container each, a probe from c1 to c2
-// and, when asked for, a stand-alone etcd that the hosts discover each
-// other through.
+// and, when asked for, a stand-alone etcd server, or a cluster of three,
+// that the hosts discover each other through.
 type faultLab struct {
-	t      *testing.T
-	tp     *topo
-	h1, h2 *testHost
-	c1, c2 *testContainer
-	etcd   *netlab.Process
-	etcdNS *netlab.NS
-	probe  *netlab.UDPProbe
-	before map[*testHost]footprint
-	flags  []string
+	t       *testing.T
+	tp      *topo
+	h1, h2  *testHost
+	c1, c2  *testContainer
+	etcd    *netlab.Process // the one server
+	etcdNS  *netlab.NS
+	members []*netlab.Process // or the cluster's members
+	probe   *netlab.UDPProbe
+	before  map[*testHost]footprint
+	flags   []string
 }
 
 // newFaultLab builds the lab, starts the daemons (with etcd or with
 // static peers), checks the containers reach each other, starts the probe
 // and takes each daemon's footprint.
-func newFaultLab(t *testing.T, withEtcd bool, extra ...string) *faultLab {
+func newFaultLab(t *testing.T, etcdServers int, extra ...string) *faultLab {
 	t.Helper()
 	fl := &faultLab{t: t, tp: newTopo(t, 42)}
 	tp := fl.tp
-	if withEtcd {
+	switch etcdServers {
+	case 0:
+	case 1:
 		fl.etcd = tp.startEtcdNode()
 		fl.etcdNS = fl.etcd.NS
 		fl.flags = etcdFlags(etcdEndpoint)
+	default:
+		var endpoints []string
+		fl.members, endpoints = tp.startEtcdCluster(etcdServers)
+		fl.flags = etcdFlags(strings.Join(endpoints, ","))
 	}
 	fl.h1, fl.h2 = tp.addHost(), tp.addHost()
 	fl.flags = append(fl.flags, extra...)
@@ -81,7 +89,7 @@ func newFaultLab(t *testing.T, withEtcd bool, extra ...string) *faultLab {
 func (fl *faultLab) startDaemon(h *testHost) {
 	fl.t.Helper()
 	var peers []string
-	if fl.etcd == nil {
+	if fl.etcd == nil && fl.members == nil {
 		peers = othersOf(fl.tp, h)
 	}
 	fl.tp.start(h, peers, append([]string{"--metrics-listen", metricsAddr(h), "--log-level", "info"}, fl.flags...)...)
@@ -220,7 +228,7 @@ type faultScale struct {
 // times. Its persistent TAP keeps the containers' link, so the probe
 // loses what is sent while no daemon runs, and nothing once it is back.
 func faultDaemonKill(t *testing.T, sc faultScale) {
-	fl := newFaultLab(t, false)
+	fl := newFaultLab(t, 0)
 	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
 	var recover []time.Duration
 	for range sc.rounds {
@@ -243,7 +251,7 @@ func faultDaemonKill(t *testing.T, sc faultScale) {
 // again on its data. The data plane does not need etcd: nothing is lost;
 // the agents reconnect and find their leases and keys in place.
 func faultEtcdRestart(t *testing.T, sc faultScale) {
-	fl := newFaultLab(t, true)
+	fl := newFaultLab(t, 1)
 	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
 	var reconnect []time.Duration
 	for range sc.rounds {
@@ -322,7 +330,7 @@ func TestFaultSmokeEtcdRestart(t *testing.T) {
 // sent meanwhile, and h1 counts each datagram the underlay refused as
 // send_error.
 func faultLinkCut(t *testing.T, sc faultScale) {
-	fl := newFaultLab(t, false)
+	fl := newFaultLab(t, 0)
 	before := fl.tp.stats(fl.h1)
 	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
 	var recover []time.Duration
@@ -375,7 +383,7 @@ func vxlanDatagram(vni uint32, frame []byte) []byte {
 // and counts by reason; what it could not read in time the kernel drops
 // from the socket's buffer and counts (UDP RcvbufErrors).
 func faultMalformedFlood(t *testing.T, sc faultScale) {
-	fl := newFaultLab(t, false)
+	fl := newFaultLab(t, 0)
 	stranger := fl.tp.addHost() // on the underlay, no peer of anyone
 	frame := forgedUDP(t, net.HardwareAddr{0x02, 0, 0, 0, 0, 1}, fl.c2.ip, 7777)
 	pkts := make([][]byte, len(malformedKinds))
@@ -489,7 +497,7 @@ func udpRcvbufErrors(t *testing.T, ns *netlab.NS) uint64 {
 // drop each other from their flood lists, their keep-alives fail, and
 // they register again; the figures say what that cost the traffic.
 func faultEtcdPause(t *testing.T, sc faultScale) {
-	fl := newFaultLab(t, true)
+	fl := newFaultLab(t, 1)
 	relists := func() float64 {
 		v1, _ := scrape(t, fl.h1).Value("vxland_etcd_relists_total")
 		v2, _ := scrape(t, fl.h2).Value("vxland_etcd_relists_total")
@@ -528,7 +536,7 @@ func faultEtcdPause(t *testing.T, sc faultScale) {
 // accounted for: flooded, dropped by a flood rate, or dropped by the
 // kernel from the TAP's queue before vxland read it.
 func faultMACFlood(t *testing.T, sc faultScale) {
-	fl := newFaultLab(t, false)
+	fl := newFaultLab(t, 0)
 	hostile := fl.tp.quietContainer(fl.h1)
 	before1, before2 := fl.tp.stats(fl.h1), fl.tp.stats(fl.h2)
 	tapBefore := tapTxDropped(t, fl.h1)
@@ -576,4 +584,94 @@ func tapTxDropped(t *testing.T, h *testHost) uint64 {
 		t.Fatalf("ip -s link show vxtap0 in %s: %v", h.ns, err)
 	}
 	return links[0].Stats.TX.Dropped
+}
+
+// startEtcdCluster runs a cluster of n etcd members, each a process in a
+// namespace of its own on the underlay at 10.77.0.101 on, and returns
+// them and their client URLs.
+func (tp *topo) startEtcdCluster(n int) ([]*netlab.Process, []string) {
+	tp.t.Helper()
+	var nodes []*netlab.NS
+	var initial, endpoints []string
+	for i := range n {
+		ip := fmt.Sprintf("10.77.0.%d", 101+i)
+		nodes = append(nodes, tp.underlayNode(fmt.Sprintf("e%d", i+1), fmt.Sprintf("pe%d", i+1), ip))
+		initial = append(initial, fmt.Sprintf("m%d=http://%s:2380", i+1, ip))
+		endpoints = append(endpoints, "http://"+ip+":2379")
+	}
+	var members []*netlab.Process
+	for i, ns := range nodes {
+		ip := fmt.Sprintf("10.77.0.%d", 101+i)
+		members = append(members, tp.startEtcdProcess(ns,
+			fmt.Sprintf("%s=%s,%s:2379", etcdEnv, filepath.Join(tp.dir, fmt.Sprintf("etcd-m%d", i+1)), ip),
+			fmt.Sprintf("%s=m%d,%s", etcdMemberEnv, i+1, strings.Join(initial, ","))))
+	}
+	for _, m := range members {
+		tp.waitEtcdReady(m)
+	}
+	return members, endpoints
+}
+
+// faultEtcdLeaderKill: of a cluster of three etcd members, the leader is
+// killed. The other two elect a new one; the agents' clients move to a
+// member that lives, their leases are kept (a new leader extends them),
+// and the data plane loses nothing.
+func faultEtcdLeaderKill(t *testing.T, sc faultScale) {
+	fl := newFaultLab(t, 3)
+	cli := etcdClient(t, fl.h1.ns, "http://10.77.0.101:2379")
+	status := func(i int) (leader, self uint64, err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		r, err := cli.Status(ctx, fmt.Sprintf("http://10.77.0.%d:2379", 101+i))
+		if err != nil {
+			return 0, 0, err
+		}
+		return r.Leader, r.Header.MemberId, nil
+	}
+	var killed int
+	var oldLeader uint64
+	waitFor(t, 15*time.Second, "a leader elected", func() bool {
+		for i := range fl.members {
+			if l, self, err := status(i); err == nil && l != 0 && l == self {
+				killed, oldLeader = i, l
+				return true
+			}
+		}
+		return false
+	})
+	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
+	fl.members[killed].Cmd.Process.Signal(syscall.SIGKILL)
+	<-fl.members[killed].Done()
+	var newLeader uint64
+	elected := waitFor(t, 30*time.Second, "a new leader elected", func() bool {
+		for i := range fl.members {
+			if i == killed {
+				continue
+			}
+			if l, _, err := status(i); err == nil && l != 0 && l != oldLeader {
+				newLeader = l
+				return true
+			}
+		}
+		return false
+	})
+	// The leases outlive the election: past a whole TTL the agents are
+	// still registered, on leases renewed through the new leader.
+	time.Sleep(testLeaseTTL + time.Second)
+	waitFor(t, 15*time.Second, "both agents registered", func() bool {
+		return fl.etcdConnected(fl.h1) && fl.etcdConnected(fl.h2)
+	})
+	fault.To = fl.probe.Sent()
+	fl.checkMembership()
+	fl.checkDaemons()
+	leases := strings.Count(fl.h1.proc.Output()+fl.h2.proc.Output(), "etcd lease lost")
+	fl.checkTraffic("etcd leader killed", fault, 0,
+		fmt.Sprintf("leader m%d (%x) killed, %x elected %s later, agents still registered a TTL on; leases lost %d, etcd errors %s",
+			killed+1, oldLeader, newLeader, elected.Round(time.Millisecond), leases, fl.etcdErrors()))
+	if n := fl.probe.Lost(fault); n != 0 {
+		t.Errorf("%d datagrams lost while etcd elected a new leader", n)
+	}
+	if leases != 0 {
+		t.Errorf("%d leases lost to the election; a new leader keeps them", leases)
+	}
 }
