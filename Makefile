@@ -1,5 +1,6 @@
 # vxland — userspace VXLAN overlay daemon.
-# Targets: build, test, lint, fuzz, demo, install. Tests that build namespaces need root.
+# Targets: build, test, lint, fuzz, demo, install, test-faults, soak. Tests
+# that build namespaces need root.
 
 export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
@@ -12,7 +13,7 @@ TESTTIMEOUT ?= 9m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test lint vet fmt fuzz demo clean install static
+.PHONY: all build test lint vet fmt fuzz demo clean install static test-faults soak
 
 all: build
 
@@ -32,6 +33,20 @@ test:
 	$(GO) test -count=1 -timeout 10m -run '^TestCNIPlugins$$' ./cmd/vxland
 	$(GO) test -count=1 -timeout $(TESTTIMEOUT) $(PKGS)
 	cd deploy && $(GO) test -count=1 -timeout 5m ./...
+
+# The fault suite: one fault a test (etcd leader killed, etcd killed
+# and restarted, etcd paused past the lease TTL, underlay link cut,
+# vxland SIGKILLed, 100,000 source MACs, a million malformed datagrams,
+# oversize frames), each with its figures; a few minutes in all. make
+# test runs two of them, smaller. See docs/RELIABILITY.md.
+test-faults:
+	$(GO) test -tags faults -count=1 -timeout 15m -run '^TestFault' -v ./cmd/vxland
+
+# Load and churn for SOAK_DURATION (default 10m), footprint sampled
+# every few seconds and checked flat.
+SOAK_DURATION ?= 10m
+soak:
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/vxland
 
 vet:
 	$(GO) vet $(PKGS)

@@ -38,3 +38,7 @@ func TestFaultMACFlood(t *testing.T) {
 func TestFaultEtcdLeaderKill(t *testing.T) {
 	faultEtcdLeaderKill(t, faultScale{rounds: 1})
 }
+
+func TestFaultOversizeFrames(t *testing.T) {
+	faultOversizeFrames(t, faultScale{rounds: 1, count: 10_000})
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay"
+	"github.com/vxland/vxland/overlay/tap"
 )
 
 // The fault suite: one fault per scenario, on hosts in namespaces with a
@@ -539,7 +540,7 @@ func faultMACFlood(t *testing.T, sc faultScale) {
 	fl := newFaultLab(t, 0)
 	hostile := fl.tp.quietContainer(fl.h1)
 	before1, before2 := fl.tp.stats(fl.h1), fl.tp.stats(fl.h2)
-	tapBefore := tapTxDropped(t, fl.h1)
+	_, tapBefore := linkCounters(t, fl.h1.ns, "vxtap0")
 	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
 	start := time.Now()
 	if err := hostile.ns.SendFrames("eth0", netlab.FloodFrames(sc.count)); err != nil {
@@ -552,7 +553,8 @@ func faultMACFlood(t *testing.T, sc faultScale) {
 	var accounted, tapDropped uint64
 	waitFor(t, 30*time.Second, "every frame of the flood accounted for", func() bool {
 		after1 = fl.tp.stats(fl.h1)
-		tapDropped = tapTxDropped(t, fl.h1) - tapBefore
+		_, tapDropped = linkCounters(t, fl.h1.ns, "vxtap0")
+		tapDropped -= tapBefore
 		accounted = after1.TxFlooded - before1.TxFlooded + delta(after1, before1, "flood_rate_total") +
 			delta(after1, before1, "flood_rate_source") + tapDropped
 		return accounted >= uint64(sc.count)
@@ -569,21 +571,25 @@ func faultMACFlood(t *testing.T, sc faultScale) {
 			tapDropped, delta(after2, before2, "fdb_full")))
 }
 
-// tapTxDropped reads the frames that h's kernel dropped from the TAP's
-// queue (its TX dropped: the bridge sent them, vxland did not read them).
-func tapTxDropped(t *testing.T, h *testHost) uint64 {
+// linkCounters reads an interface's packets received and frames dropped
+// on transmit (for the TAP: the bridge sent them, vxland did not read
+// them in time) from the kernel.
+func linkCounters(t *testing.T, ns *netlab.NS, ifname string) (rxPackets, txDropped uint64) {
 	t.Helper()
 	var links []struct {
 		Stats struct {
+			RX struct {
+				Packets uint64 `json:"packets"`
+			} `json:"rx"`
 			TX struct {
 				Dropped uint64 `json:"dropped"`
 			} `json:"tx"`
 		} `json:"stats64"`
 	}
-	if err := json.Unmarshal([]byte(h.ns.MustRun(t, "ip", "-j", "-s", "link", "show", "vxtap0")), &links); err != nil || len(links) != 1 {
-		t.Fatalf("ip -s link show vxtap0 in %s: %v", h.ns, err)
+	if err := json.Unmarshal([]byte(ns.MustRun(t, "ip", "-j", "-s", "link", "show", ifname)), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -s link show %s in %s: %v", ifname, ns, err)
 	}
-	return links[0].Stats.TX.Dropped
+	return links[0].Stats.RX.Packets, links[0].Stats.TX.Dropped
 }
 
 // startEtcdCluster runs a cluster of n etcd members, each a process in a
@@ -674,4 +680,58 @@ func faultEtcdLeaderKill(t *testing.T, sc faultScale) {
 	if leases != 0 {
 		t.Errorf("%d leases lost to the election; a new leader keeps them", leases)
 	}
+}
+
+// faultOversizeFrames: a container whose link (both ends, to the bridge)
+// has an MTU of 9000 sends sc.count frames of 9000 bytes to a container
+// on h2. The bridge does not forward a frame larger than the TAP's MTU:
+// it drops them without counting them anywhere, so vxland never sees one
+// and h2 receives none; the other traffic goes on.
+func faultOversizeFrames(t *testing.T, sc faultScale) {
+	fl := newFaultLab(t, 0)
+	big := fl.tp.quietContainer(fl.h1)
+	hostSide := fmt.Sprintf("vc%d", fl.tp.nextIP)
+	big.ns.MustRun(t, "ip", "link", "set", "eth0", "mtu", "9000")
+	fl.h1.ns.MustRun(t, "ip", "link", "set", hostSide, "mtu", "9000")
+	dst, err := fl.c2.ns.HardwareAddr("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := big.ns.HardwareAddr("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := make([]byte, 9000+14)
+	copy(frame[0:6], dst)
+	copy(frame[6:12], src)
+	frame[12], frame[13] = 0x08, 0x00 // claimed IPv4; the bytes after are zero
+	frames := make([][]byte, sc.count)
+	for i := range frames {
+		frames[i] = frame
+	}
+	b1, b2 := fl.tp.stats(fl.h1), fl.tp.stats(fl.h2)
+	bridged, _ := linkCounters(t, fl.h1.ns, hostSide)
+	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
+	if err := big.ns.SendFrames("eth0", frames); err != nil {
+		t.Fatal(err)
+	}
+	fault.To = fl.probe.Sent()
+	fl.waitSent(100)
+	rx, _ := linkCounters(t, fl.h1.ns, hostSide)
+	if bridged = rx - bridged; bridged < uint64(sc.count) {
+		t.Errorf("the bridge's port received %d frames of the %d sent: the fault did not happen", bridged, sc.count)
+	}
+	fl.checkDaemons()
+	a1, a2 := fl.tp.stats(fl.h1), fl.tp.stats(fl.h2)
+	// The probe's datagrams are 64 bytes of payload: no frame over the
+	// overlay's MTU crossed if h2 received less than that many bytes
+	// per probe frame (and a few for ARP).
+	probeFrames := a2.RxPackets - b2.RxPackets
+	if maxBytes := probeFrames * 200; a2.RxBytes-b2.RxBytes > maxBytes {
+		t.Errorf("h2 received %d bytes in %d frames: an oversize frame crossed", a2.RxBytes-b2.RxBytes, probeFrames)
+	}
+	fl.checkTraffic("oversize frames", fault, 0,
+		fmt.Sprintf("%d frames of %d bytes sent, %d reached the bridge; h1 read %d frames from its TAP meanwhile (too_big +%d, tap oversize +%d), h2 received %d frames, %d bytes",
+			sc.count, len(frame), bridged, a1.TxPackets-b1.TxPackets, a1.Drops["too_big"]-b1.Drops["too_big"],
+			a1.Drops[tap.DropOversize]-b1.Drops[tap.DropOversize], probeFrames, a2.RxBytes-b2.RxBytes))
 }
