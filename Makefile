@@ -46,7 +46,7 @@ test-faults:
 # every few seconds and checked flat.
 SOAK_DURATION ?= 10m
 soak:
-	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/vxland
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -timeout 3h -run '^TestSoak$$' -v ./cmd/vxland
 
 vet:
 	$(GO) vet $(PKGS)

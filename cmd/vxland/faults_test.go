@@ -81,7 +81,7 @@ func newFaultLab(t *testing.T, etcdServers int, extra ...string) *faultLab {
 	fl.probe = p
 	t.Cleanup(func() { p.Stop() })
 	fl.waitSent(200) // a second of steady traffic before the fault
-	fl.before = map[*testHost]footprint{fl.h1: fl.footprint(fl.h1), fl.h2: fl.footprint(fl.h2)}
+	fl.before = map[*testHost]footprint{fl.h1: fl.tp.footprint(fl.h1), fl.h2: fl.tp.footprint(fl.h2)}
 	return fl
 }
 
@@ -124,22 +124,22 @@ type footprint struct {
 	heapInuse, residentMem float64
 }
 
-func (fl *faultLab) footprint(h *testHost) footprint {
-	fl.t.Helper()
+func (tp *topo) footprint(h *testHost) footprint {
+	tp.t.Helper()
 	// The profiler's heap endpoint collects garbage first when asked, so
 	// that the heap read next is what is live, not what GC has yet to
 	// free.
 	code, _, err := getUnix(h.sock, "/debug/pprof/heap?gc=1")
 	if err != nil || code != http.StatusOK {
-		fl.t.Fatalf("garbage collection on %s: %d %v", h.ns, code, err)
+		tp.t.Fatalf("garbage collection on %s: %d %v", h.ns, code, err)
 	}
-	m := scrape(fl.t, h)
+	m := scrape(tp.t, h)
 	return footprint{
 		pid:         h.proc.Pid(),
-		goroutines:  value(fl.t, m, "go_goroutines"),
-		fds:         value(fl.t, m, "process_open_fds"),
-		heapInuse:   value(fl.t, m, "go_memstats_heap_inuse_bytes"),
-		residentMem: value(fl.t, m, "process_resident_memory_bytes"),
+		goroutines:  value(tp.t, m, "go_goroutines"),
+		fds:         value(tp.t, m, "process_open_fds"),
+		heapInuse:   value(tp.t, m, "go_memstats_heap_inuse_bytes"),
+		residentMem: value(tp.t, m, "process_resident_memory_bytes"),
 	}
 }
 
@@ -168,7 +168,7 @@ func (fl *faultLab) checkDaemons(restarted ...*testHost) {
 			fl.t.Fatalf("vxland on %s exited: %v\n%s", h.ns, h.proc.Wait(), h.proc.Output())
 		default:
 		}
-		b, a := fl.before[h], fl.footprint(h)
+		b, a := fl.before[h], fl.tp.footprint(h)
 		wasRestarted := false
 		for _, r := range restarted {
 			wasRestarted = wasRestarted || r == h
@@ -259,13 +259,13 @@ func faultEtcdRestart(t *testing.T, sc faultScale) {
 		fl.etcd.Cmd.Process.Signal(syscall.SIGKILL)
 		<-fl.etcd.Done()
 		waitFor(t, 15*time.Second, "both agents see etcd gone", func() bool {
-			return !fl.etcdConnected(fl.h1) && !fl.etcdConnected(fl.h2)
+			return !fl.tp.etcdConnected(fl.h1) && !fl.tp.etcdConnected(fl.h2)
 		})
 		time.Sleep(sc.hold)
 		start := time.Now()
 		fl.etcd = fl.tp.runEtcd(fl.etcdNS)
 		waitFor(t, 30*time.Second, "both agents reconnected to etcd", func() bool {
-			return fl.etcdConnected(fl.h1) && fl.etcdConnected(fl.h2)
+			return fl.tp.etcdConnected(fl.h1) && fl.tp.etcdConnected(fl.h2)
 		})
 		reconnect = append(reconnect, time.Since(start))
 	}
@@ -281,8 +281,8 @@ func faultEtcdRestart(t *testing.T, sc faultScale) {
 }
 
 // etcdConnected reads vxland_etcd_connected from h's metrics.
-func (fl *faultLab) etcdConnected(h *testHost) bool {
-	return value(fl.t, scrape(fl.t, h), "vxland_etcd_connected") == 1
+func (tp *topo) etcdConnected(h *testHost) bool {
+	return value(tp.t, scrape(tp.t, h), "vxland_etcd_connected") == 1
 }
 
 // etcdErrors is the agents' count of etcd errors, for the figures.
@@ -518,7 +518,7 @@ func faultEtcdPause(t *testing.T, sc faultScale) {
 		start := time.Now()
 		fl.checkMembership()
 		waitFor(t, 30*time.Second, "both agents registered again", func() bool {
-			return fl.etcdConnected(fl.h1) && fl.etcdConnected(fl.h2)
+			return fl.tp.etcdConnected(fl.h1) && fl.tp.etcdConnected(fl.h2)
 		})
 		recover = append(recover, time.Since(start))
 	}
@@ -665,7 +665,7 @@ func faultEtcdLeaderKill(t *testing.T, sc faultScale) {
 	// still registered, on leases renewed through the new leader.
 	time.Sleep(testLeaseTTL + time.Second)
 	waitFor(t, 15*time.Second, "both agents registered", func() bool {
-		return fl.etcdConnected(fl.h1) && fl.etcdConnected(fl.h2)
+		return fl.tp.etcdConnected(fl.h1) && fl.tp.etcdConnected(fl.h2)
 	})
 	fault.To = fl.probe.Sent()
 	fl.checkMembership()
