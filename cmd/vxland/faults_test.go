@@ -249,8 +249,12 @@ func faultDaemonKill(t *testing.T, sc faultScale) {
 }
 
 // faultEtcdRestart: the etcd server is killed and, after hold, started
-// again on its data. The data plane does not need etcd: nothing is lost;
-// the agents reconnect and find their leases and keys in place.
+// again on its data; the agents reconnect. The data plane does not need
+// etcd: back within the lease TTL, etcd still has every lease and key,
+// and nothing is lost. Back after it, an agent has given its lease up
+// and registers anew, and the old lease, which etcd restored, expires
+// and takes the host's keys with it if its new registration is not in
+// yet: the other host drops it from its flood list for that moment.
 func faultEtcdRestart(t *testing.T, sc faultScale) {
 	fl := newFaultLab(t, 1)
 	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
@@ -275,8 +279,8 @@ func faultEtcdRestart(t *testing.T, sc faultScale) {
 	fl.checkTraffic("etcd kill+restart", fault, 0,
 		fmt.Sprintf("%d restarts, down %s each, agents reconnected %v after etcd started; etcd errors %s",
 			sc.rounds, sc.hold, roundAll(reconnect), fl.etcdErrors()))
-	if n := fl.probe.Lost(fault); n != 0 {
-		t.Errorf("%d datagrams lost while etcd was down: the data plane must not depend on it", n)
+	if n := fl.probe.Lost(fault); n != 0 && sc.hold < testLeaseTTL {
+		t.Errorf("%d datagrams lost while etcd was down for less than the lease TTL", n)
 	}
 }
 
@@ -561,8 +565,10 @@ func faultMACFlood(t *testing.T, sc faultScale) {
 	})
 	fl.checkDaemons()
 	after2 := fl.tp.stats(fl.h2)
-	if slack := uint64(50); accounted > uint64(sc.count)+slack {
-		t.Errorf("h1 accounts for %d frames of a flood of %d", accounted, sc.count)
+	// The probe's frames share the TAP's queue with the flood: those lost
+	// there are in its drops too.
+	if lost := uint64(fl.probe.Lost(fault)); accounted > uint64(sc.count)+lost+10 {
+		t.Errorf("h1 accounts for %d frames of a flood of %d and %d of the probe's lost", accounted, sc.count, lost)
 	}
 	fl.checkTraffic("100k source MACs", fault, 0,
 		fmt.Sprintf("%d frames in %s; h1 flooded %d, flood_rate_total %d, flood_rate_source %d, local_mac_full %d, local_mac_rate %d, TAP queue dropped %d; h2 fdb_full %d",
