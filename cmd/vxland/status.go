@@ -49,17 +49,24 @@ type pending struct{ name, why string }
 
 // startStatus starts the servers with the given checks pending; the
 // servers stop when ctx is done, and wait returns their errors. On error
-// the servers already started run until ctx is done.
+// none is started.
 func startStatus(ctx context.Context, cfg *config, log *slog.Logger, checks ...pending) (*status, error) {
 	st := &status{metrics: metrics.NewRegistry(versionString())}
 	for _, c := range checks {
 		st.ready.Set(c.name, health.Pending(c.why))
 	}
+	// Every listener is bound before any is served, so that a client
+	// answered on one finds the others listening.
 	ln, err := control.Listen(cfg.ControlSocket)
 	if err != nil {
 		return st, err
 	}
-	st.serve(ctx, "control socket", ln, st.controlHandler())
+	type listener struct {
+		what string
+		ln   net.Listener
+		h    http.Handler
+	}
+	lns := []listener{{"control socket", ln, st.controlHandler()}}
 	for _, l := range []struct {
 		flag, addr string
 		h          http.Handler
@@ -72,10 +79,16 @@ func startStatus(ctx context.Context, cfg *config, log *slog.Logger, checks ...p
 		}
 		tl, err := net.Listen("tcp", l.addr)
 		if err != nil {
+			for _, l := range lns {
+				l.ln.Close()
+			}
 			return st, usagef("%s %s: %v", l.flag, l.addr, err)
 		}
 		log.Info("serving", "flag", l.flag, "addr", tl.Addr())
-		st.serve(ctx, l.flag, tl, l.h)
+		lns = append(lns, listener{l.flag, tl, l.h})
+	}
+	for _, l := range lns {
+		st.serve(ctx, l.what, l.ln, l.h)
 	}
 	return st, nil
 }

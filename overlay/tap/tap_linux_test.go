@@ -575,7 +575,13 @@ func TestSuperFrameLargerSegmentsComeOutWhole(t *testing.T) {
 				if err != nil && !errors.Is(err, poller.ErrWouldBlock) {
 					t.Fatal(err)
 				}
-				got = append(got, sizes[:n]...)
+				// Only the test's frames: the namespace's own (an IPv6
+				// router solicitation, say) may come through the bridge too.
+				for i := range n {
+					if bytes.Equal(bufs[i][tap.Headroom:tap.Headroom+6], dst) {
+						got = append(got, sizes[i])
+					}
+				}
 			}
 			if tc.whole {
 				if len(got) != 1 || got[0] != len(frame) {
