@@ -115,3 +115,14 @@ func Decode(pkt []byte, h *Header) ([]byte, error) {
 	h.VNI = uint32(w>>8) & MaxVNI
 	return pkt[HeaderLen:], nil
 }
+
+// PeekVNI returns the VNI field of the VXLAN header at the start of pkt
+// without validating the rest of it, for a receiver that serves several
+// VNIs to pick the one whose checks (Decode) the packet then goes through.
+// It returns ErrShort if pkt is shorter than HeaderLen.
+func PeekVNI(pkt []byte) (uint32, error) {
+	if len(pkt) < HeaderLen {
+		return 0, ErrShort
+	}
+	return uint32(binary.BigEndian.Uint64(pkt)>>8) & MaxVNI, nil
+}

@@ -48,30 +48,49 @@ type decapMemo struct {
 }
 
 func (o *Overlay) newDecapsulator(i int) *decapsulator {
-	q := o.queues[i]
-	n := q.Conn.BatchSize()
-	d := &decapsulator{o: o, dev: q.Device, conn: q.Conn, qc: &o.counters[i], read: q.Conn.Read,
-		bufs: make([][]byte, n), sizes: make([]int, n), srcs: make([]netip.AddrPort, n), out: make([][]byte, 0, n)}
-	for i := range d.bufs {
-		d.bufs[i] = make([]byte, Headroom+MaxFrameSize)
-	}
+	d := o.newDeliverer(i)
+	d.read = d.conn.Read
+	d.bufs, d.sizes, d.srcs = newDatagramBatch(d.conn.BatchSize())
 	return d
 }
 
-// step reads one batch of datagrams and delivers, in order and in one
-// device write, the frame of each that passes the checks. Only a failing
-// socket read is an error.
+// newDeliverer returns a decapsulator for queue i without buffers of its
+// own: it delivers datagrams that another reads (deliver), as a Mux does.
+func (o *Overlay) newDeliverer(i int) *decapsulator {
+	q := o.queues[i]
+	return &decapsulator{o: o, dev: q.Device, conn: q.Conn, qc: &o.counters[i], out: make([][]byte, 0, q.Conn.BatchSize())}
+}
+
+// newDatagramBatch returns the buffers of a batch of n datagrams.
+func newDatagramBatch(n int) (bufs [][]byte, sizes []int, srcs []netip.AddrPort) {
+	bufs = make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, Headroom+MaxFrameSize)
+	}
+	return bufs, make([]int, n), make([]netip.AddrPort, n)
+}
+
+// step reads one batch of datagrams and delivers it. Only a failing socket
+// read is an error.
 func (d *decapsulator) step() error {
 	n, err := d.read(d.bufs, d.sizes, d.srcs, datagramOffset)
 	if err != nil {
 		return err
 	}
+	d.deliver(d.bufs[:n], d.sizes[:n], d.srcs[:n])
+	return nil
+}
+
+// deliver writes, in order and in one device write, the frame of each
+// datagram that passes the checks: datagram i is
+// bufs[i][datagramOffset:datagramOffset+sizes[i]], from srcs[i].
+func (d *decapsulator) deliver(bufs [][]byte, sizes []int, srcs []netip.AddrPort) {
 	cfg := &d.o.cfg
 	d.memo = decapMemo{}
 	capt := d.o.capture.Load()
-	for i := range n {
-		buf := d.bufs[i][:datagramOffset+d.sizes[i]]
-		src := d.srcs[i].Addr()
+	for i := range bufs {
+		buf := bufs[i][:datagramOffset+sizes[i]]
+		src := srcs[i].Addr()
 		frame, reason, ok := checkDatagram(buf[datagramOffset:], cfg.VNI, d.knownVTEP(src), cfg.LocalMAC)
 		if !ok {
 			d.qc.drop(reason)
@@ -93,13 +112,12 @@ func (d *decapsulator) step() error {
 			d.qc.rxOversize.Add(1)
 		}
 		if capt != nil {
-			capt.Offer(capture.Rx, d.srcs[i], buf[datagramOffset:], frame)
+			capt.Offer(capture.Rx, srcs[i], buf[datagramOffset:], frame)
 		}
 		d.out = append(d.out, buf)
 	}
 	d.countVTEP()
 	d.flush()
-	return nil
 }
 
 // checkDatagram runs the checks of a received VXLAN datagram, in the order

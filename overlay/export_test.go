@@ -9,3 +9,6 @@ func (o *Overlay) DecapStepper() func() error { return o.newDecapsulator(0).step
 // CheckDatagram is checkDatagram, the verdict that FuzzDecapStep expects
 // the whole receive step to follow.
 var CheckDatagram = checkDatagram
+
+// DemuxStepper exposes one receive step of a Mux's queue 0.
+func (m *Mux) DemuxStepper() func() error { return m.newDemux(0).step }

@@ -5,6 +5,7 @@ package overlay
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 	"time"
@@ -39,73 +40,119 @@ func (o *Overlay) startWorker(wg *sync.WaitGroup, i int, fail func(error)) bool 
 	return true
 }
 
-// Bits of poller.Set.Wait's result: the order of NewSet's arguments.
-const (
-	readyDevice = 1 << iota
-	readyConn
-)
-
 // work forwards in both directions of queue i until the device or the
-// socket fails or is closed. It reads from whichever side may have
-// something; after any work both sides may (a write to the device may
-// queue an answer on it), and only when neither has, it waits.
+// socket fails or is closed.
 func (o *Overlay) work(i int, dev PolledDevice, conn PolledConn) error {
 	e := o.newEncapsulator(i)
 	e.read = dev.TryRead
 	d := o.newDecapsulator(i)
 	d.read = conn.TryRead
-	set := poller.NewSet(dev.FD(), conn.FD())
-	ready := uint(readyDevice | readyConn)
-	var policy *poller.WakePolicy
-	if o.cfg.BatchWhenIdle {
-		// The policy belongs to the thread: keep to this one. Threads
-		// the runtime starts from here on come from its template thread,
-		// under the process's policy.
-		runtime.LockOSThread()
-		policy = &poller.WakePolicy{SetPolicy: setThreadPolicy, Refused: func(err error) {
-			o.schedRefused.Do(func() {
-				o.cfg.Logger.Warn("the kernel refused SCHED_BATCH for idle forwarding threads; they stay as they are", "err", err)
-			})
-		}}
-		policy.Start()
+	policy := startWakePolicy(o.cfg.BatchWhenIdle, &o.schedRefused, o.cfg.Logger)
+	return serve(poller.NewSet(dev.FD(), conn.FD()), policy,
+		side{e.step, "reading from device"}, side{d.step, "reading from underlay"})
+}
+
+// side is one descriptor a forwarding thread reads from: step reads and
+// forwards one batch, or returns poller.ErrWouldBlock.
+type side struct {
+	step func() error
+	what string
+}
+
+// startWakePolicy locks the calling forwarding thread to its OS thread and
+// starts its WakePolicy when batchWhenIdle is set; refused logs, once, that
+// the kernel said no.
+func startWakePolicy(batchWhenIdle bool, refused *sync.Once, log *slog.Logger) *poller.WakePolicy {
+	if !batchWhenIdle {
+		return nil
 	}
+	// The policy belongs to the thread: keep to this one. Threads the
+	// runtime starts from here on come from its template thread, under
+	// the process's policy.
+	runtime.LockOSThread()
+	policy := &poller.WakePolicy{SetPolicy: setThreadPolicy, Refused: func(err error) {
+		refused.Do(func() {
+			log.Warn("the kernel refused SCHED_BATCH for idle forwarding threads; they stay as they are", "err", err)
+		})
+	}}
+	policy.Start()
+	return policy
+}
+
+// serve forwards until a side fails or is closed; side k is set's FD k.
+// It reads from every side that may have something; after any work all
+// may (a write to a device may queue an answer on it), and only when none
+// has, it waits.
+func serve(set *poller.Set, policy *poller.WakePolicy, sides ...side) error {
+	all := uint(1)<<len(sides) - 1
+	ready := all
 	for {
-		var err error
 		if ready == 0 {
 			start := time.Now()
+			var err error
 			if ready, err = set.Wait(); err != nil {
-				return fmt.Errorf("waiting for device and underlay: %w", err)
+				return fmt.Errorf("waiting for devices and underlay: %w", err)
 			}
 			if policy != nil {
 				policy.Observe(time.Since(start))
 			}
 		}
-		if ready&readyDevice != 0 {
-			if ready, err = next(ready, readyDevice, e.step()); err != nil {
-				return fmt.Errorf("reading from device: %w", err)
+		for k, s := range sides {
+			if ready&(1<<k) == 0 {
+				continue
 			}
-		}
-		if ready&readyConn != 0 {
-			if ready, err = next(ready, readyConn, d.step()); err != nil {
-				return fmt.Errorf("reading from underlay: %w", err)
+			switch err := s.step(); {
+			case err == nil:
+				ready = all
+			case errors.Is(err, poller.ErrWouldBlock):
+				ready &^= 1 << k
+			default:
+				return fmt.Errorf("%s: %w", s.what, err)
 			}
 		}
 	}
-}
-
-// next returns which sides may have something after a step of side
-// that returned err: both after any work, the others when the side had
-// nothing; or the step's failure.
-func next(ready, side uint, err error) (uint, error) {
-	switch {
-	case err == nil:
-		return readyDevice | readyConn, nil
-	case errors.Is(err, poller.ErrWouldBlock):
-		return ready &^ side, nil
-	}
-	return 0, err
 }
 
 // setThreadPolicy, when set, replaces sched_setattr for the workers'
 // WakePolicy: a test makes the kernel refuse with it.
 var setThreadPolicy func(policy uint32) error
+
+// startWorker starts one goroutine that serves socket i and queue i of
+// every VNI's device, when all of them can be polled together, and
+// reports whether it did.
+func (m *Mux) startWorker(wg *sync.WaitGroup, i int, fail func(error)) bool {
+	conn, ok := m.conns[i].(PolledConn)
+	if !ok {
+		return false
+	}
+	devs := make([]PolledDevice, len(m.overlays))
+	for k, o := range m.overlays {
+		if devs[k], ok = o.queues[i].Device.(PolledDevice); !ok {
+			return false
+		}
+	}
+	wg.Go(func() {
+		if err := m.work(i, conn, devs); err != nil {
+			fail(err)
+		}
+	})
+	return true
+}
+
+// work forwards socket i and queue i of every VNI's device until one
+// fails or is closed: a thread per queue, as Overlay.work, that waits
+// for the socket and every VNI's device queue at once.
+func (m *Mux) work(i int, conn PolledConn, devs []PolledDevice) error {
+	x := m.newDemux(i)
+	x.read = conn.TryRead
+	fds := []*poller.FD{conn.FD()}
+	sides := []side{{x.step, "reading from underlay"}}
+	for k, o := range m.overlays {
+		e := o.newEncapsulator(i)
+		e.read = devs[k].TryRead
+		fds = append(fds, devs[k].FD())
+		sides = append(sides, side{e.step, fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI)})
+	}
+	policy := startWakePolicy(m.overlays[0].cfg.BatchWhenIdle, &m.schedRefused, m.logger)
+	return serve(poller.NewSet(fds...), policy, sides...)
+}
