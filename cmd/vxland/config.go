@@ -53,12 +53,19 @@ const maxQueues = 64
 // still fits the data plane's buffers (the kernel allows 65521 on a TAP).
 const maxTAPMTU = overlay.MaxFrameSize - encap.EthernetHeaderLen - 4
 
+// maxVNIs bounds how many VNIs --vni serves in one daemon.
+const maxVNIs = overlay.MaxMuxVNIs
+
 // maxIfNameLen is IFNAMSIZ less the terminating NUL.
 const maxIfNameLen = 15
 
 // config is vxland's configuration after parsing and validation.
 type config struct {
+	// VNI is the first VNI of --vni; VNIs is every VNI served, with its
+	// bridge, TAP and control socket (with one VNI: --bridge, --tap and
+	// --control-socket).
 	VNI     uint32
+	VNIs    []vniPlane
 	Port    uint16
 	LocalIP netip.Addr // invalid: find it from --iface or the default route
 	Iface   string
@@ -163,7 +170,8 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.SortFlags = false
 	r := &rawFlags{}
 	fs.StringVar(&r.configFile, "config", "", "YAML file of settings, keyed by the long flag names (e.g. vni: 42, peer: [10.0.0.2]); flags and VXLAND_* win over it; SIGHUP reads it again")
-	fs.Uint64Var(&r.vni, "vni", 1, "VXLAN Network Identifier, 0 to 16777215")
+	r.vni = vniList{vnis: []uint64{1}}
+	fs.Var(&r.vni, "vni", "VXLAN Network Identifier, 0 to 16777215; repeat it (or separate with commas) to serve several VNIs on one port, each on its own bridge vxbr<VNI> with the TAP vxtap<VNI>")
 	fs.IntVar(&r.port, "port", encap.DefaultPort, "UDP port of the VXLAN tunnel, on this host and on every peer (8472 is the Linux and flannel default)")
 	fs.StringVar(&r.localIP, "local-ip", "", "underlay address of this VTEP (default: the address of --iface, else of the default route's interface)")
 	fs.StringVar(&r.iface, "iface", "", "underlay interface (default: the interface of --local-ip, else of the default route)")
@@ -212,8 +220,10 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 }
 
 type rawFlags struct {
-	configFile    string
-	vni           uint64
+	configFile string
+	vni        vniList
+	// vniSections is the --config file's section vnis.
+	vniSections   []vniSection
 	port          int
 	localIP       string
 	iface         string
@@ -313,6 +323,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 		}
 	}
 	r.changed = fs.Changed
+	if file != nil {
+		r.vniSections = file.vnis
+	}
 	r.etcdPassword = getenv(etcdPasswordEnv)
 	c, err := r.validate()
 	if err != nil {
@@ -381,23 +394,37 @@ func (r *rawFlags) tapName() string {
 	if r.tap != "" {
 		return r.tap
 	}
-	return fmt.Sprintf("vxtap%d", r.vni)
+	return fmt.Sprintf("vxtap%d", r.vni.vnis[0])
+}
+
+// checkIfName checks name, an interface name that flag gives.
+func checkIfName(flag, name string) error {
+	if len(name) > maxIfNameLen || strings.ContainsAny(name, "/ \t\n:") {
+		return flagErrorf(flag, "%q: an interface name has at most %d characters and no '/', ':' or spaces", name, maxIfNameLen)
+	}
+	return nil
 }
 
 // checkVNI checks --vni.
 func (r *rawFlags) checkVNI() error {
-	if r.vni > encap.MaxVNI {
-		return flagErrorf("vni", "%d: a VNI is 24 bits, 0 to %d", r.vni, encap.MaxVNI)
+	if len(r.vni.vnis) == 0 {
+		return flagErrorf("vni", "no VNI given")
+	}
+	for _, v := range r.vni.vnis {
+		if v > encap.MaxVNI {
+			return flagErrorf("vni", "%d: a VNI is 24 bits, 0 to %d", v, encap.MaxVNI)
+		}
 	}
 	return nil
 }
 
 func (r *rawFlags) validate() (*config, error) {
 	c := &config{Iface: r.iface, FDBAgeing: r.fdbAgeing}
-	if err := r.checkVNI(); err != nil {
+	planes, err := r.checkVNIs()
+	if err != nil {
 		return nil, err
 	}
-	c.VNI = uint32(r.vni)
+	c.VNI = uint32(r.vni.vnis[0])
 	if r.port < 1 || r.port > 65535 {
 		return nil, flagErrorf("port", "%d: must be 1 to 65535", r.port)
 	}
@@ -432,8 +459,8 @@ func (r *rawFlags) validate() (*config, error) {
 	}
 	c.TAP = r.tapName()
 	for _, n := range []struct{ flag, name string }{{"bridge", c.Bridge}, {"tap", c.TAP}, {"iface", c.Iface}} {
-		if len(n.name) > maxIfNameLen || strings.ContainsAny(n.name, "/ \t\n:") {
-			return nil, flagErrorf(n.flag, "%q: an interface name has at most %d characters and no '/', ':' or spaces", n.name, maxIfNameLen)
+		if err := checkIfName(n.flag, n.name); err != nil {
+			return nil, err
 		}
 	}
 	if c.Bridge == c.TAP {
@@ -461,6 +488,10 @@ func (r *rawFlags) validate() (*config, error) {
 		return nil, flagErrorf("fdb-ageing", "%s: must not be negative", r.fdbAgeing)
 	}
 	c.ControlSocket = r.controlSocketPath()
+	c.VNIs = planes
+	if planes == nil {
+		c.VNIs = []vniPlane{{VNI: c.VNI, Bridge: c.Bridge, TAP: c.TAP, MTU: r.mtu, ControlSocket: c.ControlSocket}}
+	}
 	if r.metricsListen != "" {
 		if err := checkListen("metrics-listen", r.metricsListen, "127.0.0.1:"+defaultMetricsPort); err != nil {
 			return nil, err

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/vxland/vxland/encap"
 )
 
 // configFile is a --config file: a YAML mapping from long flag names to
@@ -28,6 +31,24 @@ type configFile struct {
 	// applied holds the keys whose value the configuration took, by name,
 	// with their line: a flag or VXLAND_* variable overrides the rest.
 	applied map[string]int
+	// vnis is the section vnis: the VNIs to serve, each with its bridge,
+	// TAP and MTU; vnisLine is its line.
+	vnis     []vniSection
+	vnisLine int
+}
+
+// vniSection is one entry of a --config file's section vnis:
+//
+//	vnis:
+//	  - {vni: 42, bridge: br-blue, tap: tap-blue, mtu: 1400}
+//	  - vni: 43
+//
+// An empty name or MTU takes the default (vxbr<VNI>, vxtap<VNI>, --mtu).
+type vniSection struct {
+	vni         uint64
+	bridge, tap string
+	mtu         int
+	line        int
 }
 
 type fileSetting struct {
@@ -65,6 +86,13 @@ func readConfigFile(path string) (*configFile, error) {
 			return nil, usagef("%s:%d: key %q already set on line %d", path, k.Line, k.Value, first)
 		}
 		seen[k.Value] = k.Line
+		if k.Value == vnisKey {
+			if cf.vnis, err = parseVNISection(path, v); err != nil {
+				return nil, err
+			}
+			cf.vnisLine = k.Line
+			continue
+		}
 		s := fileSetting{key: k.Value, line: k.Line}
 		switch v.Kind {
 		case yaml.ScalarNode:
@@ -88,9 +116,76 @@ func readConfigFile(path string) (*configFile, error) {
 	return cf, nil
 }
 
+// vnisKey is the section of the VNIs to serve; it is no flag.
+const vnisKey = "vnis"
+
+// parseVNISection reads the section vnis, a list of mappings.
+func parseVNISection(path string, v *yaml.Node) ([]vniSection, error) {
+	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+		return nil, usagef("%s:%d: %s: want a list of VNIs, such as - {vni: 42, bridge: br42, tap: tap42, mtu: 1450}", path, v.Line, vnisKey)
+	}
+	var out []vniSection
+	for _, item := range v.Content {
+		if item.Kind != yaml.MappingNode {
+			return nil, usagef("%s:%d: %s: want a mapping with the keys vni, bridge, tap and mtu", path, item.Line, vnisKey)
+		}
+		sec := vniSection{line: item.Line}
+		hasVNI := false
+		for i := 0; i+1 < len(item.Content); i += 2 {
+			k, val := item.Content[i], item.Content[i+1]
+			bad := func(want string) error {
+				return usagef("%s:%d: %s: %s %q: %s", path, val.Line, vnisKey, k.Value, val.Value, want)
+			}
+			if val.Kind != yaml.ScalarNode {
+				return nil, bad("want one value")
+			}
+			switch k.Value {
+			case "vni":
+				n, err := strconv.ParseUint(val.Value, 10, 64)
+				if err != nil || n > encap.MaxVNI {
+					return nil, bad(fmt.Sprintf("a VNI is 24 bits, 0 to %d", encap.MaxVNI))
+				}
+				sec.vni, hasVNI = n, true
+			case "bridge":
+				sec.bridge = val.Value
+			case "tap":
+				sec.tap = val.Value
+			case "mtu":
+				n, err := strconv.Atoi(val.Value)
+				if err != nil || n < 68 || n > 65535-encap.OverheadIPv6 {
+					return nil, bad(fmt.Sprintf("must be 68 to %d", 65535-encap.OverheadIPv6))
+				}
+				sec.mtu = n
+			default:
+				return nil, usagef("%s:%d: %s: unknown key %q (the keys are vni, bridge, tap and mtu)", path, k.Line, vnisKey, k.Value)
+			}
+		}
+		if !hasVNI {
+			return nil, usagef("%s:%d: %s: an entry without vni", path, item.Line, vnisKey)
+		}
+		out = append(out, sec)
+	}
+	return out, nil
+}
+
 // apply sets every flag the file names that neither the command line nor
-// the environment set.
+// the environment set; the section vnis sets --vni.
 func (cf *configFile) apply(fs *pflag.FlagSet) error {
+	if len(cf.vnis) > 0 {
+		if _, dup := cf.applied["vni"]; dup || cf.has("vni") {
+			return usagef("%s:%d: %s: the key vni names the VNI too; keep one of them", cf.path, cf.vnisLine, vnisKey)
+		}
+		if !fs.Changed("vni") {
+			vnis := make([]string, len(cf.vnis))
+			for i, s := range cf.vnis {
+				vnis[i] = strconv.FormatUint(s.vni, 10)
+			}
+			if err := fs.Set("vni", strings.Join(vnis, ",")); err != nil {
+				return usagef("%s:%d: %s: %v", cf.path, cf.vnisLine, vnisKey, err)
+			}
+			cf.applied["vni"] = cf.vnisLine
+		}
+	}
 	for _, s := range cf.settings {
 		f := fs.Lookup(s.key)
 		switch {
@@ -113,6 +208,16 @@ func (cf *configFile) apply(fs *pflag.FlagSet) error {
 		cf.applied[s.key] = s.line
 	}
 	return nil
+}
+
+// has reports whether the file sets key.
+func (cf *configFile) has(key string) bool {
+	for _, s := range cf.settings {
+		if s.key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // blame returns err, a validation error, naming the key and the place in

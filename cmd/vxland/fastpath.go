@@ -42,16 +42,16 @@ func conns[C overlay.PacketConn](cs []C) []overlay.PacketConn {
 	return out
 }
 
-// openTAP opens the TAP's queues with offloads when --offload asks for TSO
+// openTAP opens the queues of the TAP name with offloads when --offload asks for TSO
 // and the kernel agrees, else plain ones; with --persist it adopts the TAP
 // an earlier run left, and leaves it when the daemon exits.
-func openTAP(cfg *config, mtu int, log *slog.Logger) (*tap.Device, error) {
+func openTAP(cfg *config, name string, mtu int, log *slog.Logger) (*tap.Device, error) {
 	opt := tap.Options{Queues: cfg.Queues, Offload: cfg.Offload.TSO, MTU: mtu, Persist: cfg.Persist, Logger: log}
-	dev, err := tap.Open(cfg.TAP, opt)
+	dev, err := tap.Open(name, opt)
 	if errors.Is(err, tap.ErrNoOffload) {
 		log.Warn("the kernel refused TAP offloads; using a plain TAP", "err", err)
 		opt.Offload = false
-		dev, err = tap.Open(cfg.TAP, opt)
+		dev, err = tap.Open(name, opt)
 	}
 	return dev, err
 }

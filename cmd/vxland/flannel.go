@@ -89,7 +89,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		return err
 	}
 	st.done(checkUnderlay)
-	tapDev, err := openTAP(&devCfg, mtu, log)
+	tapDev, err := openTAP(&devCfg, devCfg.TAP, mtu, log)
 	if err != nil {
 		closeConns(conns)
 		return err
@@ -110,7 +110,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		closeConns(conns)
 		return err
 	}
-	st.tapUp(tapDev.Name(), "")
+	st.tapUp(hostTAP{tapDev.Name(), ""})
 	healer := hostnet.NewRoutedHealer(tapDev.Name(), mac, mtu, log)
 	st.dataPlaneUp(dataPlane{ov: ov, vni: be.VNI, table: table, local: netip.AddrPortFrom(u.Addr, be.Port),
 		settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})

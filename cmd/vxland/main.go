@@ -31,6 +31,7 @@ import (
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/hostnet"
+	"github.com/vxland/vxland/overlay/tap"
 )
 
 func main() {
@@ -220,41 +221,81 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		return err
 	}
 	st.done(checkUnderlay)
-	tapDev, err := openTAP(cfg, mtu, log)
-	if err != nil {
-		closeConns(conns)
-		return err
-	}
-	// From here the overlay owns conns and tapDev once Run starts; until then
-	// they are ours to close.
+	// From here the overlay owns conns and the TAPs once Run starts; until
+	// then they are ours to close.
 	running := false
+	var taps []*tap.Device
 	closers = append(closers, func() {
 		if !running {
-			tapDev.Close()
+			for _, t := range taps {
+				t.Close()
+			}
 			closeConns(conns)
 		}
 	})
-	mac, err := hostnet.AttachTAP(tapDev.Name(), cfg.Bridge, tapMTU)
-	if err != nil {
-		return err
-	}
-	st.tapUp(tapDev.Name(), cfg.Bridge)
-	healer := hostnet.NewBridgedHealer(tapDev.Name(), cfg.Bridge, tapMTU, log)
-	st.wg.Go(func() { healer.Run(ctx) })
+	local := netip.AddrPortFrom(u.Addr, cfg.Port)
+	var (
+		ovs      []*overlay.Overlay
+		planes   []dataPlane
+		hostTAPs []hostTAP
+		ovCfg    overlay.Config // the first VNI's, for the control plane
+		table    *fdb.Table
+	)
+	for _, p := range cfg.VNIs {
+		mtu, tapMTU := mtu, tapMTU
+		if p.MTU != 0 && p.MTU != cfg.MTU {
+			// A VNI with an MTU of its own (the --config file's vnis).
+			if mtu, err = pickMTU(u, p.MTU, fmt.Sprintf("VNI %d's mtu", p.VNI), cfg.ForceMTU); err != nil {
+				return err
+			}
+			if tapMTU, err = pickTAPMTU(cfg.TAPMTU, mtu); err != nil {
+				return err
+			}
+		}
+		tapDev, err := openTAP(cfg, p.TAP, mtu, log)
+		if err != nil {
+			return err
+		}
+		taps = append(taps, tapDev)
+		mac, err := hostnet.AttachTAP(tapDev.Name(), p.Bridge, tapMTU)
+		if err != nil {
+			return err
+		}
+		hostTAPs = append(hostTAPs, hostTAP{tapDev.Name(), p.Bridge})
+		healer := hostnet.NewBridgedHealer(tapDev.Name(), p.Bridge, tapMTU, log)
+		st.wg.Go(func() { healer.Run(ctx) })
 
-	table := fdb.New(cfg.Port, cfg.FDBAgeing)
-	sv.attachPeers(table, cfg.VNI, u.Addr)
-	ovCfg := overlay.Config{VNI: cfg.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}
-	cfg.Limits.apply(&ovCfg, table)
-	if cfg.UseEtcd() {
-		ovCfg.Local, ovCfg.Neighbors = cfg.Limits.localTable(), fdb.NewNeighbors()
+		t := fdb.New(cfg.Port, cfg.FDBAgeing)
+		sv.attachPeers(t, p.VNI, u.Addr)
+		c := overlay.Config{VNI: p.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}
+		cfg.Limits.apply(&c, t)
+		if cfg.UseEtcd() {
+			c.Local, c.Neighbors = cfg.Limits.localTable(), fdb.NewNeighbors()
+		}
+		ov, err := overlay.New(c, queues(tapDev, conns), t)
+		if err != nil {
+			return err
+		}
+		if ovs == nil {
+			ovCfg, table = c, t
+		}
+		ovs = append(ovs, ov)
+		planes = append(planes, dataPlane{ov: ov, vni: p.VNI, table: t, local: local,
+			settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})
+		log.Info("VNI up", "vni", p.VNI, "tap", tapDev.Name(), "mac", mac, "bridge", p.Bridge, "mtu", mtu, "tap_mtu", tapMTU)
 	}
-	ov, err := overlay.New(ovCfg, queues(tapDev, conns), table)
-	if err != nil {
-		return err
+	st.tapUp(hostTAPs...)
+	run := ovs[0].Run
+	if len(ovs) == 1 {
+		st.dataPlaneUp(planes[0])
+	} else {
+		mux, err := overlay.NewMux(conns, ovs)
+		if err != nil {
+			return err
+		}
+		st.dataPlanesUp(planes, mux)
+		run = mux.Run
 	}
-	st.dataPlaneUp(dataPlane{ov: ov, vni: cfg.VNI, table: table, local: netip.AddrPortFrom(u.Addr, cfg.Port),
-		settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})
 
 	up := make(chan struct{})
 	close(up)
@@ -272,11 +313,11 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	}
 	go sv.readyWhen(ctx, ready)
 
-	log.Info("vxland up", "version", versionString(), "vni", cfg.VNI, "local", u.Addr, "port", cfg.Port, "iface", u.Iface,
-		"tap", tapDev.Name(), "mac", mac, "bridge", cfg.Bridge, "mtu", mtu, "tap_mtu", tapMTU, "peers", len(cfg.Peers),
+	log.Info("vxland up", "version", versionString(), "vni", cfg.Values["vni"], "local", u.Addr, "port", cfg.Port, "iface", u.Iface,
+		"mtu", mtu, "tap_mtu", tapMTU, "peers", len(cfg.Peers),
 		"etcd", cfg.UseEtcd(), "control", cfg.ControlSocket, "persist", cfg.Persist)
 	running = true
-	err = ov.Run(ctx)
+	err = run(ctx)
 	cancel()
 	return errors.Join(err, st.wait())
 }

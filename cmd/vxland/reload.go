@@ -28,9 +28,10 @@ type supervisor struct {
 	mu      sync.Mutex
 	started *config // what the daemon was started with
 	cfg     *config // the configuration in force: started, with live changes
-	peers   *staticPeers
-	notify  *notifier
-	ready   bool
+	// peers has the static peers of each VNI served.
+	peers  []*staticPeers
+	notify *notifier
+	ready  bool
 }
 
 func newSupervisor(cfg *config, parse func() (*config, error), level *slog.LevelVar, log *slog.Logger) *supervisor {
@@ -82,12 +83,13 @@ func (sv *supervisor) readyWhen(ctx context.Context, ready <-chan struct{}) {
 }
 
 // attachPeers hands the static peers of the configuration in force to
-// the FDB, and every later reload's.
+// the FDB of vni, and every later reload's.
 func (sv *supervisor) attachPeers(table *fdb.Table, vni uint32, self netip.Addr) {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
-	sv.peers = &staticPeers{table: table, vni: vni, self: self, log: sv.log}
-	sv.peers.set(sv.cfg.Peers)
+	p := &staticPeers{table: table, vni: vni, self: self, log: sv.log}
+	p.set(sv.cfg.Peers)
+	sv.peers = append(sv.peers, p)
 }
 
 // reload reads the configuration again and applies it: all of it, or,
@@ -100,8 +102,8 @@ func (sv *supervisor) reload() {
 		defer sv.notify.ready()
 	}
 	next, err := sv.parse()
-	if err == nil && sv.peers != nil {
-		err = checkPeerFamily(next.Peers, sv.peers.self)
+	if err == nil && len(sv.peers) > 0 {
+		err = checkPeerFamily(next.Peers, sv.peers[0].self)
 	}
 	if err != nil {
 		sv.log.Error("reload failed; the configuration in force is unchanged", "err", err)
@@ -120,8 +122,8 @@ func (sv *supervisor) reload() {
 	}
 	slices.Sort(changed)
 	sv.level.Set(next.LogLevel)
-	if sv.peers != nil {
-		sv.peers.set(next.Peers)
+	for _, p := range sv.peers {
+		p.set(next.Peers)
 	}
 	sv.cfg = next
 	sv.log.Info("configuration reloaded", "changed", changed)

@@ -49,6 +49,9 @@ Flags:
 // control socket, the output format and the arguments.
 type client struct {
 	sock string
+	// vni, when --vni was given, names the VNI to ask about: a control
+	// socket shared by several VNIs answers for its first otherwise.
+	vni  string
 	json bool
 	args []string
 }
@@ -81,7 +84,14 @@ func parseClient(name, usage string, args []string, getenv func(string) string, 
 	if *output != "text" && *output != "json" {
 		return fail(fmt.Errorf("-o %q: want text or json", *output))
 	}
-	return &client{sock: sock, json: *output == "json", args: fs.Args()}, -1
+	c := &client{sock: sock, json: *output == "json", args: fs.Args()}
+	if vni := fs.Lookup("vni"); vni.Changed || getenv(envName("vni")) != "" {
+		if strings.Contains(vni.Value.String(), ",") {
+			return fail(fmt.Errorf("--vni %s: ask about one VNI at a time", vni.Value))
+		}
+		c.vni = vni.Value.String()
+	}
+	return c, -1
 }
 
 // daemonSocketFlags returns, for a command that asks a running daemon, the
@@ -114,6 +124,13 @@ func daemonSocketFlags(name string) (*pflag.FlagSet, func(getenv func(string) st
 func (c *client) get(name, endpoint string, v any, text func(), stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if c.vni != "" {
+		sep := "?"
+		if strings.Contains(endpoint, "?") {
+			sep = "&"
+		}
+		endpoint += sep + "vni=" + c.vni
+	}
 	if err := control.Get(ctx, c.sock, endpoint, v); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		if errors.Is(err, control.ErrNoDaemon) {

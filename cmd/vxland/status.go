@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -34,9 +35,9 @@ const (
 type status struct {
 	ready   health.Checks
 	metrics *metrics.Registry
-	// dataPlane serves /stats, /fdb and the rest of the control socket
-	// once the data plane is up.
-	dataPlane atomic.Pointer[http.Handler]
+	// dataPlanes serve /stats, /fdb and the rest of the control socket,
+	// by VNI, once the data plane is up.
+	dataPlanes atomic.Pointer[map[uint32]http.Handler]
 
 	wg   sync.WaitGroup
 	mu   sync.Mutex
@@ -57,16 +58,33 @@ func startStatus(ctx context.Context, cfg *config, log *slog.Logger, checks ...p
 	}
 	// Every listener is bound before any is served, so that a client
 	// answered on one finds the others listening.
-	ln, err := control.Listen(cfg.ControlSocket)
-	if err != nil {
-		return st, err
-	}
 	type listener struct {
 		what string
 		ln   net.Listener
 		h    http.Handler
 	}
-	lns := []listener{{"control socket", ln, st.controlHandler()}}
+	var lns []listener
+	closeAll := func() {
+		for _, l := range lns {
+			l.ln.Close()
+		}
+	}
+	// One control socket per VNI, or one for all of them
+	// (--control-socket): each answers for its VNI unless asked for
+	// another (?vni=).
+	sockets := map[string]bool{}
+	for _, p := range cfg.VNIs {
+		if sockets[p.ControlSocket] {
+			continue
+		}
+		sockets[p.ControlSocket] = true
+		ln, err := control.Listen(p.ControlSocket)
+		if err != nil {
+			closeAll()
+			return st, err
+		}
+		lns = append(lns, listener{"control socket", ln, st.controlHandler(p.VNI)})
+	}
 	for _, l := range []struct {
 		flag, addr string
 		h          http.Handler
@@ -79,9 +97,7 @@ func startStatus(ctx context.Context, cfg *config, log *slog.Logger, checks ...p
 		}
 		tl, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			for _, l := range lns {
-				l.ln.Close()
-			}
+			closeAll()
 			return st, usagef("%s %s: %v", l.flag, l.addr, err)
 		}
 		log.Info("serving", "flag", l.flag, "addr", tl.Addr())
@@ -117,16 +133,31 @@ func (st *status) healthHandler() *http.ServeMux {
 	return mux
 }
 
-// controlHandler adds the data plane's endpoints to the health endpoints.
-func (st *status) controlHandler() http.Handler {
+// controlHandler adds the data plane's endpoints to the health endpoints:
+// those of the VNI named by the query parameter vni, else of vni.
+func (st *status) controlHandler(vni uint32) http.Handler {
 	mux := st.healthHandler()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		h := st.dataPlane.Load()
-		if h == nil {
+		planes := st.dataPlanes.Load()
+		if planes == nil {
 			http.Error(w, "data plane not up yet", http.StatusServiceUnavailable)
 			return
 		}
-		(*h).ServeHTTP(w, r)
+		want := vni
+		if q := r.URL.Query().Get("vni"); q != "" {
+			n, err := strconv.ParseUint(q, 10, 32)
+			if err != nil {
+				http.Error(w, fmt.Sprintf("vni %q is not a number", q), http.StatusBadRequest)
+				return
+			}
+			want = uint32(n)
+		}
+		h, ok := (*planes)[want]
+		if !ok {
+			http.Error(w, fmt.Sprintf("VNI %d is not served here", want), http.StatusNotFound)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 	return mux
 }
@@ -148,17 +179,37 @@ type dataPlane struct {
 
 // dataPlaneUp serves dp on the control socket (captures and the daemon's
 // settings included) and exports its counters, table and heals.
-func (st *status) dataPlaneUp(dp dataPlane) {
-	h := dataPlaneHandler(dp.ov, dp.local, dp.settings, dp.heals)
-	st.dataPlane.Store(&h)
-	st.metrics.Add(&metrics.DataPlane{VNI: dp.vni, Stats: dp.ov, FDB: dp.table, Heals: dp.heals, TAPAdopted: dp.adopted})
+func (st *status) dataPlaneUp(dp dataPlane) { st.dataPlanesUp([]dataPlane{dp}, nil) }
+
+// dataPlanesUp serves the data planes of the VNIs on one set of sockets,
+// as dataPlaneUp serves one, and exports the drops of the datagrams that
+// none of them took (unclaimed, nil with one VNI).
+func (st *status) dataPlanesUp(dps []dataPlane, unclaimed metrics.StatsSource) {
+	handlers := make(map[uint32]http.Handler, len(dps))
+	collect := metrics.DataPlanes{Unclaimed: unclaimed}
+	for _, dp := range dps {
+		handlers[dp.vni] = dataPlaneHandler(dp.ov, dp.local, dp.settings, dp.heals)
+		collect.Planes = append(collect.Planes, &metrics.DataPlane{VNI: dp.vni, Stats: dp.ov, FDB: dp.table, Heals: dp.heals, TAPAdopted: dp.adopted})
+	}
+	st.dataPlanes.Store(&handlers)
+	st.metrics.Add(collect)
 }
 
-// tapUp makes readiness follow the TAP's state: up, and on bridge unless
-// bridge is "".
-func (st *status) tapUp(tap, bridge string) {
-	st.ready.Set(checkTAP, func() error { return hostnet.CheckTAP(tap, bridge) })
+// tapUp makes readiness follow the TAPs' state: up, and on its bridge
+// unless that is "".
+func (st *status) tapUp(taps ...hostTAP) {
+	st.ready.Set(checkTAP, func() error {
+		for _, t := range taps {
+			if err := hostnet.CheckTAP(t.tap, t.bridge); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
+
+// hostTAP is a TAP and the bridge it belongs on ("": none).
+type hostTAP struct{ tap, bridge string }
 
 // done marks a check that, once passed, stays passed.
 func (st *status) done(name string) { st.ready.Set(name, func() error { return nil }) }

@@ -110,6 +110,26 @@ type DataPlane struct {
 
 // Describe implements prometheus.Collector.
 func (d *DataPlane) Describe(ch chan<- *prometheus.Desc) {
+	DataPlanes{Planes: []*DataPlane{d}}.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (d *DataPlane) Collect(ch chan<- prometheus.Metric) {
+	DataPlanes{Planes: []*DataPlane{d}}.Collect(ch)
+}
+
+// DataPlanes collects the data planes of the VNIs one daemon serves on one
+// set of sockets: each VNI's series under its vni label; the host-wide
+// ones (known VTEPs, heals) summed over the VNIs, tap_adopted 1 when every
+// TAP was adopted; and the drops of datagrams no VNI took (too short to
+// name one, or of a VNI not served) under vni="".
+type DataPlanes struct {
+	Planes    []*DataPlane
+	Unclaimed StatsSource // nil: nothing to report
+}
+
+// Describe implements prometheus.Collector.
+func (ds DataPlanes) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, drops, floodedFrames, floodCopies,
 		arpAnswered, arpFlooded, checksums, segmented, tooBigSent, tooBigLimited, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs, heals, tapAdopted} {
 		ch <- x
@@ -117,7 +137,35 @@ func (d *DataPlane) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector.
-func (d *DataPlane) Collect(ch chan<- prometheus.Metric) {
+func (ds DataPlanes) Collect(ch chan<- prometheus.Metric) {
+	var known int
+	var healed uint64
+	hasHeals, adopted := false, 1.0
+	for _, d := range ds.Planes {
+		d.collectVNI(ch)
+		known += d.FDB.KnownVTEPs()
+		if d.Heals != nil {
+			hasHeals = true
+			healed += d.Heals()
+		}
+		if !d.TAPAdopted {
+			adopted = 0
+		}
+	}
+	if ds.Unclaimed != nil {
+		for reason, n := range ds.Unclaimed.Stats().Drops {
+			ch <- prometheus.MustNewConstMetric(drops, prometheus.CounterValue, float64(n), "", reason)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(knownVTEPs, prometheus.GaugeValue, float64(known))
+	if hasHeals {
+		ch <- prometheus.MustNewConstMetric(heals, prometheus.CounterValue, float64(healed))
+	}
+	ch <- prometheus.MustNewConstMetric(tapAdopted, prometheus.GaugeValue, adopted)
+}
+
+// collectVNI collects the series of d's VNI.
+func (d *DataPlane) collectVNI(ch chan<- prometheus.Metric) {
 	vni := strconv.FormatUint(uint64(d.VNI), 10)
 	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), append([]string{vni}, labels...)...)
@@ -146,15 +194,6 @@ func (d *DataPlane) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(fdbEntries, prometheus.GaugeValue, float64(n), vni, fdb.Origin(o).String())
 	}
 	ch <- prometheus.MustNewConstMetric(floodVTEPs, prometheus.GaugeValue, float64(len(d.FDB.Flood(d.VNI))), vni)
-	ch <- prometheus.MustNewConstMetric(knownVTEPs, prometheus.GaugeValue, float64(d.FDB.KnownVTEPs()))
-	if d.Heals != nil {
-		ch <- prometheus.MustNewConstMetric(heals, prometheus.CounterValue, float64(d.Heals()))
-	}
-	adopted := 0.0
-	if d.TAPAdopted {
-		adopted = 1
-	}
-	ch <- prometheus.MustNewConstMetric(tapAdopted, prometheus.GaugeValue, adopted)
 }
 
 // EtcdSource is the L2 mode's etcd agent (discovery.Agent).
