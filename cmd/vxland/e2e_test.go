@@ -451,19 +451,25 @@ func TestThreeHostsStaticPeers(t *testing.T) {
 // kernelHost configures h as a host whose overlay is the Linux kernel's own
 // vxlan device on bridge br0, flooding to peers.
 func (tp *topo) kernelHost(h *testHost, port int, peers ...string) {
+	tp.kernelVNI(h, tp.vni, "vx0", "br0", port, peers...)
+}
+
+// kernelVNI adds to h the kernel's vxlan device dev of vni on bridge br,
+// flooding to peers.
+func (tp *topo) kernelVNI(h *testHost, vni int, dev, br string, port int, peers ...string) {
 	tp.t.Helper()
-	h.ns.MustRun(tp.t, "ip", "link", "add", "vx0", "type", "vxlan", "id", fmt.Sprint(tp.vni),
+	h.ns.MustRun(tp.t, "ip", "link", "add", dev, "type", "vxlan", "id", fmt.Sprint(vni),
 		"dstport", fmt.Sprint(port), "local", h.ip, "dev", "eth0")
-	h.ns.MustRun(tp.t, "ip", "link", "set", "vx0", "mtu", fmt.Sprint(tp.mtu))
-	if err := h.ns.Bridge("br0"); err != nil {
+	h.ns.MustRun(tp.t, "ip", "link", "set", dev, "mtu", fmt.Sprint(tp.mtu))
+	if err := h.ns.Bridge(br); err != nil {
 		tp.t.Fatal(err)
 	}
-	if err := h.ns.SetMaster("vx0", "br0"); err != nil {
+	if err := h.ns.SetMaster(dev, br); err != nil {
 		tp.t.Fatal(err)
 	}
-	h.ns.MustRun(tp.t, "ip", "link", "set", "vx0", "up")
+	h.ns.MustRun(tp.t, "ip", "link", "set", dev, "up")
 	for _, p := range peers {
-		h.ns.MustRun(tp.t, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx0", "dst", p)
+		h.ns.MustRun(tp.t, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", dev, "dst", p)
 	}
 }
 

@@ -92,6 +92,7 @@ var (
 	floodVTEPs    = desc("flood_vteps", "VTEPs on the VNI's flood list.", "vni")
 	knownVTEPs    = desc("known_vteps", "VTEPs that VXLAN packets are accepted from.")
 	heals         = desc("host_setup_heals_total", "Repairs of the TAP's host setup: a deleted, detached or downed TAP, a deleted bridge.")
+	unclaimed     = desc("unclaimed_drops_total", "Datagrams on the shared sockets of several VNIs that no VNI took, by reason: too short to name a VNI (short), or of a VNI not served (vni_mismatch).", "reason")
 	tapAdopted    = desc("tap_adopted", "1 when the TAP was taken over at start from an earlier run that left it (a restart the containers did not see).")
 )
 
@@ -122,7 +123,7 @@ func (d *DataPlane) Collect(ch chan<- prometheus.Metric) {
 // set of sockets: each VNI's series under its vni label; the host-wide
 // ones (known VTEPs, heals) summed over the VNIs, tap_adopted 1 when every
 // TAP was adopted; and the drops of datagrams no VNI took (too short to
-// name one, or of a VNI not served) under vni="".
+// name one, or of a VNI not served) as unclaimed_drops_total.
 type DataPlanes struct {
 	Planes    []*DataPlane
 	Unclaimed StatsSource // nil: nothing to report
@@ -133,6 +134,9 @@ func (ds DataPlanes) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, drops, floodedFrames, floodCopies,
 		arpAnswered, arpFlooded, checksums, segmented, tooBigSent, tooBigLimited, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs, heals, tapAdopted} {
 		ch <- x
+	}
+	if ds.Unclaimed != nil {
+		ch <- unclaimed
 	}
 }
 
@@ -154,7 +158,7 @@ func (ds DataPlanes) Collect(ch chan<- prometheus.Metric) {
 	}
 	if ds.Unclaimed != nil {
 		for reason, n := range ds.Unclaimed.Stats().Drops {
-			ch <- prometheus.MustNewConstMetric(drops, prometheus.CounterValue, float64(n), "", reason)
+			ch <- prometheus.MustNewConstMetric(unclaimed, prometheus.CounterValue, float64(n), reason)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(knownVTEPs, prometheus.GaugeValue, float64(known))

@@ -133,3 +133,39 @@ func TestCollectorsExportTheirSources(t *testing.T) {
 		t.Errorf("etcd synced %v after the first list, want 1", v)
 	}
 }
+
+// Several VNIs on one set of sockets: each VNI's series under its label,
+// the host-wide ones once, and the datagrams no VNI took on their own.
+func TestDataPlanesExportEachVNI(t *testing.T) {
+	table42, table43 := fdb.New(4789, time.Minute), fdb.New(4789, time.Minute)
+	table42.AddFlood(42, netip.MustParseAddr("192.0.2.1"), fdb.SourceStatic)
+	table43.AddFlood(43, netip.MustParseAddr("192.0.2.1"), fdb.SourceStatic)
+	table43.AddFlood(43, netip.MustParseAddr("192.0.2.2"), fdb.SourceStatic)
+	reg := metrics.NewRegistry("test")
+	reg.Add(metrics.DataPlanes{
+		Planes: []*metrics.DataPlane{
+			{VNI: 42, Stats: &fixedStats{RxPackets: 1, Drops: map[string]uint64{"vni_mismatch": 0}}, FDB: table42, Heals: func() uint64 { return 1 }},
+			{VNI: 43, Stats: &fixedStats{RxPackets: 2, Drops: map[string]uint64{"vni_mismatch": 0}}, FDB: table43, Heals: func() uint64 { return 2 }},
+		},
+		Unclaimed: &fixedStats{Drops: map[string]uint64{"vni_mismatch": 5, "short": 1}},
+	})
+	f := scrape(t, reg.Handler(&health.Checks{}))
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"vxland_rx_packets_total", []string{"vni", "42"}, 1},
+		{"vxland_rx_packets_total", []string{"vni", "43"}, 2},
+		{"vxland_flood_vteps", []string{"vni", "43"}, 2},
+		{"vxland_drops_total", []string{"vni", "43", "reason", "vni_mismatch"}, 0},
+		{"vxland_unclaimed_drops_total", []string{"reason", "vni_mismatch"}, 5},
+		{"vxland_unclaimed_drops_total", []string{"reason", "short"}, 1},
+		{"vxland_host_setup_heals_total", nil, 3},
+		{"vxland_known_vteps", nil, 3},
+	} {
+		if v, ok := f.Value(c.name, c.labels...); !ok || v != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+}
