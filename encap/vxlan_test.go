@@ -207,6 +207,24 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+func TestPeekVNI(t *testing.T) {
+	for _, tc := range []struct {
+		pkt  []byte
+		vni  uint32
+		want error
+	}{
+		{[]byte{0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0}, 0xabcdef, nil},
+		// The rest of the header is Decode's to check.
+		{[]byte{0x00, 0xff, 0xff, 0xff, 0, 0, 42, 0xff, 1, 2}, 42, nil},
+		{[]byte{0x08, 0, 0, 0, 0, 0, 42}, 0, encap.ErrShort},
+		{nil, 0, encap.ErrShort},
+	} {
+		if vni, err := encap.PeekVNI(tc.pkt); vni != tc.vni || !errors.Is(err, tc.want) {
+			t.Errorf("PeekVNI(% x) = %d, %v; want %d, %v", tc.pkt, vni, err, tc.vni, tc.want)
+		}
+	}
+}
+
 // TestDecodeEveryBit flips each of the 64 header bits of valid headers one
 // at a time and checks that every bit is classified as RFC 7348 §5 says:
 // the I flag, 24 VNI bits, and 39 reserved bits (7 in byte 0, 24 in
@@ -484,6 +502,12 @@ func FuzzDecode(f *testing.F) {
 		payload, err := encap.Decode(pkt, &h)
 		if !bytes.Equal(pkt, orig) {
 			t.Fatalf("Decode modified its input")
+		}
+		// A receiver of several VNIs picks one by PeekVNI, then Decodes:
+		// both read the same VNI, and only a short packet names none.
+		peeked, peekErr := encap.PeekVNI(pkt)
+		if (peekErr != nil) != (len(pkt) < encap.HeaderLen) || (err == nil && peeked != h.VNI) {
+			t.Fatalf("PeekVNI(% x) = %d, %v; Decode = %d, %v", pkt, peeked, peekErr, h.VNI, err)
 		}
 
 		wantVNI, wantErr := refDecode(pkt)
