@@ -81,40 +81,29 @@ func (m *Mux) Stats() Stats {
 // sockets and the overlays' devices: it closes them before it returns,
 // and returns only when every goroutine it started has ended.
 func (m *Mux) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	var wg sync.WaitGroup
-	fail := func(err error) {
-		if ctx.Err() == nil {
-			cancel(err)
-		}
-	}
-	for i := range m.conns {
-		if m.startWorker(&wg, i, fail) {
-			continue
+	return runUntilFailure(ctx, func(ctx context.Context, wg *sync.WaitGroup, fail func(error)) {
+		for i := range m.conns {
+			if m.startWorker(wg, i, fail) {
+				continue
+			}
+			for _, o := range m.overlays {
+				wg.Go(func() { fail(loop(o.newEncapsulator(i).step, fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI))) })
+			}
+			wg.Go(func() { fail(loop(m.newDemux(i).step, "reading from underlay")) })
 		}
 		for _, o := range m.overlays {
-			wg.Go(func() { fail(loop(o.newEncapsulator(i).step, fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI))) })
+			wg.Go(func() { o.fdb.RunAgeing(ctx, o.cfg.Logger) })
 		}
-		wg.Go(func() { fail(loop(m.newDemux(i).step, "reading from underlay")) })
-	}
-	for _, o := range m.overlays {
-		wg.Go(func() { o.fdb.RunAgeing(ctx, o.cfg.Logger) })
-	}
-
-	<-ctx.Done()
-	for _, o := range m.overlays {
-		for _, q := range o.queues {
-			q.Device.Close()
+	}, func() {
+		for _, o := range m.overlays {
+			for _, q := range o.queues {
+				q.Device.Close()
+			}
 		}
-	}
-	for _, c := range m.conns {
-		c.Close()
-	}
-	wg.Wait()
-	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+		for _, c := range m.conns {
+			c.Close()
+		}
+	})
 }
 
 // demux reads the datagrams of one socket and hands each run of datagrams

@@ -162,27 +162,36 @@ func (o *Overlay) Neighbors() *fdb.Neighbors { return o.cfg.Neighbors }
 // runs the data plane gives it one more P per such queue
 // (runtime.GOMAXPROCS), so that its other goroutines keep theirs.
 func (o *Overlay) Run(ctx context.Context) error {
+	return runUntilFailure(ctx, func(ctx context.Context, wg *sync.WaitGroup, fail func(error)) {
+		for i := range o.queues {
+			if o.startWorker(wg, i, fail) {
+				continue
+			}
+			wg.Go(func() { fail(loop(o.newEncapsulator(i).step, "reading from device")) })
+			wg.Go(func() { fail(loop(o.newDecapsulator(i).step, "reading from underlay")) })
+		}
+		wg.Go(func() { o.fdb.RunAgeing(ctx, o.cfg.Logger) })
+	}, func() {
+		for _, q := range o.queues {
+			q.Device.Close()
+			q.Conn.Close()
+		}
+	})
+}
+
+// runUntilFailure runs the goroutines that start starts in wg until ctx
+// is done or one of them fails (fail), then closes what they read from
+// (stop), which ends them, and waits for them. It returns the failure.
+func runUntilFailure(ctx context.Context, start func(ctx context.Context, wg *sync.WaitGroup, fail func(error)), stop func()) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	fail := func(err error) {
+	start(ctx, &wg, func(err error) {
 		if ctx.Err() == nil {
 			cancel(err)
 		}
-	}
-	for i := range o.queues {
-		if o.startWorker(&wg, i, fail) {
-			continue
-		}
-		wg.Go(func() { fail(loop(o.newEncapsulator(i).step, "reading from device")) })
-		wg.Go(func() { fail(loop(o.newDecapsulator(i).step, "reading from underlay")) })
-	}
-	wg.Go(func() { o.fdb.RunAgeing(ctx, o.cfg.Logger) })
-
+	})
 	<-ctx.Done()
-	for _, q := range o.queues {
-		q.Device.Close()
-		q.Conn.Close()
-	}
+	stop()
 	wg.Wait()
 	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
 		return err
