@@ -25,7 +25,9 @@ const MaxMuxVNIs = 63
 //
 // Queue i of every Overlay has the Mux's socket i: one forwarding thread
 // per queue reads socket i and device queue i of every VNI, so that no
-// two threads use one socket.
+// two threads use one socket. Devices or sockets that cannot be polled
+// (the in-memory fakes) get a goroutine per device queue and socket
+// instead, and must then take sends from several goroutines at once.
 type Mux struct {
 	overlays []*Overlay // by VNI
 	conns    []PacketConn
