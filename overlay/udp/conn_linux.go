@@ -28,6 +28,10 @@ const (
 
 var cmsgSpace = unix.CmsgSpace(4)
 
+// sendOOBSpace holds the control messages of one sent message: its
+// segment size (UDP_SEGMENT), TTL and TOS, an int each at most.
+var sendOOBSpace = 3 * unix.CmsgSpace(4)
+
 // Conn is an underlay socket. Its buffers and message headers are
 // allocated when it opens, so that Read, TryRead, Send and SendFlow
 // allocate nothing.
@@ -41,6 +45,8 @@ type Conn struct {
 	v6    bool
 	batch int
 	gro   bool
+	// fields gives each datagram's outer TTL and TOS (Outer.PerDatagram).
+	fields func(datagram []byte) (ttl, tos uint8)
 
 	// receive side
 	rmsgs  []unix.Mmsghdr
@@ -284,7 +290,7 @@ func (c *Conn) sendVia(f *poller.FD, bufs [][]byte, dst netip.AddrPort) error {
 			bufs = bufs[used:]
 			continue
 		}
-		if !gso || c.smsgs[sent].Hdr.Controllen == 0 || !(errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) {
+		if !gso || c.smsgs[sent].Hdr.Iovlen < 2 || !(errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) {
 			return err
 		}
 		// The kernel refused to segment message sent (a path whose
@@ -321,11 +327,16 @@ func (c *Conn) send(f *poller.FD) (int, error) {
 
 // prepare fills the send messages from the head of bufs, a run of
 // equal-sized datagrams per message when gso is set, and returns how many
-// buffers they cover.
+// buffers they cover. With per-datagram fields, a run also shares its TTL
+// and TOS.
 func (c *Conn) prepare(bufs [][]byte, gso bool) int {
 	used, msgs, iov := 0, 0, 0
+	var ttl, tos uint8
 	for used < len(bufs) && msgs < c.batch {
 		first := len(bufs[used])
+		if c.fields != nil {
+			ttl, tos = c.fields(bufs[used])
+		}
 		n, total := 1, first
 		if gso {
 			// A run: equal sizes, the last one may be shorter.
@@ -333,6 +344,11 @@ func (c *Conn) prepare(bufs [][]byte, gso bool) int {
 				l := len(bufs[used+n])
 				if l > first || total+l > maxGSOPayload {
 					break
+				}
+				if c.fields != nil {
+					if nttl, ntos := c.fields(bufs[used+n]); nttl != ttl || ntos != tos {
+						break
+					}
 				}
 				n++
 				total += l
@@ -355,14 +371,23 @@ func (c *Conn) prepare(bufs [][]byte, gso bool) int {
 			c.siovs[iov+j] = unix.Iovec{Base: &b[0]}
 			c.siovs[iov+j].SetLen(len(b))
 		}
+		oob := c.soob[msgs*sendOOBSpace : (msgs+1)*sendOOBSpace]
+		off := 0
 		if n > 1 {
-			oob := c.soob[msgs*cmsgSpace : (msgs+1)*cmsgSpace]
-			cm := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-			cm.Level, cm.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
-			cm.SetLen(unix.CmsgLen(2))
-			*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(first)
+			off = putCmsg(oob, off, unix.IPPROTO_UDP, unix.UDP_SEGMENT, 2, first)
+		}
+		if c.fields != nil {
+			if c.v6 {
+				off = putCmsg(oob, off, unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT, 4, int(ttl))
+				off = putCmsg(oob, off, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, 4, int(tos))
+			} else {
+				off = putCmsg(oob, off, unix.IPPROTO_IP, unix.IP_TTL, 4, int(ttl))
+				off = putCmsg(oob, off, unix.IPPROTO_IP, unix.IP_TOS, 4, int(tos))
+			}
+		}
+		if off > 0 {
 			h.Control = &oob[0]
-			h.SetControllen(unix.CmsgSpace(2))
+			h.SetControllen(off)
 		} else {
 			h.Control = nil
 			h.SetControllen(0)
@@ -373,6 +398,22 @@ func (c *Conn) prepare(bufs [][]byte, gso bool) int {
 	}
 	c.sn = msgs
 	return used
+}
+
+// putCmsg writes a control message of level and typ at oob[off:], holding
+// value in size bytes (2: uint16, 4: int32), and returns the offset after
+// it.
+func putCmsg(oob []byte, off, level, typ, size, value int) int {
+	cm := (*unix.Cmsghdr)(unsafe.Pointer(&oob[off]))
+	cm.Level, cm.Type = int32(level), int32(typ)
+	cm.SetLen(unix.CmsgLen(size))
+	data := oob[off+unix.CmsgLen(0):]
+	if size == 2 {
+		*(*uint16)(unsafe.Pointer(&data[0])) = uint16(value)
+	} else {
+		*(*int32)(unsafe.Pointer(&data[0])) = int32(value)
+	}
+	return off + unix.CmsgSpace(size)
 }
 
 func (c *Conn) setDest(dst netip.AddrPort) {

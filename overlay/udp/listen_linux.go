@@ -36,14 +36,14 @@ func Listen(local netip.AddrPort, queues int, opt Options) ([]*Conn, error) {
 	if queues > 1 && local.Port() != 0 {
 		// SO_REUSEPORT would let us join another socket on the port
 		// (a second vxland, say): make sure it is free first.
-		f, err := openSocket(local, false)
+		f, err := openSocket(local, false, opt.Outer)
 		if err != nil {
 			return nil, fmt.Errorf("listening on UDP %s: %w", local, err)
 		}
 		f.Close()
 	}
 	fds, err := openAll(queues, func(i int) (*poller.FD, error) {
-		f, err := openSocket(local, queues > 1)
+		f, err := openSocket(local, queues > 1, opt.Outer)
 		if err != nil {
 			return nil, fmt.Errorf("listening on UDP %s: %w", local, err)
 		}
@@ -71,6 +71,12 @@ func Listen(local netip.AddrPort, queues int, opt Options) ([]*Conn, error) {
 			log.Warn("the kernel refused a socket offload; continuing without it", "offload", "UDP_GRO", "err", err)
 		}
 	}
+	if opt.GSO && opt.Outer.NoChecksum && local.Addr().Is4() {
+		// The kernel refuses to segment a send without checksum
+		// (udp_send_skb: EINVAL).
+		opt.GSO = false
+		log.Info("UDP segmentation offload is off: the kernel does not segment datagrams sent without UDP checksum")
+	}
 	if opt.GSO {
 		err := fds[0].Control(func(fd int) error {
 			_, err := unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
@@ -82,7 +88,7 @@ func Listen(local netip.AddrPort, queues int, opt Options) ([]*Conn, error) {
 		}
 	}
 	src, err := openAll(opt.SourcePorts, func(int) (*poller.FD, error) {
-		return openSourceSocket(local.Addr())
+		return openSourceSocket(local.Addr(), opt.Outer)
 	})
 	if err != nil {
 		closeAll(fds)
@@ -134,8 +140,9 @@ func closeAll[C io.Closer](cs []C) {
 }
 
 // openSocket opens a non-blocking UDP socket bound to local, with
-// SO_REUSEPORT when reuse is set.
-func openSocket(local netip.AddrPort, reuse bool) (*poller.FD, error) {
+// SO_REUSEPORT when reuse is set, that sends with the outer header
+// settings of outer.
+func openSocket(local netip.AddrPort, reuse bool, outer Outer) (*poller.FD, error) {
 	var family int
 	var sa unix.Sockaddr
 	if local.Addr().Is4() {
@@ -150,7 +157,7 @@ func openSocket(local netip.AddrPort, reuse bool) (*poller.FD, error) {
 	if family == unix.AF_INET6 {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
 	}
-	if err := setDontFragment(fd, family); err != nil {
+	if err := setOuter(fd, family, outer); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
@@ -175,23 +182,54 @@ func openSocket(local netip.AddrPort, reuse bool) (*poller.FD, error) {
 	return f, nil
 }
 
-// setDontFragment has the kernel send every datagram whole, with DF set
-// on IPv4 (IP_PMTUDISC_DO) and never fragmented on IPv6, as kernel VXLAN
-// does with "df set": a datagram larger than the path MTU is refused with
-// EMSGSIZE instead of leaving as fragments, which the receiving VTEP would
-// have to reassemble and which a lost fragment turns into a lost frame.
-func setDontFragment(fd, family int) error {
+// setOuter sets the socket options of the outer header settings of o.
+//
+// By default the kernel sends every datagram whole, with DF set on IPv4
+// (IP_PMTUDISC_DO) and never fragmented on IPv6, as kernel VXLAN does with
+// "df set": a datagram larger than the path MTU is refused with EMSGSIZE
+// instead of leaving as fragments, which the receiving VTEP would have to
+// reassemble and which a lost fragment turns into a lost frame.
+// o.NoDontFragment is "df unset": no DF, and the kernel fragments.
+func setOuter(fd, family int, o Outer) error {
+	type option struct {
+		name       string
+		level, opt int
+		value      int
+	}
+	var opts []option
 	if family == unix.AF_INET {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
-			return os.NewSyscallError("setsockopt IP_MTU_DISCOVER", err)
+		pmtu := unix.IP_PMTUDISC_DO
+		if o.NoDontFragment {
+			pmtu = unix.IP_PMTUDISC_DONT
 		}
-		return nil
+		opts = append(opts, option{"IP_MTU_DISCOVER", unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu})
+		if o.TTL > 0 {
+			opts = append(opts, option{"IP_TTL", unix.IPPROTO_IP, unix.IP_TTL, o.TTL})
+		}
+		if o.TOS != 0 {
+			opts = append(opts, option{"IP_TOS", unix.IPPROTO_IP, unix.IP_TOS, int(o.TOS)})
+		}
+		if o.NoChecksum {
+			opts = append(opts, option{"SO_NO_CHECK", unix.SOL_SOCKET, unix.SO_NO_CHECK, 1})
+		}
+	} else {
+		pmtu, dontFrag := unix.IPV6_PMTUDISC_DO, 1
+		if o.NoDontFragment {
+			pmtu, dontFrag = unix.IPV6_PMTUDISC_DONT, 0
+		}
+		opts = append(opts, option{"IPV6_MTU_DISCOVER", unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, pmtu},
+			option{"IPV6_DONTFRAG", unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, dontFrag})
+		if o.TTL > 0 {
+			opts = append(opts, option{"IPV6_UNICAST_HOPS", unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, o.TTL})
+		}
+		if o.TOS != 0 {
+			opts = append(opts, option{"IPV6_TCLASS", unix.IPPROTO_IPV6, unix.IPV6_TCLASS, int(o.TOS)})
+		}
 	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO); err != nil {
-		return os.NewSyscallError("setsockopt IPV6_MTU_DISCOVER", err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, 1); err != nil {
-		return os.NewSyscallError("setsockopt IPV6_DONTFRAG", err)
+	for _, op := range opts {
+		if err := unix.SetsockoptInt(fd, op.level, op.opt, op.value); err != nil {
+			return os.NewSyscallError("setsockopt "+op.name, err)
+		}
 	}
 	return nil
 }
@@ -236,12 +274,12 @@ func boundAddr(f *poller.FD) (netip.AddrPort, error) {
 // openSourceSocket opens a sending socket on addr and a free port of the
 // dynamic range: it tries ports from a random one on, and gives up after
 // 64 in use.
-func openSourceSocket(addr netip.Addr) (*poller.FD, error) {
+func openSourceSocket(addr netip.Addr, outer Outer) (*poller.FD, error) {
 	span := srcPortMax - srcPortMin + 1
 	start := rand.IntN(span)
 	for i := range 64 {
 		port := uint16(srcPortMin + (start+i*7919)%span)
-		f, err := openSocket(netip.AddrPortFrom(addr, port), false)
+		f, err := openSocket(netip.AddrPortFrom(addr, port), false, outer)
 		if errors.Is(err, unix.EADDRINUSE) {
 			continue
 		}
@@ -266,6 +304,7 @@ func newConn(f *poller.FD, g *group, local netip.AddrPort, opt Options) *Conn {
 		v6:     local.Addr().Is6(),
 		batch:  n,
 		gro:    opt.GRO,
+		fields: opt.Outer.PerDatagram,
 		rmsgs:  make([]unix.Mmsghdr, n),
 		riovs:  make([]unix.Iovec, n),
 		rnames: make([]unix.RawSockaddrInet6, n),
@@ -273,7 +312,7 @@ func newConn(f *poller.FD, g *group, local netip.AddrPort, opt Options) *Conn {
 		smsgs:  make([]unix.Mmsghdr, n),
 		// A message has up to maxGSOSegments iovecs when GSO is on.
 		siovs: make([]unix.Iovec, n*maxGSOSegments),
-		soob:  make([]byte, n*cmsgSpace),
+		soob:  make([]byte, n*sendOOBSpace),
 	}
 	c.snameV4 = (*unix.RawSockaddrInet4)(unsafe.Pointer(&c.sname))
 	if c.gro {

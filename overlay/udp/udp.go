@@ -35,6 +35,35 @@ type Options struct {
 	// Logger hears, once each, of the offloads the kernel refuses. Nil
 	// discards them.
 	Logger *slog.Logger
+	// Outer sets the fields of the outer IP and UDP headers that the
+	// kernel writes for every datagram sent.
+	Outer Outer
+}
+
+// Outer holds the settings of the outer headers, named as those of
+// iproute2's `ip link add type vxlan`. The zero value is the kernel's
+// defaults with DF set.
+type Outer struct {
+	// TTL is the IPv4 TTL or IPv6 hop limit, 1 to 255; 0 leaves the
+	// kernel's default (net.ipv4.ip_default_ttl, 64).
+	TTL int
+	// TOS is the IPv4 TOS byte or IPv6 traffic class (DSCP and ECN).
+	TOS uint8
+	// NoDontFragment lets datagrams leave without DF and be fragmented
+	// by the kernel when larger than the path MTU (IP_PMTUDISC_DONT).
+	NoDontFragment bool
+	// NoChecksum sends IPv4 datagrams with a zero UDP checksum
+	// (SO_NO_CHECK), which RFC 7348 §5 allows. IPv6 always carries one
+	// (RFC 8200 §8.1): the option does nothing there. The kernel does
+	// not segment a UDP send without checksum, so it turns GSO off.
+	NoChecksum bool
+	// PerDatagram, when set, is asked for each datagram sent: the TTL
+	// and TOS it returns replace TTL and TOS, through control messages
+	// (IP_TTL and IP_TOS, IPV6_HOPLIMIT and IPV6_TCLASS). The datagrams
+	// of one UDP_SEGMENT message share one pair, so a run is cut where
+	// they change. The TTL must be 1 to 255. It must not keep the
+	// datagram, nor allocate.
+	PerDatagram func(datagram []byte) (ttl, tos uint8)
 }
 
 // maxGSOSegments bounds the datagrams of one UDP_SEGMENT send and of one
