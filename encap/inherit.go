@@ -1,0 +1,49 @@
+package encap
+
+// The fields an outer IP header inherits from the inner one, as the Linux
+// vxlan device's "ttl inherit" and "tos inherit" do.
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	// ecnMask is the ECN field of the TOS byte (RFC 3168 §5), ecnCE its
+	// Congestion Experienced codepoint and ecnECT0 ECT(0).
+	ecnMask = 0x03
+	ecnCE   = 0x03
+	ecnECT0 = 0x02
+)
+
+// InnerTTLTOS returns the TTL (IPv6: hop limit) and TOS byte (IPv6:
+// traffic class) of the IP packet in the Ethernet frame that follows the
+// VXLAN header at the start of datagram. ok is false when the frame does
+// not carry IPv4 or IPv6 right after its Ethernet header (ARP, a VLAN
+// tag) or is too short to tell.
+//
+// An inner ECN of Congestion Experienced is returned as ECT(0): RFC 6040
+// §4.1 has a tunnel's ingress copy ECN, except that CE becomes ECT(0) in
+// the outer header, as the Linux kernel's tunnels do.
+func InnerTTLTOS(datagram []byte) (ttl, tos uint8, ok bool) {
+	const ip = HeaderLen + EthernetHeaderLen
+	if len(datagram) < ip+8 {
+		return 0, 0, false
+	}
+	switch uint16(datagram[ip-2])<<8 | uint16(datagram[ip-1]) {
+	case etherTypeIPv4:
+		if datagram[ip]>>4 != 4 {
+			return 0, 0, false
+		}
+		ttl, tos = datagram[ip+8], datagram[ip+1]
+	case etherTypeIPv6:
+		if datagram[ip]>>4 != 6 {
+			return 0, 0, false
+		}
+		// The traffic class spans the low nibble of byte 0 and the
+		// high nibble of byte 1.
+		ttl, tos = datagram[ip+7], datagram[ip]<<4|datagram[ip+1]>>4
+	default:
+		return 0, 0, false
+	}
+	if tos&ecnMask == ecnCE {
+		tos = tos&^ecnMask | ecnECT0
+	}
+	return ttl, tos, true
+}
