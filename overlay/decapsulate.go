@@ -103,7 +103,9 @@ func (d *decapsulator) deliver(bufs [][]byte, sizes []int, srcs []netip.AddrPort
 		case offload.ChecksumCompleted:
 			d.qc.rxChecksumCompleted.Add(1)
 		}
-		d.learn(fdb.MAC(frame[6:12]), src)
+		if !cfg.NoLearning {
+			d.learn(fdb.MAC(frame[6:12]), src)
+		}
 		d.memo.packets++
 		d.memo.bytes += len(frame)
 		if len(frame) > cfg.MTU+encap.EthernetHeaderLen {

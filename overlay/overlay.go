@@ -61,6 +61,11 @@ type Config struct {
 	// Sources are told apart by a hash into a fixed table, so that ever
 	// new source MACs cost no memory: a few share a bucket.
 	FloodPerSource, FloodTotal ratelimit.Limit
+	// NoLearning turns data-plane learning off: the source MAC of a
+	// received frame is not recorded behind the VTEP that sent it, so
+	// that only the entries the control plane and the static
+	// configuration put in the FDB forward (the kernel's "nolearning").
+	NoLearning bool
 }
 
 // Overlay is one VNI's data plane.

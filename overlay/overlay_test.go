@@ -40,13 +40,19 @@ type rig struct {
 	decap func() error
 }
 
-func newRig(t testing.TB) *rig {
+// newRig builds a data plane of one queue on in-memory fakes, with two
+// static peers; configure, if any, changes its configuration.
+func newRig(t testing.TB, configure ...func(*overlay.Config)) *rig {
 	t.Helper()
 	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: fdb.New(4789, time.Minute)}
 	r.fdb.AddFlood(testVNI, peer1, fdb.SourceStatic)
 	r.fdb.AddFlood(testVNI, peer2, fdb.SourceStatic)
+	cfg := overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450}
+	for _, f := range configure {
+		f(&cfg)
+	}
 	var err error
-	r.ov, err = overlay.New(overlay.Config{VNI: testVNI, LocalMAC: localMAC, MTU: 1450}, []overlay.Queue{{Device: r.dev, Conn: r.conn}}, r.fdb)
+	r.ov, err = overlay.New(cfg, []overlay.Queue{{Device: r.dev, Conn: r.conn}}, r.fdb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +185,30 @@ func TestDecapDeliversAndLearns(t *testing.T) {
 	}
 	if s := r.ov.Stats(); s.RxPackets != 1 || s.RxBytes != uint64(len(frame)) {
 		t.Fatalf("counters %+v", s)
+	}
+}
+
+// Without learning, a frame from an unknown source is delivered, and its
+// source stays unknown: a frame to it is flooded.
+func TestDecapWithoutLearning(t *testing.T) {
+	r := newRig(t, func(c *overlay.Config) { c.NoLearning = true })
+	frame := udpFrame(t, macB, macA, 100)
+	r.conn.Inject(vxlanPacket(testVNI, frame), netip.AddrPortFrom(peer2, 50000))
+	if err := r.decap(); err != nil {
+		t.Fatal(err)
+	}
+	if w := r.dev.Written(); len(w) != 1 || !bytes.Equal(w[0], frame) {
+		t.Fatalf("device got %d frames, want the inner frame", len(w))
+	}
+	if got, ok := r.fdb.Lookup(testVNI, macB); ok {
+		t.Fatalf("%v learned behind %v, want not learned", macB, got.AddrPort())
+	}
+	r.dev.Inject(udpFrame(t, macA, macB, 10))
+	if err := r.encap(); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.ov.Stats(); s.RxPackets != 1 || s.TxFlooded != 1 {
+		t.Fatalf("received %d, flooded %d; want 1 and the reply flooded", s.RxPackets, s.TxFlooded)
 	}
 }
 
