@@ -90,6 +90,12 @@ type config struct {
 	// Persist: the TAP outlives the daemon (tap.Options.Persist).
 	Persist bool
 	Limits  limits
+	// Outer is the settings of the outer headers (--ttl, --tos, --df,
+	// --udp-csum).
+	Outer outerHeader
+	// Learning: the source MACs of received frames are learned
+	// (--learning).
+	Learning bool
 
 	EtcdEndpoints []string
 	EtcdPrefix    string
@@ -193,6 +199,11 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.IntVar(&r.limits.FloodRateTotal, "flood-rate-total", 5000, "frames per second that all sources together may flood, with bursts of as many; more are dropped as flood_rate_total (0: no limit)")
 	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
 	fs.StringVar(&r.idleSched, "idle-sched", "batch", "scheduling policy of a forwarding thread whose traffic is sparse (waits of 5 ms or more): batch (SCHED_BATCH, so that a lone packet does not preempt its sender and the round trip stays on one CPU; SCHED_OTHER again once traffic is steady) or normal (always SCHED_OTHER)")
+	fs.StringVar(&r.ttl, "ttl", "64", "TTL (IPv6: hop limit) of the outer IP header, 1 to 255, or inherit: the inner IPv4 TTL or IPv6 hop limit (64 for other frames), as ip link's vxlan ttl")
+	fs.StringVar(&r.tos, "tos", "0", "TOS byte (IPv6: traffic class) of the outer IP header, 0 to 255 (or 0x00 to 0xff), or inherit: the inner IP header's DSCP and ECN, Congestion Experienced sent as ECT(0) (0 for other frames), as ip link's vxlan tos")
+	fs.StringVar(&r.df, "df", "set", "DF of the outer IPv4 header: set (a datagram too large for the path is refused, never fragmented) or unset (no DF; the kernel fragments what is too large); on IPv6 unset lets the kernel fragment. inherit is not offered: Linux has no per-datagram DF for UDP sockets")
+	fs.BoolVar(&r.udpCsum, "udp-csum", true, "compute the outer UDP checksum; --udp-csum=false sends IPv4 datagrams with checksum 0 (RFC 7348 §5) and without UDP segmentation offload, which the kernel refuses for them; IPv6 always has one (exit 2)")
+	fs.BoolVar(&r.learning, "learning", true, "learn the source MACs of received frames behind the VTEP that sent them; --learning=false forwards only by the static, etcd and flannel entries (unknown destinations are flooded), as ip link's vxlan nolearning")
 	fs.IntVar(&r.queues, "queues", 0, "queues of the TAP (IFF_MULTI_QUEUE) and sockets on --port (SO_REUSEPORT), one forwarding thread each (default 0: one per CPU)")
 	fs.BoolVar(&r.persist, "persist", true, "keep the TAP (its MAC, MTU and bridge port; in flannel mode its address, neighbours and routes) when vxland exits and adopt it on start, so that a restart leaves the link as it was; --persist=false removes it on exit (else: ip link del <tap>)")
 	fs.StringVar(&r.controlSocket, "control-socket", "", "Unix socket serving stats and the FDB (default \"/run/vxland/<tap>.sock\")")
@@ -243,6 +254,9 @@ type rawFlags struct {
 	idleSched     string
 	persist       bool
 	limits        limits
+	ttl, tos, df  string
+	udpCsum       bool
+	learning      bool
 
 	etcdEndpoints    []string
 	etcdPrefix       string
@@ -519,6 +533,10 @@ func (r *rawFlags) validate() (*config, error) {
 		return nil, flagErrorf("idle-sched", "%q: want batch or normal", r.idleSched)
 	}
 	c.Persist = r.persist
+	if c.Outer, err = r.outerHeader(); err != nil {
+		return nil, err
+	}
+	c.Learning = r.learning
 	if err := r.limits.validate(); err != nil {
 		return nil, err
 	}
@@ -657,6 +675,63 @@ func (r *rawFlags) validateUnderlay(c *config) error {
 		if err := c.Underlay.Check(p); err != nil {
 			return flagErrorf("peer", "%s is outside --underlay-cidr %s", p, c.Underlay)
 		}
+	}
+	return nil
+}
+
+// outerHeader is the settings of the outer IP and UDP headers.
+type outerHeader struct {
+	TTL        int // 1 to 255, used also for non-IP frames when InheritTTL
+	InheritTTL bool
+	TOS        uint8 // used also for non-IP frames when InheritTOS
+	InheritTOS bool
+	NoDF       bool // --df unset
+	NoChecksum bool // --udp-csum=false
+}
+
+// defaultTTL is the outer TTL by default and, with --ttl inherit, of
+// frames that carry no IP packet: Linux's default (net.ipv4.ip_default_ttl).
+const defaultTTL = 64
+
+// inherit is the value of --ttl and --tos that takes the inner header's.
+const inherit = "inherit"
+
+func (r *rawFlags) outerHeader() (outerHeader, error) {
+	o := outerHeader{TTL: defaultTTL, NoChecksum: !r.udpCsum}
+	if r.ttl == inherit {
+		o.InheritTTL = true
+	} else {
+		v, err := strconv.Atoi(r.ttl)
+		if err != nil || v < 1 || v > 255 {
+			return o, flagErrorf("ttl", "%q: want 1 to 255, or %s", r.ttl, inherit)
+		}
+		o.TTL = v
+	}
+	if r.tos == inherit {
+		o.InheritTOS = true
+	} else {
+		v, err := strconv.ParseUint(r.tos, 0, 8)
+		if err != nil {
+			return o, flagErrorf("tos", "%q: want 0 to 255 (or 0x00 to 0xff), or %s", r.tos, inherit)
+		}
+		o.TOS = uint8(v)
+	}
+	switch r.df {
+	case "set":
+	case "unset":
+		o.NoDF = true
+	case inherit:
+		return o, flagErrorf("df", "%s: not supported: Linux offers no per-datagram DF on a UDP socket; want set or unset", inherit)
+	default:
+		return o, flagErrorf("df", "%q: want set or unset", r.df)
+	}
+	return o, nil
+}
+
+// checkFamily refuses what an underlay of addr's family cannot do.
+func (o outerHeader) checkFamily(addr netip.Addr) error {
+	if o.NoChecksum && addr.Is6() {
+		return flagErrorf("udp-csum", "false: the IPv6 underlay (%s) always carries a UDP checksum (RFC 8200 §8.1)", addr)
 	}
 	return nil
 }

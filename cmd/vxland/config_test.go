@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -118,6 +119,16 @@ func TestParseConfigRejects(t *testing.T) {
 		{env: map[string]string{"VXLAND_METRICS_LISTEN": "[::1]"}, want: "--metrics-listen"},
 		{args: []string{"--persist=maybe"}, want: "--persist"},
 		{env: map[string]string{"VXLAND_PERSIST": "sometimes"}, want: "VXLAND_PERSIST"},
+		{args: []string{"--ttl", "0"}, want: "--ttl"},
+		{args: []string{"--ttl", "256"}, want: "--ttl"},
+		{args: []string{"--ttl", "inherited"}, want: "--ttl"},
+		{args: []string{"--tos", "256"}, want: "--tos"},
+		{args: []string{"--tos", "0x1ff"}, want: "--tos"},
+		{args: []string{"--tos", "-1"}, want: "--tos"},
+		{args: []string{"--df", "inherit"}, want: "--df"},
+		{args: []string{"--df", "maybe"}, want: "--df"},
+		{args: []string{"--udp-csum=perhaps"}, want: "--udp-csum"},
+		{args: []string{"--learning=often"}, want: "--learning"},
 		{args: []string{"--no-such-flag"}, want: "--no-such-flag"},
 		{args: []string{"stray"}, want: "stray"},
 		{env: map[string]string{"VXLAND_PORT": "99999"}, want: "--port"},
@@ -174,6 +185,38 @@ log-format: json
 fdb-max: 1000
 flood-rate: 0
 `
+
+func TestParseOuterHeader(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want outerHeader
+	}{
+		{nil, outerHeader{TTL: 64}},
+		{[]string{"--ttl=1", "--tos=0xb8", "--df=unset", "--udp-csum=false"}, outerHeader{TTL: 1, TOS: 0xb8, NoDF: true, NoChecksum: true}},
+		{[]string{"--ttl=inherit", "--tos=inherit", "--df=set"}, outerHeader{TTL: 64, InheritTTL: true, InheritTOS: true}},
+		{[]string{"--ttl=255", "--tos=46"}, outerHeader{TTL: 255, TOS: 46}},
+	} {
+		c, err := parse(tc.args, nil)
+		if err != nil || c.Outer != tc.want {
+			t.Errorf("%v: %+v, %v; want %+v", tc.args, c.Outer, err, tc.want)
+		}
+	}
+	c, err := parse(nil, nil)
+	if err != nil || !c.Learning {
+		t.Fatalf("learning is not on by default: %v", err)
+	}
+	if c, err = parse([]string{"--learning=false"}, nil); err != nil || c.Learning {
+		t.Fatalf("--learning=false: learning %v, %v", c.Learning, err)
+	}
+	// No UDP checksum is an IPv4 matter: an IPv6 underlay always has one.
+	err = outerHeader{NoChecksum: true}.checkFamily(netip.MustParseAddr("2001:db8::1"))
+	if !strings.Contains(fmt.Sprint(err), "--udp-csum") {
+		t.Errorf("--udp-csum=false on IPv6: %v, want an error naming --udp-csum", err)
+	}
+	if err := (outerHeader{NoChecksum: true}).checkFamily(netip.MustParseAddr("192.0.2.1")); err != nil {
+		t.Errorf("--udp-csum=false on IPv4: %v", err)
+	}
+}
 
 func TestConfigFile(t *testing.T) {
 	path := writeConfig(t, testConfigFile)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -54,6 +55,13 @@ func runCapture(t *testing.T, args ...string) (file string, wait func() (int, st
 // readPcap returns the packets of a pcap file.
 func readPcap(t *testing.T, file string) []gopacket.Packet {
 	t.Helper()
+	return readPcapFile(t, file, false)
+}
+
+// readPcapFile returns the packets of a pcap file; with growing, the file
+// is still being written: a partial last record ends it.
+func readPcapFile(t *testing.T, file string, growing bool) []gopacket.Packet {
+	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +77,7 @@ func readPcap(t *testing.T, file string) []gopacket.Packet {
 	var out []gopacket.Packet
 	for {
 		data, _, err := r.ReadPacketData()
-		if err == io.EOF {
+		if err == io.EOF || growing && errors.Is(err, io.ErrUnexpectedEOF) {
 			return out
 		}
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
@@ -140,17 +141,13 @@ func haveTools(tools ...string) error {
 // and says what it saw.
 func captureUnderlay(t *testing.T, h *testHost) func() string {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "underlay.pcap")
-	p, err := h.ns.Start("tcpdump", "-i", "eth0", "-n", "-U", "-Z", "root", "-s", "128", "-w", file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "tcpdump listening", func() bool { return strings.Contains(p.Output(), "listening on") })
+	packets, stopCapture := tcpdumpUnderlay(t, h)
 	return func() string {
 		t.Helper()
-		p.Stop(5 * time.Second)
+		out := stopCapture()
+		pkts := packets()
 		var vxlan, fragments, oversize, noDF, largest int
-		for _, pkt := range readPcap(t, file) {
+		for _, pkt := range pkts {
 			ip, ok := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 			if !ok {
 				continue
@@ -170,15 +167,34 @@ func captureUnderlay(t *testing.T, h *testHost) func() string {
 			}
 		}
 		if vxlan < (4<<20)/1500 {
-			t.Errorf("the underlay capture holds %d VXLAN datagrams, too few for the transfers:\n%s", vxlan, p.Output())
+			t.Errorf("the underlay capture holds %d VXLAN datagrams, too few for the transfers:\n%s", vxlan, out)
 		}
 		if fragments != 0 || oversize != 0 || noDF != 0 {
 			t.Errorf("the underlay carried %d IPv4 fragments, %d packets over its MTU 1500 and %d VXLAN datagrams without DF; want none",
 				fragments, oversize, noDF)
 		}
 		return fmt.Sprintf("underlay capture: %d VXLAN datagrams, the largest IP packet %d bytes, %d fragments, %d over MTU 1500 (%s)",
-			vxlan, largest, fragments, oversize, strings.Join(strings.Fields(lastLine(p.Output(), "dropped by kernel")), " "))
+			vxlan, largest, fragments, oversize, strings.Join(strings.Fields(lastLine(out, "dropped by kernel")), " "))
 	}
+}
+
+// tcpdumpUnderlay captures h's underlay (eth0), the first 128 bytes of
+// each packet, with tcpdump until stop is called, which returns what
+// tcpdump said; packets returns what it captured so far.
+func tcpdumpUnderlay(t *testing.T, h *testHost) (packets func() []gopacket.Packet, stop func() string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "underlay.pcap")
+	p, err := h.ns.Start("tcpdump", "-i", "eth0", "-n", "-U", "-Z", "root", "-s", "128", "-w", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "tcpdump listening", func() bool { return strings.Contains(p.Output(), "listening on") })
+	packets = func() []gopacket.Packet { return readPcapFile(t, file, true) }
+	stop = func() string {
+		p.Stop(5 * time.Second)
+		return p.Output()
+	}
+	return packets, stop
 }
 
 func lastLine(out, containing string) string {

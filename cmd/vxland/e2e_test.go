@@ -803,6 +803,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 func TestBadFlagsExit2(t *testing.T) {
 	tp := newTopo(t, 1)
 	h := tp.addHost()
+	h.ns.MustRun(t, "ip", "addr", "add", "fd77::1/64", "dev", "eth0", "nodad")
 	cases := []struct {
 		name string
 		args []string
@@ -820,6 +821,10 @@ func TestBadFlagsExit2(t *testing.T) {
 		{name: "metrics address not on host", args: []string{"--local-ip", h.ip, "--metrics-listen", "10.77.0.200:8473"}, want: "--metrics-listen"},
 		{name: "mtu larger than the underlay carries", args: []string{"--local-ip", h.ip, "--mtu", "1451"}, want: "--mtu 1451 is larger than underlay"},
 		{name: "tap mtu below the overlay mtu", args: []string{"--local-ip", h.ip, "--tap-mtu", "1449"}, want: "--tap-mtu 1449 is below the overlay MTU 1450"},
+		{name: "ttl 0", args: []string{"--ttl", "0"}, want: "--ttl"},
+		{name: "tos too large", args: []string{"--tos", "0x100"}, want: "--tos"},
+		{name: "df inherit", args: []string{"--df", "inherit"}, want: "--df"},
+		{name: "no UDP checksum over IPv6", args: []string{"--local-ip", "fd77::1", "--udp-csum=false"}, want: "--udp-csum"},
 		{name: "env var", args: nil, want: "VXLAND_VNI", prep: func(cmd *exec.Cmd) *exec.Cmd {
 			cmd.Env = append(cmd.Env, "VXLAND_VNI=abc")
 			return cmd

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/tap"
 	"github.com/vxland/vxland/overlay/udp"
@@ -23,7 +24,7 @@ const sourcePorts = 16
 // and go on without it.
 func openUnderlay(cfg *config, local netip.AddrPort, log *slog.Logger) ([]overlay.PacketConn, error) {
 	o := cfg.Offload
-	opt := udp.Options{Batch: 1, GSO: o.GSO, GRO: o.GRO, SourcePorts: sourcePorts, Logger: log}
+	opt := udp.Options{Batch: 1, GSO: o.GSO, GRO: o.GRO, SourcePorts: sourcePorts, Logger: log, Outer: cfg.Outer.udp()}
 	if o.Batch {
 		opt.Batch = batchSize
 	}
@@ -32,6 +33,32 @@ func openUnderlay(cfg *config, local netip.AddrPort, log *slog.Logger) ([]overla
 		return nil, err
 	}
 	return conns(cs), nil
+}
+
+// udp returns the settings of the underlay sockets: fixed values as
+// socket options, inherited ones per datagram from its inner IP header.
+func (o outerHeader) udp() udp.Outer {
+	u := udp.Outer{TTL: o.TTL, TOS: o.TOS, NoDontFragment: o.NoDF, NoChecksum: o.NoChecksum}
+	if !o.InheritTTL && !o.InheritTOS {
+		return u
+	}
+	u.PerDatagram = func(datagram []byte) (ttl, tos uint8) {
+		ttl, tos = uint8(o.TTL), o.TOS
+		innerTTL, innerTOS, ok := encap.InnerTTLTOS(datagram)
+		if !ok {
+			return ttl, tos
+		}
+		// An inner TTL of 0 takes the default, as Linux's
+		// tunnels do: the kernel refuses a TTL of 0.
+		if o.InheritTTL && innerTTL != 0 {
+			ttl = innerTTL
+		}
+		if o.InheritTOS {
+			tos = innerTOS
+		}
+		return ttl, tos
+	}
+	return u
 }
 
 func conns[C overlay.PacketConn](cs []C) []overlay.PacketConn {

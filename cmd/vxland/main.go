@@ -179,6 +179,9 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err := checkPeerFamily(cfg.Peers, u.Addr); err != nil {
 		return err
 	}
+	if err := cfg.Outer.checkFamily(u.Addr); err != nil {
+		return err
+	}
 	if err := cfg.Underlay.Check(u.Addr); err != nil {
 		return usagef("--underlay-cidr %s: this host's VTEP address %s is outside it", cfg.Underlay, u.Addr)
 	}
@@ -267,7 +270,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 
 		t := fdb.New(cfg.Port, cfg.FDBAgeing)
 		sv.attachPeers(t, p.VNI, u.Addr)
-		c := overlay.Config{VNI: p.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle}
+		c := overlay.Config{VNI: p.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle, NoLearning: !cfg.Learning}
 		cfg.Limits.apply(&c, t)
 		if cfg.UseEtcd() {
 			c.Local, c.Neighbors = cfg.Limits.localTable(), fdb.NewNeighbors()
