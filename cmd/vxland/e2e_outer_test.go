@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -46,6 +47,22 @@ func sendMarked(ns *netlab.NS, dst string, ttl, tos, count int, payload []byte) 
 		}
 		return nil
 	})
+}
+
+// awaitDatagram reads from rx until a datagram holding want arrives, or
+// for at most d.
+func awaitDatagram(rx net.PacketConn, want []byte, d time.Duration) error {
+	rx.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := rx.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(buf[:n], want) {
+			return nil
+		}
+	}
 }
 
 // vxlanSent returns the outer fields of the VXLAN datagrams that src sent
@@ -113,16 +130,8 @@ func TestOuterHeaderOnTheWire(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Delivered: the far end takes what these settings send.
-			rx.SetReadDeadline(time.Now().Add(10 * time.Second))
-			buf := make([]byte, 2048)
-			for {
-				n, _, err := rx.ReadFrom(buf)
-				if err != nil {
-					t.Fatalf("c2 received nothing sent with %v: %v", tc.flags, err)
-				}
-				if bytes.Equal(buf[:n], marker) {
-					break
-				}
+			if err := awaitDatagram(rx, marker, 10*time.Second); err != nil {
+				t.Fatalf("c2 received nothing sent with %v: %v", tc.flags, err)
 			}
 			var marked, arp []outerFields
 			waitFor(t, 10*time.Second, "the datagrams sent in the capture", func() bool {

@@ -29,15 +29,19 @@ func TestDontFragment(t *testing.T) {
 		{"[::1]:0", unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, 1, "IPV6_DONTFRAG"},
 	} {
 		c := listen(t, tc.addr, 1, udp.Options{Batch: 8})[0]
-		var got int
-		err := c.FD().Control(func(fd int) (err error) {
-			got, err = unix.GetsockoptInt(fd, tc.level, tc.opt)
-			return err
-		})
-		if err != nil || got != tc.want {
+		if got, err := sockopt(c, tc.level, tc.opt); err != nil || got != tc.want {
 			t.Errorf("%s on %s: %d, %v; want %d", tc.description, tc.addr, got, err, tc.want)
 		}
 	}
+}
+
+// sockopt reads an integer socket option of c.
+func sockopt(c *udp.Conn, level, opt int) (got int, err error) {
+	err = c.FD().Control(func(fd int) (err error) {
+		got, err = unix.GetsockoptInt(fd, level, opt)
+		return err
+	})
+	return got, err
 }
 
 // Nothing sent to a source port of SendFlow is queued: the kernel drops

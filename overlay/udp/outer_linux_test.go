@@ -151,12 +151,7 @@ func TestOuterDontFragmentAndChecksum(t *testing.T) {
 		}
 		c := cs[0]
 		defer c.Close()
-		var got int
-		err = c.FD().Control(func(fd int) (err error) {
-			got, err = unix.GetsockoptInt(fd, tc.level, tc.opt)
-			return err
-		})
-		if err != nil || got != tc.want {
+		if got, err := sockopt(c, tc.level, tc.opt); err != nil || got != tc.want {
 			t.Errorf("%s on %s: %d, %v; want %d", tc.name, tc.addr, got, err, tc.want)
 		}
 	}
