@@ -16,6 +16,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -207,6 +208,14 @@ var ErrNoDaemon = errors.New("no vxland answers")
 // Get fetches endpoint (e.g. "/stats") from the daemon at the socket path
 // and decodes the JSON answer into v.
 func Get(ctx context.Context, path, endpoint string, v any) error {
+	return Do(ctx, path, http.MethodGet, endpoint, nil, v)
+}
+
+// Do sends a request of method to endpoint of the daemon at the socket
+// path, with body (unless nil) as JSON, and decodes the JSON answer into
+// v. An answer other than 200 OK is an error that holds the daemon's
+// reason.
+func Do(ctx context.Context, path, method, endpoint string, body, v any) error {
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -214,7 +223,15 @@ func Get(ctx context.Context, path, endpoint string, v any) error {
 		},
 	}}
 	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://vxland"+endpoint, nil)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://vxland"+endpoint, rd)
 	if err != nil {
 		return err
 	}
@@ -229,7 +246,7 @@ func Get(ctx context.Context, path, endpoint string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("control socket %s: GET %s: %s: %s", path, endpoint, resp.Status, b)
+		return fmt.Errorf("control socket %s: %s %s: %s: %s", path, method, endpoint, resp.Status, bytes.TrimSpace(b))
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
