@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -96,6 +97,9 @@ type config struct {
 	// Learning: the source MACs of received frames are learned
 	// (--learning).
 	Learning bool
+	// StateDir keeps what the daemon must find again after a restart:
+	// the static FDB entries of `vxland fdb add` (--state-dir).
+	StateDir string
 
 	EtcdEndpoints []string
 	EtcdPrefix    string
@@ -204,6 +208,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.df, "df", "set", "DF of the outer IPv4 header: set (a datagram too large for the path is refused, never fragmented) or unset (no DF; the kernel fragments what is too large); on IPv6 unset lets the kernel fragment. inherit is not offered: Linux has no per-datagram DF for UDP sockets")
 	fs.BoolVar(&r.udpCsum, "udp-csum", true, "compute the outer UDP checksum; --udp-csum=false sends IPv4 datagrams with checksum 0 (RFC 7348 §5) and without UDP segmentation offload, which the kernel refuses for them; IPv6 always has one (exit 2)")
 	fs.BoolVar(&r.learning, "learning", true, "learn the source MACs of received frames behind the VTEP that sent them; --learning=false forwards only by the static, etcd and flannel entries (unknown destinations are flooded), as ip link's vxlan nolearning")
+	fs.StringVar(&r.stateDir, "state-dir", "/var/lib/vxland", "directory (made 0700 when first needed) that keeps the FDB entries of vxland fdb add across restarts, one file per VNI")
 	fs.IntVar(&r.queues, "queues", 0, "queues of the TAP (IFF_MULTI_QUEUE) and sockets on --port (SO_REUSEPORT), one forwarding thread each (default 0: one per CPU)")
 	fs.BoolVar(&r.persist, "persist", true, "keep the TAP (its MAC, MTU and bridge port; in flannel mode its address, neighbours and routes) when vxland exits and adopt it on start, so that a restart leaves the link as it was; --persist=false removes it on exit (else: ip link del <tap>)")
 	fs.StringVar(&r.controlSocket, "control-socket", "", "Unix socket serving stats and the FDB (default \"/run/vxland/<tap>.sock\")")
@@ -257,6 +262,7 @@ type rawFlags struct {
 	ttl, tos, df  string
 	udpCsum       bool
 	learning      bool
+	stateDir      string
 
 	etcdEndpoints    []string
 	etcdPrefix       string
@@ -303,7 +309,7 @@ const defaultMetricsPort = "8473"
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
 	fs, r := newFlagSet(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: vxland [flags]\n       vxland show stats|fdb|peers|config [flags]\n       vxland trace MAC|IPv4 [flags]\n       vxland capture [flags]\n\n")
+		fmt.Fprintf(out, "Usage: vxland [flags]\n       vxland show stats|fdb|peers|config [flags]\n       vxland trace MAC|IPv4 [flags]\n       vxland capture [flags]\n       vxland fdb add MAC dst IP | del MAC [dst IP] [flags]\n\n")
 		fmt.Fprintf(out, "vxland carries Ethernet frames between hosts over VXLAN (RFC 7348).\n")
 		fmt.Fprintf(out, "Every flag can also be set in the environment: --local-ip as VXLAND_LOCAL_IP,\n")
 		fmt.Fprintf(out, "or in the --config file: local-ip: 10.0.0.1.\n\nFlags:\n")
@@ -537,6 +543,10 @@ func (r *rawFlags) validate() (*config, error) {
 		return nil, err
 	}
 	c.Learning = r.learning
+	if r.stateDir == "" || !filepath.IsAbs(r.stateDir) {
+		return nil, flagErrorf("state-dir", "%q: want an absolute directory path", r.stateDir)
+	}
+	c.StateDir = r.stateDir
 	if err := r.limits.validate(); err != nil {
 		return nil, err
 	}

@@ -47,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return trace(args[1:], os.Getenv, stdout, stderr)
 		case "capture":
 			return capture(args[1:], os.Getenv, stdout, stderr)
+		case "fdb":
+			return fdbCommand(args[1:], os.Getenv, stdout, stderr)
 		}
 	}
 	cfg, err := parseConfig(args, os.Getenv, stderr)
@@ -270,6 +272,10 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 
 		t := fdb.New(cfg.Port, cfg.FDBAgeing)
 		sv.attachPeers(t, p.VNI, u.Addr)
+		static, err := loadStaticFDB(cfg.StateDir, p.VNI, u.Addr, t)
+		if err != nil {
+			return err
+		}
 		c := overlay.Config{VNI: p.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle, NoLearning: !cfg.Learning}
 		cfg.Limits.apply(&c, t)
 		if cfg.UseEtcd() {
@@ -283,7 +289,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 			ovCfg, table = c, t
 		}
 		ovs = append(ovs, ov)
-		planes = append(planes, dataPlane{ov: ov, vni: p.VNI, table: t, local: local,
+		planes = append(planes, dataPlane{ov: ov, vni: p.VNI, table: t, local: local, static: static,
 			settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})
 		log.Info("VNI up", "vni", p.VNI, "tap", tapDev.Name(), "mac", mac, "bridge", p.Bridge, "mtu", mtu, "tap_mtu", tapMTU)
 	}
@@ -451,11 +457,17 @@ func explainTLS(ctx context.Context, c discovery.ClientConfig, synced <-chan str
 }
 
 // dataPlaneHandler serves the data plane's state, the host setup's heals,
-// the daemon's settings and captures on the control socket; local is the VTEP address that
-// outer packets of a capture are built with.
-func dataPlaneHandler(ov *overlay.Overlay, local netip.AddrPort, settings []setting, heals func() uint64) http.Handler {
+// the daemon's settings and captures on the control socket, and with
+// static the static FDB entries of `vxland fdb`; local is the VTEP address
+// that outer packets of a capture are built with.
+func dataPlaneHandler(ov *overlay.Overlay, local netip.AddrPort, settings []setting, heals func() uint64, static *staticFDB) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", control.Handler(ov, settings, heals))
 	mux.Handle("GET /capture", control.CaptureHandler(ov, local))
+	if static != nil {
+		h := static.handler()
+		mux.Handle("POST /fdb", h)
+		mux.Handle("DELETE /fdb", h)
+	}
 	return mux
 }

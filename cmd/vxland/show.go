@@ -132,11 +132,7 @@ func (c *client) get(name, endpoint string, v any, text func(), stdout, stderr i
 		endpoint += sep + "vni=" + c.vni
 	}
 	if err := control.Get(ctx, c.sock, endpoint, v); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		if errors.Is(err, control.ErrNoDaemon) {
-			fmt.Fprintf(stderr, "%s: is vxland running? Give the --vni, --tap or --mode it runs with, or --control-socket.\n", name)
-		}
-		return 1
+		return failed(stderr, name, err)
 	}
 	if c.json {
 		enc := json.NewEncoder(stdout)
@@ -146,6 +142,16 @@ func (c *client) get(name, endpoint string, v any, text func(), stdout, stderr i
 		text()
 	}
 	return 0
+}
+
+// failed prints why command name could not ask the daemon and returns
+// exit status 1.
+func failed(stderr io.Writer, name string, err error) int {
+	fmt.Fprintf(stderr, "%s: %v\n", name, err)
+	if errors.Is(err, control.ErrNoDaemon) {
+		fmt.Fprintf(stderr, "%s: is vxland running? Give the --vni, --tap or --mode it runs with, or --control-socket.\n", name)
+	}
+	return 1
 }
 
 // show prints a running daemon's state: `vxland show stats|fdb|peers|config`.

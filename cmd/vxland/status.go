@@ -175,6 +175,9 @@ type dataPlane struct {
 	// the TAP was taken over from an earlier run.
 	heals   func() uint64
 	adopted bool
+	// static serves `vxland fdb add|del`; nil where it is not offered
+	// (flannel mode).
+	static *staticFDB
 }
 
 // dataPlaneUp serves dp on the control socket (captures and the daemon's
@@ -188,7 +191,7 @@ func (st *status) dataPlanesUp(dps []dataPlane, unclaimed metrics.StatsSource) {
 	handlers := make(map[uint32]http.Handler, len(dps))
 	collect := metrics.DataPlanes{Unclaimed: unclaimed}
 	for _, dp := range dps {
-		handlers[dp.vni] = dataPlaneHandler(dp.ov, dp.local, dp.settings, dp.heals)
+		handlers[dp.vni] = dataPlaneHandler(dp.ov, dp.local, dp.settings, dp.heals, dp.static)
 		collect.Planes = append(collect.Planes, &metrics.DataPlane{VNI: dp.vni, Stats: dp.ov, FDB: dp.table, Heals: dp.heals, TAPAdopted: dp.adopted})
 	}
 	st.dataPlanes.Store(&handlers)
