@@ -1,6 +1,7 @@
 package control
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,5 +49,36 @@ func TestControlPlaneSmoke(t *testing.T) {
 	}
 	if len(res.LeaderMismatch) != 0 {
 		t.Errorf("after the leader change, data planes differ from etcd: %q", res.LeaderMismatch)
+	}
+}
+
+// TestNotConvergedIsReported: a phase whose changes do not reach every
+// host within the wait is counted, not fatal; the run goes on through
+// every phase and says how much was missing.
+func TestNotConvergedIsReported(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three etcd members and a few agents")
+	}
+	// The wait ends before anything can converge: the last MAC published
+	// has at once reached no other host.
+	res, err := Run(t.Context(), Options{
+		Hosts: 4, MACs: 2, PublishRate: 400,
+		ChurnRate: 0.2, Churn: time.Second,
+		Wait: time.Nanosecond,
+		Dir:  t.TempDir(),
+	})
+	if err != nil {
+		t.Fatalf("a run that does not converge failed instead of reporting: %v", err)
+	}
+	p := res.Publication
+	if p.Missing == 0 || p.Want != int64(res.Hosts*res.MACs*(res.Hosts-1)) || p.Receipts >= p.Want {
+		t.Errorf("publication: %d events missing, %d of %d receipts; want some missing out of %d",
+			p.Missing, p.Receipts, p.Want, res.Hosts*res.MACs*(res.Hosts-1))
+	}
+	if res.Elapsed == 0 {
+		t.Error("the run stopped before its last phase")
+	}
+	if !strings.Contains(Markdown([]*Result{res}), "events not converged") {
+		t.Errorf("the table does not say what was missing:\n%s", Markdown([]*Result{res}))
 	}
 }

@@ -22,6 +22,11 @@
 //	              past them: each watch resumes at a compacted revision and
 //	              its agent lists the keys again and must reconcile.
 //
+// A phase whose changes have not reached every host within Options.Wait
+// does not stop the run: its summary counts the events that did not
+// converge, the receipts the hosts had out of those wanted, and the hosts
+// still unequal to etcd, and the next phase starts.
+//
 // Times run from the bench's action (starting the agent, handing the MAC
 // to the host's local table, stopping the leader) to the last stand-in's
 // receipt, on one monotonic clock; the re-list time from the release of the

@@ -39,7 +39,11 @@ func Markdown(results []*Result) string {
 		return fmt.Sprintf("%d; %.2f; %.2f", r.Moves, r.WritesPerMove, r.KeysPerMove)
 	})
 	row("compaction: re-lists; time until all listed; bytes sent", func(r *Result) string {
-		return fmt.Sprintf("%d; %s; %s", r.Relists, ms(r.RelistTime), bench.FormatBytes(uint64(r.RelistBytes)))
+		s := fmt.Sprintf("%d; %s; %s", r.Relists, ms(r.RelistTime), bench.FormatBytes(uint64(r.RelistBytes)))
+		if r.RelistsBehind > 0 {
+			s += fmt.Sprintf(" (%d agents had not re-listed)", r.RelistsBehind)
+		}
+		return s
 	})
 	row("compaction: agents unequal to etcd after", func(r *Result) string { return fmt.Sprint(len(r.CompactionMismatch)) })
 	row("leader killed: write accepted; every agent has it; every agent equals etcd", func(r *Result) string {
@@ -58,7 +62,8 @@ func Markdown(results []*Result) string {
 func latencyCell(l Latency) string {
 	s := fmt.Sprintf("%s / %s / %s", ms(l.P50), ms(l.P99), ms(l.Max))
 	if l.Missing > 0 {
-		s += fmt.Sprintf(" (%d of %d not converged)", l.Missing, l.N+l.Missing)
+		s += fmt.Sprintf(" (%d of %d events not converged: %d of %d receipts, %d hosts behind)",
+			l.Missing, l.N+l.Missing, l.Receipts, l.Want, l.Behind)
 	}
 	return s
 }

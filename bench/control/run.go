@@ -52,6 +52,11 @@ type Latency struct {
 	P50, P99, Max time.Duration
 	N             int // events measured
 	Missing       int // events not converged within Options.Wait
+	// Receipts counts what the hosts were told of the events, out of
+	// Want; Behind is how many hosts still differed from etcd when the
+	// wait gave up (0 when every event converged).
+	Receipts, Want int64
+	Behind         int
 }
 
 // Result is what one run measured.
@@ -77,8 +82,10 @@ type Result struct {
 	Relists     int64
 	RelistTime  time.Duration
 	RelistBytes int64
-	// CompactionMismatch names the hosts whose data plane differed from
-	// etcd after the re-list.
+	// RelistsBehind is how many agents had not re-listed when the wait
+	// gave up. CompactionMismatch names the hosts whose data plane
+	// differed from etcd after the re-list.
+	RelistsBehind      int
 	CompactionMismatch []string
 
 	// Leader change: the leader member killed. LeaderWrite is from the
@@ -208,12 +215,12 @@ func (b *runner) join(ctx context.Context, res *Result) error {
 				}
 			}
 			return eventsDone(b.joins[first:len(b.hosts)])
-		}); err != nil {
+		}); err != nil && !errors.Is(err, errNotConverged) {
 			return err
 		}
 	}
 	res.Registration = summarize(b.joins[size:])
-	return nil
+	return b.countBehind(ctx, &res.Registration)
 }
 
 func (b *runner) startHost(ctx context.Context, i int, cohort int32) error {
@@ -273,13 +280,13 @@ func (b *runner) publish(ctx context.Context, res *Result) error {
 		case <-tick.C:
 		}
 	}
-	if err := b.wait(ctx, "every MAC everywhere", func() bool { return eventsDone(b.macs[:n]) }); err != nil {
+	if err := b.wait(ctx, "every MAC everywhere", func() bool { return eventsDone(b.macs[:n]) }); err != nil && !errors.Is(err, errNotConverged) {
 		return err
 	}
 	res.Publication = summarize(b.macs[:n])
 	d := b.meter.counts().sub(before)
 	res.PublicationWrites, res.PublicationWrite = d.writes, d.meanWrite()
-	return nil
+	return b.countBehind(ctx, &res.Publication)
 }
 
 // place puts the MAC of slot behind host h, and waits for every other host.
@@ -315,7 +322,7 @@ func (b *runner) churn(ctx context.Context, res *Result) error {
 		b.place(slot, to)
 		moved = append(moved, slot)
 	}
-	if err := b.wait(ctx, "every move everywhere", func() bool { return eventsDone(b.macs[:n]) }); err != nil {
+	if err := b.wait(ctx, "every move everywhere", func() bool { return eventsDone(b.macs[:n]) }); err != nil && !errors.Is(err, errNotConverged) {
 		return err
 	}
 	// A little longer: a write that a move provokes late is counted too.
@@ -331,7 +338,7 @@ func (b *runner) churn(ctx context.Context, res *Result) error {
 		lat[i] = &b.macs[s]
 	}
 	res.Churn = summarizePtr(lat)
-	return nil
+	return b.countBehind(ctx, &res.Churn)
 }
 
 // compaction cuts every agent's connections and keeps them away while the
@@ -370,17 +377,21 @@ func (b *runner) compaction(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	if err := b.wait(ctx, "every agent re-listed", func() bool {
+	relisted := func() int {
+		n := 0
 		for i, h := range b.hosts {
-			if h.agent.Relists() == relists[i] || h.agent.Revision() < pr.Header.Revision {
-				return false
+			if h.agent.Relists() != relists[i] && h.agent.Revision() >= pr.Header.Revision {
+				n++
 			}
 		}
-		return true
-	}); err != nil {
+		return n
+	}
+	err = b.wait(ctx, "every agent re-listed", func() bool { return relisted() == len(b.hosts) })
+	if err != nil && !errors.Is(err, errNotConverged) {
 		return err
 	}
 	res.RelistTime = time.Since(start)
+	res.RelistsBehind = len(b.hosts) - relisted()
 	d := b.meter.counts().sub(before)
 	res.Relists, res.RelistBytes = d.lists, d.received
 	res.CompactionMismatch, err = b.mismatches(ctx)
@@ -448,12 +459,17 @@ func (b *runner) leaderChange(ctx context.Context, res *Result) error {
 	return mErr
 }
 
+// writeWait bounds the bench's own writes while the cluster elects a
+// leader. It is not Options.Wait: a phase can go on without converging,
+// but not without its write.
+const writeWait = 30 * time.Second
+
 // putMarker writes the marker MAC of slot with the bench's own client,
 // retrying until the cluster accepts writes again.
 func (b *runner) putMarker(ctx context.Context, slot int) error {
 	v, _ := json.Marshal(discovery.MACRecord{Version: discovery.SchemaVersion, MAC: slotMAC(slot).String(), VTEP: markerVTEP})
 	key := discovery.NewKeys(discovery.DefaultPrefix, benchVNI).MAC(slotMAC(slot))
-	deadline := time.Now().Add(b.o.Wait)
+	deadline := time.Now().Add(writeWait)
 	for {
 		opCtx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := b.cluster.Client().Put(opCtx, key, string(v))
@@ -516,6 +532,7 @@ func (b *runner) wait(ctx context.Context, what string, cond func() bool) error 
 	deadline := time.Now().Add(b.o.Wait)
 	for !cond() {
 		if time.Now().After(deadline) {
+			b.o.Progress("%s: not converged within %s, going on", what, b.o.Wait)
 			return fmt.Errorf("%s: %w within %s", what, errNotConverged, b.o.Wait)
 		}
 		select {
@@ -525,6 +542,19 @@ func (b *runner) wait(ctx context.Context, what string, cond func() bool) error 
 		}
 	}
 	return nil
+}
+
+// countBehind completes l, the summary of a phase, with the receipts its
+// events had and wanted and, when some did not converge, the hosts whose
+// data plane still differs from etcd: a phase that does not converge is
+// reported, not fatal, so that a large run still says how far it got.
+func (b *runner) countBehind(ctx context.Context, l *Latency) error {
+	if l.Missing == 0 {
+		return nil
+	}
+	bad, err := b.mismatches(ctx)
+	l.Behind = len(bad)
+	return err
 }
 
 func eventsDone(es []event) bool {
@@ -548,6 +578,8 @@ func summarizePtr(es []*event) Latency {
 	var ds []float64
 	var l Latency
 	for _, e := range es {
+		l.Want += int64(e.want.Load())
+		l.Receipts += int64(min(e.seen.Load(), e.want.Load()))
 		if d, ok := e.latency(); ok {
 			ds = append(ds, float64(d))
 		} else {

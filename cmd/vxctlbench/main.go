@@ -99,6 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer os.RemoveAll(dir)
 
 	var results []*control.Result
+	failed := false
 	for _, n := range *hosts {
 		res, err := control.Run(ctx, control.Options{
 			Hosts: n, MACs: *macs, PublishRate: *publishRate,
@@ -111,10 +112,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 130
 		}
 		if err != nil {
+			// The next size may still tell something; the exit status
+			// says that one failed.
 			fmt.Fprintf(stderr, "vxctlbench: %d hosts: %v\n", n, err)
-			return 1
+			failed = true
+			continue
 		}
 		results = append(results, res)
+	}
+	if len(results) == 0 {
+		return 1
 	}
 	m := bench.DescribeMachine()
 	report := fmt.Sprintf("Machine: %s × %d cores (%s), Linux %s, %s.\n\n%s", m.CPUModel, m.Cores, m.Arch, m.Kernel, m.GoVersion, control.Markdown(results))
@@ -124,6 +131,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stderr, "vxctlbench: wrote %s\n", *out)
+	if failed {
+		return 1
+	}
 	return 0
 }
 
