@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	churn := fs.Duration("churn", 10*time.Second, "length of the churn phase")
 	wait := fs.Duration("wait", 60*time.Second, "longest wait for any one convergence")
 	out := fs.String("out", "", "results directory (default results/control-<timestamp>)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (etcd members, agents and bench) to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -87,6 +89,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *out == "" {
 		*out = filepath.Join("results", "control-"+time.Now().UTC().Format("20060102-150405"))
+	}
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "vxctlbench: --cpuprofile: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "vxctlbench: --cpuprofile: %v\n", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

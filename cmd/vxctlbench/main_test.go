@@ -22,6 +22,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--churn-rate", "1.5"}, "--churn-rate"},
 		{[]string{"--churn", "0s"}, "--churn"},
 		{[]string{"--wait", "-1s"}, "--wait"},
+		{[]string{"--cpuprofile", "/nonexistent/dir/cpu.out"}, "--cpuprofile"},
 		{[]string{"extra"}, "extra"},
 	} {
 		var stdout, stderr bytes.Buffer
