@@ -6,12 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vxland/vxland/internal/buildtest"
 	"github.com/vxland/vxland/internal/netlab"
 )
 
@@ -31,7 +31,7 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Skipf("skipping: %v", err)
 	}
 	o := Smoke
-	o.VxlandPath = buildVxland(t)
+	o.VxlandPath = buildtest.Vxland(t)
 	o.VxlandBasePath = o.VxlandPath
 	configs := append(slices.Clip(AllConfigs), VxlandBase) // what the base executable adds
 	o.LabPrefix = "vxbt"
@@ -91,21 +91,6 @@ func TestHarnessSmoke(t *testing.T) {
 	if mine := fmt.Sprintf("vxbt%d-", os.Getpid()); strings.Contains(string(out), mine) {
 		t.Errorf("namespaces left behind:\n%s", out)
 	}
-}
-
-// buildVxland builds the daemon from this module into a temporary directory.
-func buildVxland(t *testing.T) string {
-	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if p, err := exec.LookPath("go"); err == nil {
-		goTool = p
-	}
-	exe := filepath.Join(t.TempDir(), "vxland")
-	cmd := exec.Command(goTool, "build", "-o", exe, "github.com/vxland/vxland/cmd/vxland")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build vxland: %v\n%s", err, out)
-	}
-	return exe
 }
 
 func hasTool(name string) bool {
