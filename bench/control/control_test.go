@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vxland/vxland/internal/buildtest"
+	"github.com/vxland/vxland/internal/netlab"
 )
 
 // TestControlPlaneSmoke runs a few dozen real agents on a three-member
@@ -80,5 +83,53 @@ func TestNotConvergedIsReported(t *testing.T) {
 	}
 	if !strings.Contains(Markdown([]*Result{res}), "events not converged") {
 		t.Errorf("the table does not say what was missing:\n%s", Markdown([]*Result{res}))
+	}
+}
+
+// TestRealHostSmoke: a real vxland, in a network-namespace host, joins
+// simulated hosts holding 2,000 MACs. Its FDB must equal etcd's MACs
+// behind other VTEPs after it joins and after a compaction forces it to
+// list again, and a container behind it must reach, through the kernel's
+// own VXLAN, the container whose MAC was published last.
+func TestRealHostSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three etcd members, agents and a vxland")
+	}
+	if err := netlab.Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	exe := buildtest.Vxland(t)
+	res, err := Run(t.Context(), Options{
+		Hosts: 4, MACs: 500, PublishRate: 2000,
+		ChurnRate: 0.005, Churn: time.Second,
+		Wait:   20 * time.Second,
+		Dir:    t.TempDir(),
+		Vxland: exe,
+		Progress: func(format string, args ...any) {
+			t.Logf(format, args...)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Real
+	if r == nil {
+		t.Fatal("no real vxland in the result")
+	}
+	t.Logf("%+v", *r)
+	if r.RemoteMACs != res.Hosts*res.MACs {
+		t.Errorf("vxland joined with %d remote MACs in etcd, want %d", r.RemoteMACs, res.Hosts*res.MACs)
+	}
+	if r.Ping.Sent == 0 || r.Ping.Received() != r.Ping.Sent {
+		t.Errorf("to the MAC published last: %d of %d pings answered", r.Ping.Received(), r.Ping.Sent)
+	}
+	if r.Relist == 0 {
+		t.Error("vxland did not list etcd again after the compaction")
+	}
+	if r.FDBMismatch != "" {
+		t.Errorf("after the compaction, vxland's FDB differs from etcd: %s", r.FDBMismatch)
+	}
+	if r.RSS == 0 || r.HWM < r.RSS || r.HeapInuse == 0 {
+		t.Errorf("memory not measured: RSS %d, HWM %d, heap in use %d", r.RSS, r.HWM, r.HeapInuse)
 	}
 }

@@ -22,6 +22,23 @@
 //	              past them: each watch resumes at a compacted revision and
 //	              its agent lists the keys again and must reconcile.
 //
+// # A real vxland among them
+//
+// With Options.Vxland (vxctlbench --real-host), a real vxland process
+// joins after the publication, once etcd holds every simulated host's
+// MACs. It runs in a network-namespace host beside a second host whose
+// container sits behind the kernel's own VXLAN device (its control plane
+// played by one more agent); etcd is reached through a proxy that the
+// bench runs on loopback inside the vxland host, one port per member, so
+// that the leader's death and the compaction's cut reach vxland as they
+// reach the agents. The run measures the time from its start until its
+// FDB holds every remote MAC (its metrics), the time until it has the
+// kernel peer's container MAC, published last, and a ping to that
+// container through both; its memory (VmRSS, VmHWM, the Go heap in use);
+// and, in the compaction phase, the time until its watch has listed
+// again past the compaction, after which its FDB (its control socket)
+// must equal etcd.
+//
 // A phase whose changes have not reached every host within Options.Wait
 // does not stop the run: its summary counts the events that did not
 // converge, the receipts the hosts had out of those wanted, and the hosts

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +53,9 @@ func Markdown(results []*Result) string {
 	row("leader killed: lists (most in one second); agents unequal to etcd", func(r *Result) string {
 		return fmt.Sprintf("%d (%d); %d", r.LeaderLists, r.LeaderListsPerSecond, len(r.LeaderMismatch))
 	})
+	if slices.ContainsFunc(results, func(r *Result) bool { return r.Real != nil }) {
+		realRows(row)
+	}
 	row("etcd: agents' requests/s; database; watchers", func(r *Result) string {
 		return fmt.Sprintf("%.0f; %s; %d", r.RequestsPerSecond, bench.FormatBytes(uint64(r.DBSize)), r.Watchers)
 	})
@@ -59,11 +63,47 @@ func Markdown(results []*Result) string {
 	return b.String()
 }
 
+// realRows are the rows of the real vxland, for runs with Options.Vxland.
+func realRows(row func(string, func(*Result) string)) {
+	cell := func(f func(*RealHost) string) func(*Result) string {
+		return func(r *Result) string {
+			if r.Real == nil {
+				return "–"
+			}
+			return f(r.Real)
+		}
+	}
+	row("real vxland: remote MACs in etcd; start until its FDB held them all", cell(func(h *RealHost) string {
+		return fmt.Sprintf("%d; %s", h.RemoteMACs, ms(h.Join))
+	}))
+	row("real vxland: MAC published last → in its FDB; ping through it to that MAC (received, avg)", cell(func(h *RealHost) string {
+		return fmt.Sprintf("%s; %d of %d, %s", ms(h.LastMAC), h.Ping.Received(), h.Ping.Sent, ms(h.Ping.Avg()))
+	}))
+	row("real vxland: VmRSS after join; VmHWM at the end; Go heap in use", cell(func(h *RealHost) string {
+		return fmt.Sprintf("%s; %s; %s", bench.FormatBytes(uint64(h.RSS)), bench.FormatBytes(uint64(h.HWM)), bench.FormatBytes(uint64(h.HeapInuse)))
+	}))
+	row("real vxland: compaction → re-listed past it; FDB equals etcd after", cell(func(h *RealHost) string {
+		relist := ms(h.Relist)
+		if h.Relist == 0 {
+			relist = "not within the wait"
+		}
+		equal := "yes"
+		if h.FDBMismatch != "" {
+			equal = "no: " + h.FDBMismatch
+		}
+		return relist + "; " + equal
+	}))
+}
+
 func latencyCell(l Latency) string {
 	s := fmt.Sprintf("%s / %s / %s", ms(l.P50), ms(l.P99), ms(l.Max))
 	if l.Missing > 0 {
-		s += fmt.Sprintf(" (%d of %d events not converged: %d of %d receipts, %d hosts behind)",
-			l.Missing, l.N+l.Missing, l.Receipts, l.Want, l.Behind)
+		behind := fmt.Sprint(l.Behind)
+		if l.Behind < 0 {
+			behind = "? (etcd did not answer the list)"
+		}
+		s += fmt.Sprintf(" (%d of %d events not converged: %d of %d receipts, %s hosts behind)",
+			l.Missing, l.N+l.Missing, l.Receipts, l.Want, behind)
 	}
 	return s
 }

@@ -40,6 +40,11 @@ type Options struct {
 	Churn     time.Duration
 	// Wait bounds each wait for convergence.
 	Wait time.Duration
+	// Vxland, when set, is a vxland binary: after the publication, a real
+	// vxland joins from a network-namespace host, and the run measures
+	// its memory, its lists of etcd and its forwarding (RealHost); needs
+	// root.
+	Vxland string
 	// Dir holds etcd's data; it is removed at the end.
 	Dir string
 	// Progress, when set, is told what the bench is doing.
@@ -54,7 +59,8 @@ type Latency struct {
 	Missing       int // events not converged within Options.Wait
 	// Receipts counts what the hosts were told of the events, out of
 	// Want; Behind is how many hosts still differed from etcd when the
-	// wait gave up (0 when every event converged).
+	// wait gave up (0 when every event converged, -1 when etcd did not
+	// answer the list that counts them).
 	Receipts, Want int64
 	Behind         int
 }
@@ -101,6 +107,9 @@ type Result struct {
 	// etcd's load: the agents' requests per second over the whole run
 	// (keep-alives and watches are streams, not counted), the database
 	// size at the end, the watchers across the three members.
+	// Real is what the real vxland measured, with Options.Vxland.
+	Real *RealHost
+
 	RequestsPerSecond float64
 	DBSize            int64
 	Watchers          int
@@ -131,6 +140,7 @@ type runner struct {
 	joins   []event // by host
 	owner   []int   // by slot, the host the MAC lives behind
 	rng     *rand.Rand
+	real    *realHost // with Options.Vxland
 }
 
 // markers are the MACs the bench writes itself, to see that every watch
@@ -163,18 +173,35 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer b.cluster.Close()
 	defer b.stopHosts()
 
+	if o.Vxland != "" {
+		o.Progress("building the real vxland's hosts")
+		err := b.startRealHost(ctx)
+		if b.real != nil {
+			defer b.real.close()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+
 	res := &Result{Hosts: o.Hosts, MACs: o.MACs}
 	start := time.Now()
-	phases := []struct {
+	type phase struct {
 		name string
 		run  func(context.Context, *Result) error
-	}{
+	}
+	phases := []phase{
 		{"registration", b.join},
 		{"publication", b.publish},
+	}
+	if b.real != nil {
+		phases = append(phases, phase{"a real vxland joins", b.joinRealHost})
+	}
+	phases = append(phases, []phase{
 		{"churn", b.churn},
 		{"leader change", b.leaderChange},
 		{"compaction", b.compaction},
-	}
+	}...)
 	for _, p := range phases {
 		o.Progress("%d hosts × %d MACs: %s", o.Hosts, o.MACs, p.name)
 		if err := p.run(ctx, res); err != nil {
@@ -224,32 +251,51 @@ func (b *runner) join(ctx context.Context, res *Result) error {
 }
 
 func (b *runner) startHost(ctx context.Context, i int, cohort int32) error {
-	cli, err := discovery.NewClient(ctx, discovery.ClientConfig{Endpoints: b.cluster.Endpoints(), DialOptions: b.meter.dialOptions()})
+	h, err := b.newHost(ctx, hostAddr(i), fmt.Sprintf("sim%d", i),
+		&standIn{clock: b.clock, cohort: cohort, macs: b.macs, joins: b.joins})
 	if err != nil {
 		return err
 	}
+	h.index = i
+	b.hosts = append(b.hosts, h)
+	return nil
+}
+
+// newHost starts a discovery agent for a host at addr, with its own etcd
+// client, telling fdb what it learns. The caller stops it.
+func (b *runner) newHost(ctx context.Context, addr netip.Addr, name string, fdbStandIn *standIn) (*host, error) {
+	cli, err := discovery.NewClient(ctx, discovery.ClientConfig{Endpoints: b.cluster.Endpoints(), DialOptions: b.meter.dialOptions()})
+	if err != nil {
+		return nil, err
+	}
+	fdbStandIn.fdb = make(map[fdb.MAC]netip.Addr)
+	fdbStandIn.flood = make(map[netip.Addr]bool)
 	h := &host{
-		index:  i,
-		addr:   hostAddr(i),
+		addr:   addr,
 		client: cli,
 		local:  fdb.NewLocalTable(fdb.LocalLimits{}),
-		fdb: &standIn{clock: b.clock, cohort: cohort, macs: b.macs, joins: b.joins,
-			fdb: make(map[fdb.MAC]netip.Addr), flood: make(map[netip.Addr]bool)},
-		done: make(chan struct{}),
+		fdb:    fdbStandIn,
+		done:   make(chan struct{}),
 	}
 	h.agent = discovery.New(discovery.Config{
 		Client: cli, VNI: benchVNI, Self: h.addr, Port: benchPort,
-		Hostname: fmt.Sprintf("sim%d", i), LeaseTTL: 10 * time.Second,
+		Hostname: name, LeaseTTL: 10 * time.Second,
 		FDB: h.fdb, Local: h.local,
 	})
 	hctx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel
-	b.hosts = append(b.hosts, h)
 	go func() {
 		defer close(h.done)
 		_ = h.agent.Run(hctx)
 	}()
-	return nil
+	return h, nil
+}
+
+// stop stops the host's agent and closes its client.
+func (h *host) stop() {
+	h.cancel()
+	<-h.done
+	h.client.Close()
 }
 
 func (b *runner) stopHosts() {
@@ -354,11 +400,15 @@ func (b *runner) compaction(ctx context.Context, res *Result) error {
 	for i, h := range b.hosts {
 		relists[i] = h.agent.Relists()
 	}
+	mark, err := b.markRealRelist(ctx)
+	if err != nil {
+		return err
+	}
 	b.meter.hold()
 	b.meter.cut("")
 	keys := discovery.NewKeys(discovery.DefaultPrefix, benchVNI)
 	marker := b.o.Hosts * b.o.MACs
-	_, err := cli.Delete(opCtx, keys.MAC(slotMAC(marker)))
+	_, err = cli.Delete(opCtx, keys.MAC(slotMAC(marker)))
 	if err == nil {
 		err = b.putMarker(ctx, marker+1)
 	}
@@ -377,6 +427,9 @@ func (b *runner) compaction(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
+	// The real vxland, if any, is timed beside the agents.
+	realDone := make(chan error, 1)
+	go func() { realDone <- b.awaitRealRelist(ctx, mark, pr.Header.Revision, start) }()
 	relisted := func() int {
 		n := 0
 		for i, h := range b.hosts {
@@ -387,11 +440,14 @@ func (b *runner) compaction(ctx context.Context, res *Result) error {
 		return n
 	}
 	err = b.wait(ctx, "every agent re-listed", func() bool { return relisted() == len(b.hosts) })
+	res.RelistTime = time.Since(start)
+	res.RelistsBehind = len(b.hosts) - relisted()
+	if realErr := <-realDone; err == nil || errors.Is(err, errNotConverged) {
+		err = realErr
+	}
 	if err != nil && !errors.Is(err, errNotConverged) {
 		return err
 	}
-	res.RelistTime = time.Since(start)
-	res.RelistsBehind = len(b.hosts) - relisted()
 	d := b.meter.counts().sub(before)
 	res.Relists, res.RelistBytes = d.lists, d.received
 	res.CompactionMismatch, err = b.mismatches(ctx)
@@ -486,35 +542,9 @@ func (b *runner) putMarker(ctx context.Context, slot int) error {
 // mismatches compares every host's stand-in with etcd's content and names
 // the hosts that differ.
 func (b *runner) mismatches(ctx context.Context) ([]string, error) {
-	keys := discovery.NewKeys(discovery.DefaultPrefix, benchVNI)
-	opCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	resp, err := b.cluster.Client().Get(opCtx, keys.Prefix(), clientv3.WithPrefix())
+	members, macs, err := b.etcdState(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing etcd: %w", err)
-	}
-	members := make(map[netip.Addr]bool)
-	macs := make(map[fdb.MAC]netip.Addr)
-	for _, kv := range resp.Kvs {
-		kind, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), keys.Prefix()), "/")
-		switch kind {
-		case "vtep":
-			var m discovery.Member
-			if err := json.Unmarshal(kv.Value, &m); err != nil {
-				return nil, fmt.Errorf("etcd key %s: %w", kv.Key, err)
-			}
-			members[m.Addr] = true
-		case "mac":
-			var r discovery.MACRecord
-			if err := json.Unmarshal(kv.Value, &r); err != nil {
-				return nil, fmt.Errorf("etcd key %s: %w", kv.Key, err)
-			}
-			hw, err := net.ParseMAC(r.MAC)
-			if err != nil || len(hw) != len(fdb.MAC{}) {
-				return nil, fmt.Errorf("etcd key %s: bad MAC %q", kv.Key, r.MAC)
-			}
-			macs[fdb.MAC(hw)] = r.VTEP
-		}
+		return nil, err
 	}
 	var bad []string
 	for _, h := range b.hosts {
@@ -523,6 +553,41 @@ func (b *runner) mismatches(ctx context.Context) ([]string, error) {
 		}
 	}
 	return bad, nil
+}
+
+// etcdState reads the VNI's members and MACs from etcd.
+func (b *runner) etcdState(ctx context.Context) (members map[netip.Addr]bool, macs map[fdb.MAC]netip.Addr, err error) {
+	keys := discovery.NewKeys(discovery.DefaultPrefix, benchVNI)
+	opCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := b.cluster.Client().Get(opCtx, keys.Prefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing etcd: %w", err)
+	}
+	members = make(map[netip.Addr]bool)
+	macs = make(map[fdb.MAC]netip.Addr)
+	for _, kv := range resp.Kvs {
+		kind, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), keys.Prefix()), "/")
+		switch kind {
+		case "vtep":
+			var m discovery.Member
+			if err := json.Unmarshal(kv.Value, &m); err != nil {
+				return nil, nil, fmt.Errorf("etcd key %s: %w", kv.Key, err)
+			}
+			members[m.Addr] = true
+		case "mac":
+			var r discovery.MACRecord
+			if err := json.Unmarshal(kv.Value, &r); err != nil {
+				return nil, nil, fmt.Errorf("etcd key %s: %w", kv.Key, err)
+			}
+			hw, err := net.ParseMAC(r.MAC)
+			if err != nil || len(hw) != len(fdb.MAC{}) {
+				return nil, nil, fmt.Errorf("etcd key %s: bad MAC %q", kv.Key, r.MAC)
+			}
+			macs[fdb.MAC(hw)] = r.VTEP
+		}
+	}
+	return members, macs, nil
 }
 
 var errNotConverged = errors.New("not converged")
@@ -553,8 +618,14 @@ func (b *runner) countBehind(ctx context.Context, l *Latency) error {
 		return nil
 	}
 	bad, err := b.mismatches(ctx)
+	if err != nil {
+		// An etcd too loaded to answer one list is a finding too.
+		b.o.Progress("counting the hosts behind: %v", err)
+		l.Behind = -1
+		return ctx.Err()
+	}
 	l.Behind = len(bad)
-	return err
+	return nil
 }
 
 func eventsDone(es []event) bool {

@@ -7,6 +7,7 @@
 //	vxctlbench                      # 50 hosts × 10 MACs, under three minutes
 //	vxctlbench --full               # 100, 300 and 1000 hosts
 //	vxctlbench --hosts 300 --macs 10
+//	vxctlbench --hosts 100 --macs 100 --real-host bin/vxland   # as root
 //
 // Exit status: 0 on success, 1 when the bench fails, 2 for a bad flag,
 // 130 when interrupted.
@@ -50,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	churn := fs.Duration("churn", 10*time.Second, "length of the churn phase")
 	wait := fs.Duration("wait", 60*time.Second, "longest wait for any one convergence")
 	out := fs.String("out", "", "results directory (default results/control-<timestamp>)")
+	realHost := fs.String("real-host", "", "path of a vxland binary: after the publication, a real vxland joins from a network-namespace host (needs root)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (etcd members, agents and bench) to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -87,6 +89,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	if *realHost != "" {
+		if fi, err := os.Stat(*realHost); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			fmt.Fprintf(stderr, "vxctlbench: --real-host %q is not an executable file\n", *realHost)
+			return 2
+		}
+	}
 	if *out == "" {
 		*out = filepath.Join("results", "control-"+time.Now().UTC().Format("20060102-150405"))
 	}
@@ -119,7 +127,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, n := range *hosts {
 		res, err := control.Run(ctx, control.Options{
 			Hosts: n, MACs: *macs, PublishRate: *publishRate,
-			ChurnRate: *churnRate, Churn: *churn, Wait: *wait,
+			ChurnRate: *churnRate, Churn: *churn, Wait: *wait, Vxland: *realHost,
 			Dir:      filepath.Join(dir, fmt.Sprint(n)),
 			Progress: func(format string, args ...any) { fmt.Fprintf(stderr, "vxctlbench: "+format+"\n", args...) },
 		})

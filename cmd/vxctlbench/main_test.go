@@ -23,6 +23,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--churn", "0s"}, "--churn"},
 		{[]string{"--wait", "-1s"}, "--wait"},
 		{[]string{"--cpuprofile", "/nonexistent/dir/cpu.out"}, "--cpuprofile"},
+		{[]string{"--real-host", "/nonexistent/vxland"}, "--real-host"},
+		{[]string{"--real-host", "/"}, "--real-host"},
 		{[]string{"extra"}, "extra"},
 	} {
 		var stdout, stderr bytes.Buffer
