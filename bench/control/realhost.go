@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -261,7 +259,7 @@ func (b *runner) joinRealHost(ctx context.Context, res *Result) error {
 	}
 	heap, _ := m.Value("go_memstats_heap_inuse_bytes")
 	r.res.HeapInuse = int64(heap)
-	r.res.RSS, _, err = r.memory()
+	r.res.RSS, _, err = r.proc.Memory()
 	return err
 }
 
@@ -300,7 +298,7 @@ func (b *runner) awaitRealRelist(ctx context.Context, mark relistMark, rev int64
 	if r.res.FDBMismatch, err = b.realMismatch(ctx); err != nil {
 		return err
 	}
-	_, r.res.HWM, err = r.memory()
+	_, r.res.HWM, err = r.proc.Memory()
 	return err
 }
 
@@ -345,33 +343,6 @@ func (r *realHost) scrape(ctx context.Context) (metricstest.Families, error) {
 		return nil, fmt.Errorf("vxland metrics: %s", resp.Status)
 	}
 	return metricstest.Parse(resp.Body)
-}
-
-// memory reads the real vxland's resident set and its peak from /proc.
-func (r *realHost) memory() (rss, hwm int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", r.proc.Pid()))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		var n int64
-		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &n); err != nil {
-			continue
-		}
-		switch k {
-		case "VmRSS":
-			rss = n << 10
-		case "VmHWM":
-			hwm = n << 10
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", r.proc.Pid())
-	}
-	return rss, hwm, sc.Err()
 }
 
 // realMismatch compares the real vxland's FDB, from its control socket,

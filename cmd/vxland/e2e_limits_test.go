@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -102,7 +99,10 @@ func TestFloodOfSourceMACsIsBounded(t *testing.T) {
 		t.Errorf("show fdb printed %d lines, want at least %d", lines, fdbMax)
 	}
 	for _, h := range []*testHost{h1, h2} {
-		rss, hwm := vmRSS(t, h.proc.Pid())
+		rss, hwm, err := h.proc.Memory()
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("%s: VmRSS %d KB, VmHWM %d KB", h.ns, rss>>10, hwm>>10)
 		if hwm > maxRSS {
 			t.Errorf("vxland on %s peaked at %d MB resident, want under %d MB", h.ns, hwm>>20, maxRSS>>20)
@@ -122,33 +122,4 @@ func (tp *topo) learnedCount(h *testHost) int {
 		}
 	}
 	return learned
-}
-
-// vmRSS returns the resident set size of process pid and its peak
-// (VmRSS and VmHWM in /proc/PID/status), in bytes.
-func vmRSS(t *testing.T, pid int) (rss, hwm int64) {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			t.Fatalf("/proc/%d/status: %q: %v", pid, l, err)
-		}
-		if k == "VmRSS" {
-			rss = kb << 10
-		} else {
-			hwm = kb << 10
-		}
-	}
-	if rss == 0 || hwm == 0 {
-		t.Fatalf("/proc/%d/status has no VmRSS or VmHWM", pid)
-	}
-	return rss, hwm
 }

@@ -309,3 +309,37 @@ func mustOK(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestProcessMemory: a process started in a namespace has a resident set,
+// and its peak is at least that.
+func TestProcessMemory(t *testing.T) {
+	lab := NewForTest(t)
+	ns, err := lab.Namespace("mem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ns.Start("sleep", "30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "ip netns exec" replaces itself with the command: wait for that, so
+	// that the memory read is sleep's.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.Pid()))
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d is %q, not sleep", p.Pid(), comm)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rss, hwm, err := p.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss <= 0 || hwm < rss {
+		t.Errorf("VmRSS %d, VmHWM %d bytes: want a positive resident set and a peak at least that", rss, hwm)
+	}
+}

@@ -3,7 +3,10 @@ package netlab
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -139,4 +142,33 @@ func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Memory returns the process's resident set size and its peak (VmRSS and
+// VmHWM in /proc/PID/status), in bytes.
+func (p *Process) Memory() (rss, hwm int64, err error) {
+	path := fmt.Sprintf("/proc/%d/status", p.Pid())
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("netlab: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("netlab: %s: %q: %w", path, l, err)
+		}
+		if k == "VmRSS" {
+			rss = kb << 10
+		} else {
+			hwm = kb << 10
+		}
+	}
+	if rss == 0 || hwm == 0 {
+		return 0, 0, fmt.Errorf("netlab: %s has no VmRSS or VmHWM", path)
+	}
+	return rss, hwm, nil
 }
