@@ -60,6 +60,9 @@ func Markdown(results []*Result) string {
 		return fmt.Sprintf("%.0f; %s; %d", r.RequestsPerSecond, bench.FormatBytes(uint64(r.DBSize)), r.Watchers)
 	})
 	row("run time", func(r *Result) string { return r.Elapsed.Round(time.Second).String() })
+	if slices.ContainsFunc(results, func(r *Result) bool { return r.Stopped != "" }) {
+		row("stopped (later figures missing)", func(r *Result) string { return r.Stopped })
+	}
 	return b.String()
 }
 

@@ -114,6 +114,9 @@ type Result struct {
 	DBSize            int64
 	Watchers          int
 	Elapsed           time.Duration
+	// Stopped, when not empty, is the phase that failed and why: the
+	// figures of later phases are missing.
+	Stopped string
 }
 
 // host is one simulated host: a real discovery agent with its own etcd
@@ -205,6 +208,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for _, p := range phases {
 		o.Progress("%d hosts × %d MACs: %s", o.Hosts, o.MACs, p.name)
 		if err := p.run(ctx, res); err != nil {
+			res.Stopped = fmt.Sprintf("%s: %v", p.name, err)
+			res.Elapsed = time.Since(start)
 			return res, fmt.Errorf("%s: %w", p.name, err)
 		}
 	}

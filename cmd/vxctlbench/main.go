@@ -136,13 +136,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 130
 		}
 		if err != nil {
-			// The next size may still tell something; the exit status
-			// says that one failed.
+			// The next size may still tell something, and so may this
+			// one's phases before the failure; the exit status says
+			// that one failed.
 			fmt.Fprintf(stderr, "vxctlbench: %d hosts: %v\n", n, err)
 			failed = true
-			continue
 		}
-		results = append(results, res)
+		if res != nil {
+			results = append(results, res)
+		}
 	}
 	if len(results) == 0 {
 		return 1
