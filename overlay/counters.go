@@ -120,6 +120,9 @@ type queueCounters struct {
 	// arpAnswered counts ARP requests answered from the neighbour table;
 	// arpFlooded counts broadcast ARP requests sent to the flood list.
 	arpAnswered, arpFlooded atomic.Uint64
+	// ndAnswered and ndFlooded count the same for IPv6 neighbour
+	// solicitations: answered, and multicast ones sent to the flood list.
+	ndAnswered, ndFlooded atomic.Uint64
 	// tooBigSent counts ICMP "too big" answers written to the device,
 	// tooBigLimited those the rate limit held back.
 	tooBigSent, tooBigLimited atomic.Uint64
@@ -152,6 +155,10 @@ type Stats struct {
 	RxSegmented uint64 `json:"rx_segmented"`
 	ARPAnswered uint64 `json:"arp_answered"`
 	ARPFlooded  uint64 `json:"arp_flooded"`
+	// NDAnswered counts IPv6 neighbour solicitations answered from the
+	// neighbour table, NDFlooded multicast ones sent to the flood list.
+	NDAnswered uint64 `json:"nd_answered"`
+	NDFlooded  uint64 `json:"nd_flooded"`
 	// ICMPTooBigSent counts the ICMP "fragmentation needed" and ICMPv6
 	// "packet too big" answers to packets larger than the MTU;
 	// ICMPTooBigLimited those not sent because of the rate limit.
@@ -193,6 +200,8 @@ func (o *Overlay) Stats() Stats {
 		s.RxSegmented += c.rxOversize.Load()
 		s.ARPAnswered += c.arpAnswered.Load()
 		s.ARPFlooded += c.arpFlooded.Load()
+		s.NDAnswered += c.ndAnswered.Load()
+		s.NDFlooded += c.ndFlooded.Load()
 		s.ICMPTooBigSent += c.tooBigSent.Load()
 		s.ICMPTooBigLimited += c.tooBigLimited.Load()
 		for r := range numDropReasons {

@@ -15,9 +15,9 @@ import (
 )
 
 // encapsulator moves frames from the device to the underlay: for each
-// frame it observes the sender, answers or floods ARP, finds the VTEPs
-// and writes the VXLAN header in front. It owns its buffers; one runs per
-// queue.
+// frame it observes the sender, answers or floods ARP requests and
+// neighbour solicitations, finds the VTEPs and writes the VXLAN header in
+// front. It owns its buffers; one runs per queue.
 type encapsulator struct {
 	o    *Overlay
 	dev  FrameDevice
@@ -88,9 +88,12 @@ func (e *encapsulator) step() error {
 			e.answerTooBig(frame)
 			continue
 		}
-		arp := arpIPv4(frame)
-		e.observe(frame, arp)
+		arp, nd := arpIPv4(frame), parseND(frame)
+		e.observe(frame, arp, nd)
 		if arp != nil && e.answerARP(buf, arp) {
+			continue
+		}
+		if nd.ip != nil && e.answerND(buf, nd) {
 			continue
 		}
 		pkt := buf[datagramOffset:]
@@ -110,20 +113,26 @@ func (e *encapsulator) step() error {
 }
 
 // observe records the source MAC of a frame from one of this host's
-// containers, and the IPv4 address it claims in ARP, for the control
-// plane to publish. The TAP's own address is not a container: the host's
-// stack sends through the TAP too (IPv6 neighbour discovery, for one).
-func (e *encapsulator) observe(frame, arp []byte) {
+// containers, and the IPv4 address it claims in ARP or the IPv6 address
+// it claims in neighbour discovery, for the control plane to publish.
+// The TAP's own address is not a container: the host's stack sends
+// through the TAP too (IPv6 neighbour discovery, for one).
+func (e *encapsulator) observe(frame, arp []byte, nd ndMessage) {
 	local := e.o.cfg.Local
 	src := fdb.MAC(frame[6:12])
-	seen := e.memo.valid && src == e.memo.src && arp == nil
+	seen := e.memo.valid && src == e.memo.src && arp == nil && nd.ip == nil
 	if local == nil || seen || src.IsMulticast() || src.IsZero() || src == e.o.cfg.LocalMAC {
 		return
 	}
 	var ip netip.Addr
-	if arp != nil && arpSenderMAC(arp) == src {
+	switch {
+	case arp != nil && arpSenderMAC(arp) == src:
 		if sip := arpSenderIP(arp); !sip.IsUnspecified() {
 			ip = sip
+		}
+	case nd.ip != nil:
+		if a, ok := nd.claim(src); ok {
+			ip = a
 		}
 	}
 	switch local.Observe(src, ip) {
@@ -161,6 +170,37 @@ func (e *encapsulator) answerARP(buf, arp []byte) bool {
 		}
 	}
 	e.qc.arpFlooded.Add(1)
+	return false
+}
+
+// answerND answers a neighbour solicitation in buf, multicast or
+// unicast, from the neighbour table, and reports whether it did: the
+// advertisement goes back out of the device, and nothing crosses the
+// underlay. A multicast solicitation it does not answer is counted as
+// flooded.
+func (e *encapsulator) answerND(buf []byte, nd ndMessage) bool {
+	frame := buf[Headroom:]
+	if !nd.isSolicitation() {
+		return false
+	}
+	if n := e.o.cfg.Neighbors; n != nil {
+		// A solicitation from the target's own MAC is a container that
+		// moved here checking its address: it must reach every host.
+		if mac, ok := n.Lookup(ndTarget(nd.ip)); ok && mac != fdb.MAC(frame[6:12]) {
+			na := answerNS(frame, mac)
+			e.flush() // what was queued before goes first
+			e.one[0] = buf[:Headroom+len(na)]
+			if _, err := e.dev.Write(e.one, Headroom); err != nil {
+				e.qc.drop(DropTapWrite)
+			} else {
+				e.qc.ndAnswered.Add(1)
+			}
+			return true
+		}
+	}
+	if fdb.MAC(frame[0:6]).IsMulticast() {
+		e.qc.ndFlooded.Add(1)
+	}
 	return false
 }
 

@@ -12,3 +12,7 @@ var CheckDatagram = checkDatagram
 
 // DemuxStepper exposes one receive step of a Mux's queue 0.
 func (m *Mux) DemuxStepper() func() error { return m.newDemux(0).step }
+
+// NDFrame builds a neighbour solicitation or advertisement for the
+// external tests (ndFrame).
+var NDFrame = ndFrame

@@ -213,6 +213,7 @@ func printStats(w io.Writer, s control.Stats) {
 	fmt.Fprintf(tw, "rx checksums completed\t%d\n", s.RxChecksumCompleted)
 	fmt.Fprintf(tw, "rx frames segmented\t%d\n", s.RxSegmented)
 	fmt.Fprintf(tw, "arp\t%d answered\t%d flooded\n", s.ARPAnswered, s.ARPFlooded)
+	fmt.Fprintf(tw, "nd\t%d answered\t%d flooded\n", s.NDAnswered, s.NDFlooded)
 	fmt.Fprintf(tw, "icmp too big\t%d sent\t%d rate limited\n", s.ICMPTooBigSent, s.ICMPTooBigLimited)
 	if len(s.Queues) > 1 {
 		for i, q := range s.Queues {

@@ -52,7 +52,7 @@ func scrape(t *testing.T, h http.Handler) metricstest.Families {
 // read at scrape time: a second scrape shows what changed in between.
 func TestCollectorsExportTheirSources(t *testing.T) {
 	stats := &fixedStats{RxPackets: 10, RxBytes: 1000, TxPackets: 20, TxBytes: 2000, TxFlooded: 3, TxFloodCopies: 6,
-		ARPAnswered: 4, ARPFlooded: 1, RxChecksumCompleted: 7, RxSegmented: 8,
+		ARPAnswered: 4, ARPFlooded: 1, NDAnswered: 14, NDFlooded: 15, RxChecksumCompleted: 7, RxSegmented: 8,
 		ICMPTooBigSent: 12, ICMPTooBigLimited: 13,
 		Drops:  map[string]uint64{"vni_mismatch": 2, "short": 0, "tap_malformed": 9},
 		Queues: []overlay.QueueStats{{RxPackets: 4, TxPackets: 5}, {RxPackets: 6, TxPackets: 15}}}
@@ -87,6 +87,8 @@ func TestCollectorsExportTheirSources(t *testing.T) {
 		{"vxland_tx_flood_copies_total", []string{"vni", "42"}, 6},
 		{"vxland_arp_answered_total", []string{"vni", "42"}, 4},
 		{"vxland_arp_flooded_total", []string{"vni", "42"}, 1},
+		{"vxland_nd_answered_total", []string{"vni", "42"}, 14},
+		{"vxland_nd_flooded_total", []string{"vni", "42"}, 15},
 		{"vxland_rx_checksums_completed_total", []string{"vni", "42"}, 7},
 		{"vxland_rx_segmented_frames_total", []string{"vni", "42"}, 8},
 		{"vxland_icmp_too_big_sent_total", []string{"vni", "42"}, 12},
