@@ -336,9 +336,17 @@ func (a *Agent) syncLocal(ctx context.Context, lease clientv3.LeaseID) {
 	}
 	want := make(map[fdb.MAC][]byte)
 	for _, e := range a.cfg.Local.Snapshot() {
-		ips := slices.Clone(e.IPs)
-		slices.SortFunc(ips, netip.Addr.Compare)
-		v, _ := json.Marshal(MACRecord{Version: SchemaVersion, MAC: e.MAC.String(), VTEP: a.cfg.Self, IPs: ips})
+		r := MACRecord{Version: SchemaVersion, MAC: e.MAC.String(), VTEP: a.cfg.Self}
+		for _, ip := range e.IPs {
+			if ip.Is4() {
+				r.IPs = append(r.IPs, ip)
+			} else {
+				r.IPv6 = append(r.IPv6, ip)
+			}
+		}
+		slices.SortFunc(r.IPs, netip.Addr.Compare)
+		slices.SortFunc(r.IPv6, netip.Addr.Compare)
+		v, _ := json.Marshal(r)
 		want[e.MAC] = v
 	}
 	a.mu.Lock()
@@ -490,8 +498,9 @@ func (a *Agent) putLocked(key string, value []byte, modRev int64) {
 		if old.mac.VTEP != r.mac.VTEP {
 			a.unapplyLocked(old) // the MAC moved: drop the old place first
 		} else if a.cfg.Neighbors != nil && old.mac.VTEP != a.cfg.Self {
-			for _, ip := range old.mac.IPs {
-				if !slices.Contains(r.mac.IPs, ip) {
+			keep := r.mac.neighbors()
+			for _, ip := range old.mac.neighbors() {
+				if !slices.Contains(keep, ip) {
 					a.cfg.Neighbors.Delete(ip, r.macKey)
 				}
 			}
@@ -544,7 +553,7 @@ func (a *Agent) applyLocked(r record) {
 		}
 		a.cfg.FDB.Set(vni, mac, r.mac.VTEP, fdb.OriginRemote)
 		if a.cfg.Neighbors != nil {
-			for _, ip := range r.mac.IPs {
+			for _, ip := range r.mac.neighbors() {
 				a.cfg.Neighbors.Set(ip, mac)
 			}
 		}
@@ -564,7 +573,7 @@ func (a *Agent) unapplyLocked(r record) {
 		}
 		a.cfg.FDB.Delete(a.cfg.VNI, r.macKey, fdb.OriginRemote)
 		if a.cfg.Neighbors != nil {
-			for _, ip := range r.mac.IPs {
+			for _, ip := range r.mac.neighbors() {
 				a.cfg.Neighbors.Delete(ip, r.macKey)
 			}
 		}

@@ -47,14 +47,15 @@ func TestAgentsPublishAndWithdraw(t *testing.T) {
 		}
 	}
 
-	mac, ip := mustMAC("02:00:00:00:00:a1"), netip.MustParseAddr("10.1.0.1")
+	mac, ip, ip6 := mustMAC("02:00:00:00:00:a1"), netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("fd00::a1")
 	waitFor(t, "a MAC that keeps sending on A is in B's FDB, pointing to A", func() error {
 		a.local.Observe(mac, ip)
-		d := snapshot(t, b, []netip.Addr{ip})
+		a.local.Observe(mac, ip6)
+		d := snapshot(t, b, []netip.Addr{ip, ip6})
 		if vtep, ok := d.fdb[mac]; !ok || vtep != a.vtep() {
 			return fmt.Errorf("B: %s", d)
 		}
-		if d.neigh[ip] != mac {
+		if d.neigh[ip] != mac || d.neigh[ip6] != mac {
 			return fmt.Errorf("B: %s", d)
 		}
 		return nil
@@ -64,8 +65,8 @@ func TestAgentsPublishAndWithdraw(t *testing.T) {
 		t.Fatalf("%s is in B's FDB but not in etcd", mac)
 	}
 	var rec MACRecord
-	if err := json.Unmarshal([]byte(value), &rec); err != nil || rec.VTEP != a.addr || !slices.Equal(rec.IPs, []netip.Addr{ip}) {
-		t.Errorf("%s = %s, want VTEP %s and ips [%s]", testKeys.MAC(mac), value, a.addr, ip)
+	if err := json.Unmarshal([]byte(value), &rec); err != nil || rec.VTEP != a.addr || !slices.Equal(rec.IPs, []netip.Addr{ip}) || !slices.Equal(rec.IPv6, []netip.Addr{ip6}) {
+		t.Errorf("%s = %s, want VTEP %s, ips [%s] and ipv6 [%s]", testKeys.MAC(mac), value, a.addr, ip, ip6)
 	}
 	_, memberLease, _ := getKey(t, cli, testKeys.Member(a.addr))
 	if macLease == 0 || macLease != memberLease {

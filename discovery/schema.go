@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,13 +37,20 @@ type Member struct {
 }
 
 // MACRecord says "MAC lives behind the VTEP at VTEP", with the IPv4
-// addresses it has claimed in ARP.
+// addresses it has claimed in ARP and the IPv6 addresses it has claimed
+// in neighbour discovery. IPv6 has a field of its own because readers
+// before it skip a record with an IPv6 address in IPs, and would lose
+// the MAC; a field they do not know they ignore.
 type MACRecord struct {
 	Version int          `json:"version"`
 	MAC     string       `json:"mac"`
 	VTEP    netip.Addr   `json:"vtep"`
 	IPs     []netip.Addr `json:"ips,omitempty"`
+	IPv6    []netip.Addr `json:"ipv6,omitempty"`
 }
+
+// neighbors returns every address the record binds to its MAC.
+func (r *MACRecord) neighbors() []netip.Addr { return slices.Concat(r.IPs, r.IPv6) }
 
 // Keys builds and parses the keys of one VNI under a prefix.
 type Keys struct {
@@ -149,6 +157,11 @@ func (k Keys) parse(key string, value []byte) (record, error) {
 		for _, ip := range r.IPs {
 			if !ip.Is4() {
 				return record{}, fmt.Errorf("%w: ip %s is not IPv4", errBadRecord, ip)
+			}
+		}
+		for _, ip := range r.IPv6 {
+			if !ip.Is6() || ip.Is4In6() || ip.Zone() != "" || !(ip.IsGlobalUnicast() || ip.IsLinkLocalUnicast()) {
+				return record{}, fmt.Errorf("%w: ipv6 %s is not a unicast IPv6 address", errBadRecord, ip)
 			}
 		}
 		return record{mac: &r, macKey: mac}, nil

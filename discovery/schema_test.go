@@ -74,6 +74,10 @@ func TestParse(t *testing.T) {
 			`{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ips":["10.1.0.5","10.1.0.6"]}`,
 			nil, &MACRecord{Version: 1, MAC: "02:00:00:00:00:01", VTEP: netip.MustParseAddr("192.0.2.1"),
 				IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.1.0.6")}}},
+		{"MAC with IPv6 addresses", macKey,
+			`{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ips":["10.1.0.5"],"ipv6":["fd00::5","fe80::5"]}`,
+			nil, &MACRecord{Version: 1, MAC: "02:00:00:00:00:01", VTEP: netip.MustParseAddr("192.0.2.1"),
+				IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5")}, IPv6: []netip.Addr{netip.MustParseAddr("fd00::5"), netip.MustParseAddr("fe80::5")}}},
 		{"MAC without addresses", macKey,
 			`{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1"}`,
 			nil, &MACRecord{Version: 1, MAC: "02:00:00:00:00:01", VTEP: netip.MustParseAddr("192.0.2.1")}},
@@ -110,7 +114,7 @@ func TestParse(t *testing.T) {
 				if r.macKey != mustMAC("02:00:00:00:00:01") {
 					t.Errorf("macKey = %s, want 02:00:00:00:00:01", r.macKey)
 				}
-				if r.mac.Version != tc.mac.Version || r.mac.MAC != tc.mac.MAC || r.mac.VTEP != tc.mac.VTEP || !slices.Equal(r.mac.IPs, tc.mac.IPs) {
+				if r.mac.Version != tc.mac.Version || r.mac.MAC != tc.mac.MAC || r.mac.VTEP != tc.mac.VTEP || !slices.Equal(r.mac.IPs, tc.mac.IPs) || !slices.Equal(r.mac.IPv6, tc.mac.IPv6) {
 					t.Errorf("mac = %+v, want %+v", *r.mac, *tc.mac)
 				}
 			}
@@ -157,6 +161,11 @@ func TestParse(t *testing.T) {
 		{"MAC: vtep not an address", macKey, `{"version":1,"mac":"02:00:00:00:00:01","vtep":"h1"}`},
 		{"MAC: IPv6 in ips", macKey, `{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ips":["10.1.0.5","2001:db8::5"]}`},
 		{"MAC: IPv4-mapped IPv6 in ips", macKey, `{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ips":["::ffff:10.1.0.5"]}`},
+		{"MAC: IPv4 in ipv6", macKey, `{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ipv6":["fd00::5","10.1.0.5"]}`},
+		{"MAC: IPv4-mapped IPv6 in ipv6", macKey, `{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ipv6":["::ffff:10.1.0.5"]}`},
+		{"MAC: multicast in ipv6", macKey, `{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ipv6":["ff02::1"]}`},
+		{"MAC: unspecified in ipv6", macKey, `{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ipv6":["::"]}`},
+		{"MAC: zone in ipv6", macKey, `{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ipv6":["fe80::5%eth0"]}`},
 		{"MAC: empty string in ips", macKey, `{"version":1,"mac":"02:00:00:00:00:01","vtep":"192.0.2.1","ips":[""]}`},
 		{"unknown kind", "/vxland/v1/vni/42/route/10.0.0.0-8", `{"version":1}`},
 		{"kind without a name", "/vxland/v1/vni/42/vtep", `{"version":1,"addr":"192.0.2.1","port":4789}`},
@@ -200,7 +209,8 @@ func TestParseWhatAgentsWrite(t *testing.T) {
 	}
 
 	mac := mustMAC("02:42:ac:11:00:02")
-	rec := MACRecord{Version: SchemaVersion, MAC: mac.String(), VTEP: addr, IPs: []netip.Addr{netip.MustParseAddr("10.1.0.2")}}
+	rec := MACRecord{Version: SchemaVersion, MAC: mac.String(), VTEP: addr, IPs: []netip.Addr{netip.MustParseAddr("10.1.0.2")},
+		IPv6: []netip.Addr{netip.MustParseAddr("fd00::2")}}
 	v, err = json.Marshal(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +219,7 @@ func TestParseWhatAgentsWrite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse of our own MAC record %s: %v", v, err)
 	}
-	if r.macKey != mac || r.mac.VTEP != addr || !slices.Equal(r.mac.IPs, rec.IPs) {
+	if r.macKey != mac || r.mac.VTEP != addr || !slices.Equal(r.mac.IPs, rec.IPs) || !slices.Equal(r.mac.IPv6, rec.IPv6) {
 		t.Errorf("MAC record read back as %+v (key %s), want %+v", *r.mac, r.macKey, rec)
 	}
 }
@@ -268,6 +278,11 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("accepted MAC record %+v with address %s", *rec, ip)
 				}
 			}
+			for _, ip := range rec.IPv6 {
+				if !ip.Is6() || ip.Is4In6() || ip.IsMulticast() || ip.IsUnspecified() || ip.Zone() != "" {
+					t.Fatalf("accepted MAC record %+v with IPv6 address %s", *rec, ip)
+				}
+			}
 			v, err := json.Marshal(rec)
 			if err != nil {
 				t.Fatalf("re-encoding %+v: %v", *rec, err)
@@ -276,7 +291,7 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				t.Fatalf("re-encoded MAC record %s rejected: %v", v, err)
 			}
-			if r2.macKey != r.macKey || r2.mac.VTEP != rec.VTEP || !slices.Equal(r2.mac.IPs, rec.IPs) {
+			if r2.macKey != r.macKey || r2.mac.VTEP != rec.VTEP || !slices.Equal(r2.mac.IPs, rec.IPs) || !slices.Equal(r2.mac.IPv6, rec.IPv6) {
 				t.Fatalf("MAC record %+v re-read as %+v", *rec, *r2.mac)
 			}
 		default:
