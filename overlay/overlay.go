@@ -45,11 +45,12 @@ type Config struct {
 	// Logger receives lifecycle events, never per-packet ones.
 	Logger *slog.Logger
 	// Local, when set, records the source MACs of frames read from the
-	// device and the IPv4 addresses they claim in ARP, for the control
-	// plane to publish.
+	// device and the addresses they claim in ARP and IPv6 neighbour
+	// discovery, for the control plane to publish.
 	Local *fdb.LocalTable
-	// Neighbors, when set, answers ARP requests for remote containers on
-	// this host instead of flooding them.
+	// Neighbors, when set, answers ARP requests and IPv6 neighbour
+	// solicitations for remote containers on this host instead of
+	// flooding them.
 	Neighbors *fdb.Neighbors
 	// BatchWhenIdle runs each forwarding thread (Linux, polled queues)
 	// under SCHED_BATCH while its traffic is sparse, and under
@@ -151,8 +152,8 @@ func (o *Overlay) FDB() *fdb.Table { return o.fdb }
 // VNI returns the overlay's VNI.
 func (o *Overlay) VNI() uint32 { return o.cfg.VNI }
 
-// Neighbors returns the table ARP requests are answered from, nil when
-// there is none.
+// Neighbors returns the table ARP requests and neighbour solicitations
+// are answered from, nil when there is none.
 func (o *Overlay) Neighbors() *fdb.Neighbors { return o.cfg.Neighbors }
 
 // Run forwards in both directions until ctx is done or a device or a

@@ -12,7 +12,8 @@ import (
 
 // LocalTable records the MACs of this host's own containers, as seen in the
 // source address of frames read from the TAP, and the IPv4 addresses they
-// claim in ARP. The control plane publishes what it holds.
+// claim in ARP and IPv6 addresses in neighbour discovery. The control
+// plane publishes what it holds.
 //
 // The data path only ever adds and refreshes; it never waits for the
 // control plane. A new MAC or address wakes the control plane through a
@@ -158,9 +159,11 @@ func (t *LocalTable) Snapshot() []LocalMAC {
 	return out
 }
 
-// Neighbors maps the IPv4 addresses of remote containers to their MACs,
-// so that ARP requests for them are answered on this host instead of being
-// flooded to every VTEP (ARP suppression, as the kernel's vxlan "proxy").
+// Neighbors maps the IPv4 and IPv6 addresses of remote containers to
+// their MACs, so that ARP requests and IPv6 neighbour solicitations for
+// them are answered on this host instead of being flooded to every VTEP
+// (ARP and neighbour discovery suppression, as the kernel's vxlan
+// "proxy").
 type Neighbors struct {
 	mu sync.RWMutex
 	m  map[netip.Addr]MAC
