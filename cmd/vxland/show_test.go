@@ -16,7 +16,7 @@ import (
 )
 
 func TestPrintStatsShowsQueues(t *testing.T) {
-	s := control.Stats{Heals: 2, Stats: overlay.Stats{RxPackets: 30, TxPackets: 12, Drops: map[string]uint64{"short": 1},
+	s := control.Stats{Heals: 2, Stats: overlay.Stats{RxPackets: 30, TxPackets: 12, NDAnswered: 5, NDFlooded: 6, Drops: map[string]uint64{"short": 1},
 		Queues: []overlay.QueueStats{{RxPackets: 10, TxPackets: 2}, {RxPackets: 20, TxPackets: 10}}}}
 	var b strings.Builder
 	printStats(&b, s)
@@ -27,6 +27,9 @@ func TestPrintStatsShowsQueues(t *testing.T) {
 	}
 	if !regexp.MustCompile(`host setup heals +2\n`).MatchString(b.String()) {
 		t.Errorf("output lacks the heals:\n%s", b.String())
+	}
+	if !regexp.MustCompile(`\nnd +5 answered +6 flooded\n`).MatchString(b.String()) {
+		t.Errorf("output lacks the neighbour solicitations:\n%s", b.String())
 	}
 	// One queue says nothing the totals do not.
 	s.Queues = s.Queues[:1]
