@@ -30,6 +30,21 @@ func arpFrame(sha fdb.MAC, spa, tpa netip.Addr) []byte {
 	return f
 }
 
+// encapEach runs one encapsulation step per frame injected, n in all,
+// and checks how many frames went back to the device and how many
+// datagrams crossed the underlay.
+func (r *rig) encapEach(t *testing.T, n, wantWritten, wantSent int) {
+	t.Helper()
+	for range n {
+		if err := r.encap(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w, s := len(r.dev.Written()), len(r.conn.Sent()); w != wantWritten || s != wantSent {
+		t.Fatalf("written back %d, sent %d; want %d and %d", w, s, wantWritten, wantSent)
+	}
+}
+
 func newARPRig(t *testing.T) (*rig, *fdb.Neighbors, *fdb.LocalTable) {
 	t.Helper()
 	r := &rig{dev: overlaytest.NewDevice(1), conn: overlaytest.NewConn(1), fdb: fdb.New(4789, time.Minute)}
@@ -85,14 +100,7 @@ func TestARPSuppressionFloodsUnknownAndGratuitous(t *testing.T) {
 	n.Set(ipB, macB)
 	r.dev.Inject(arpFrame(macA, ipA, netip.MustParseAddr("10.200.0.9"))) // unknown
 	r.dev.Inject(arpFrame(macB, ipB, ipB))                               // gratuitous
-	for range 2 {
-		if err := r.encap(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(r.dev.Written()) != 0 || len(r.conn.Sent()) != 2 {
-		t.Fatalf("written back %d, sent %d; want 0 and 2", len(r.dev.Written()), len(r.conn.Sent()))
-	}
+	r.encapEach(t, 2, 0, 2)
 	if s := r.ov.Stats(); s.ARPAnswered != 0 || s.ARPFlooded != 2 {
 		t.Errorf("answered %d flooded %d, want 0 and 2", s.ARPAnswered, s.ARPFlooded)
 	}
@@ -128,19 +136,33 @@ func TestLocalTableRecordsContainers(t *testing.T) {
 }
 
 func TestEncapStepNoAllocsWithControlPlane(t *testing.T) {
-	r, n, _ := newARPRig(t)
-	n.Set(ipB, macB)
-	r.fdb.Set(testVNI, macB, peer1, fdb.OriginRemote)
-	r.dev.Repeat(udpFrame(t, macA, macB, 1400))
-	r.conn.Discard()
-	if err := r.encap(); err != nil { // first sighting of macA allocates
-		t.Fatal(err)
-	}
-	if a := testing.AllocsPerRun(1000, func() {
-		if err := r.encap(); err != nil {
-			t.Fatal(err)
-		}
-	}); a != 0 {
-		t.Fatalf("%v allocs per forwarded frame with local learning on, want 0", a)
+	for _, c := range []struct {
+		name  string
+		frame func(t testing.TB) []byte
+	}{
+		{"forwarded frame", func(t testing.TB) []byte { return udpFrame(t, macA, macB, 1400) }},
+		{"neighbour solicitation answered", nsFromA},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, n, _ := newARPRig(t)
+			n.Set(ipB, macB)
+			n.Set(ip6B, macB)
+			r.fdb.Set(testVNI, macB, peer1, fdb.OriginRemote)
+			r.dev.Repeat(c.frame(t))
+			r.conn.Discard()
+			if err := r.encap(); err != nil { // first sighting of macA allocates
+				t.Fatal(err)
+			}
+			if a := testing.AllocsPerRun(1000, func() {
+				if err := r.encap(); err != nil {
+					t.Fatal(err)
+				}
+			}); a != 0 {
+				t.Fatalf("%v allocs per %s with local learning on, want 0", a, c.name)
+			}
+			if s := r.ov.Stats(); s.TxPackets+s.NDAnswered < 1000 {
+				t.Fatalf("%d frames sent, %d solicitations answered: the steps did not run", s.TxPackets, s.NDAnswered)
+			}
+		})
 	}
 }
