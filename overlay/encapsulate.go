@@ -186,7 +186,8 @@ func (e *encapsulator) answerND(buf []byte, nd ndMessage) bool {
 	if n := e.o.cfg.Neighbors; n != nil {
 		// A solicitation from the target's own MAC is a container that
 		// moved here checking its address: it must reach every host.
-		if mac, ok := n.Lookup(ndTarget(nd.ip)); ok && mac != fdb.MAC(frame[6:12]) {
+		mac, ok := n.Lookup(ndTarget(nd.ip))
+		if ok && mac != fdb.MAC(frame[6:12]) && cap(frame) >= ndAnswerLen {
 			na := answerNS(frame, mac)
 			e.flush() // what was queued before goes first
 			e.one[0] = buf[:Headroom+len(na)]
