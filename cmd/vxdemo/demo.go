@@ -83,8 +83,8 @@ type container struct {
 }
 
 type transferResult struct {
-	bytes    int          // TCP payload
-	underlay linkCounters // h1's underlay eth0 transmit counters during it
+	bytes    int                 // TCP payload
+	underlay netlab.LinkCounters // h1's underlay eth0 transmit counters during it
 }
 
 func newDemo(opts options, out io.Writer) (*demo, error) {
@@ -599,17 +599,11 @@ func (d *demo) showTraffic(ctx context.Context) error {
 		return err
 	}
 	d.transfer = transferResult{bytes: n,
-		underlay: linkCounters{Packets: after.Packets - before.Packets, Bytes: after.Bytes - before.Bytes}}
+		underlay: netlab.LinkCounters{Packets: after.Packets - before.Packets, Bytes: after.Bytes - before.Bytes}}
 	d.printf("  %d bytes arrived intact in %.2fs: %.0f Mbit/s\n", n, elapsed.Seconds(), float64(n)*8/elapsed.Seconds()/1e6)
 	d.printf("  Every segment was read from a TAP, wrapped and sent over UDP by vxland on h1,\n")
 	d.printf("  then unwrapped and written to a TAP by vxland on h2: all in user space.\n")
 	return nil
-}
-
-// linkCounters are an interface's transmit counters.
-type linkCounters struct {
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
 }
 
 // ---- 5. FDB ----

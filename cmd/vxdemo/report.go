@@ -58,20 +58,9 @@ func describeValue(kv etcdKV) string {
 }
 
 // txCounters returns ifname's transmit counters in ns.
-func txCounters(ns *netlab.NS, ifname string) (linkCounters, error) {
-	out, err := ns.Run("ip", "-j", "-s", "link", "show", "dev", ifname)
-	if err != nil {
-		return linkCounters{}, err
-	}
-	var links []struct {
-		Stats struct {
-			TX linkCounters `json:"tx"`
-		} `json:"stats64"`
-	}
-	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-		return linkCounters{}, fmt.Errorf("counters of %s in %s: cannot parse %q: %v", ifname, ns, out, err)
-	}
-	return links[0].Stats.TX, nil
+func txCounters(ns *netlab.NS, ifname string) (netlab.LinkCounters, error) {
+	s, err := ns.LinkStats(ifname)
+	return s.TX, err
 }
 
 // ---- 6. counters ----

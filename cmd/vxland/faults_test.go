@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -590,20 +589,11 @@ func faultMACFlood(t *testing.T, sc faultScale) {
 // them in time) from the kernel.
 func linkCounters(t *testing.T, ns *netlab.NS, ifname string) (rxPackets, txDropped uint64) {
 	t.Helper()
-	var links []struct {
-		Stats struct {
-			RX struct {
-				Packets uint64 `json:"packets"`
-			} `json:"rx"`
-			TX struct {
-				Dropped uint64 `json:"dropped"`
-			} `json:"tx"`
-		} `json:"stats64"`
+	s, err := ns.LinkStats(ifname)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(ns.MustRun(t, "ip", "-j", "-s", "link", "show", ifname)), &links); err != nil || len(links) != 1 {
-		t.Fatalf("ip -s link show %s in %s: %v", ifname, ns, err)
-	}
-	return links[0].Stats.RX.Packets, links[0].Stats.TX.Dropped
+	return s.RX.Packets, s.TX.Dropped
 }
 
 // startEtcdCluster runs a cluster of n etcd members, each a process in a

@@ -1,7 +1,6 @@
 package netlab
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 )
@@ -10,17 +9,11 @@ import (
 // them.
 func rxPackets(t *testing.T, n *NS, ifname string) uint64 {
 	t.Helper()
-	var links []struct {
-		Stats struct {
-			RX struct {
-				Packets uint64 `json:"packets"`
-			} `json:"rx"`
-		} `json:"stats64"`
+	s, err := n.LinkStats(ifname)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(n.MustRun(t, "ip", "-j", "-s", "link", "show", "dev", ifname)), &links); err != nil || len(links) != 1 {
-		t.Fatalf("ip -s link show %s in %s: %v", ifname, n, err)
-	}
-	return links[0].Stats.RX.Packets
+	return s.RX.Packets
 }
 
 // A flood of 100,000 frames from distinct source MACs leaves through

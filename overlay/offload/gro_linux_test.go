@@ -5,7 +5,6 @@ package offload
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -156,18 +155,13 @@ func (b *tapBench) receive(t *testing.T, n int) [][]byte {
 	return got
 }
 
-type linkStats struct{ Packets, Errors, Dropped uint64 }
-
-func (b *tapBench) rxStats(t *testing.T) linkStats {
+func (b *tapBench) rxStats(t *testing.T) netlab.LinkCounters {
 	t.Helper()
-	out := b.x.MustRun(t, "ip", "-s", "-j", "link", "show", "dev", benchTAP)
-	var links []struct {
-		Stats64 struct{ Rx linkStats } `json:"stats64"`
+	s, err := b.x.LinkStats(benchTAP)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-		t.Fatalf("ip -s -j link: %v: %s", err, out)
-	}
-	return links[0].Stats64.Rx
+	return s.RX
 }
 
 // TestGROKernelAcceptsSuperFrames writes GRO's output into a real TAP and

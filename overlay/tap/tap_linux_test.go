@@ -4,7 +4,6 @@ package tap_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -175,14 +174,11 @@ func withHeadroom(frame []byte) []byte {
 
 func rxPackets(t *testing.T, ns *netlab.NS, dev string) uint64 {
 	t.Helper()
-	out := ns.MustRun(t, "ip", "-s", "-j", "link", "show", "dev", dev)
-	var links []struct {
-		Stats64 struct{ Rx struct{ Packets uint64 } } `json:"stats64"`
+	s, err := ns.LinkStats(dev)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-		t.Fatalf("ip -s -j link: %v: %s", err, out)
-	}
-	return links[0].Stats64.Rx.Packets
+	return s.RX.Packets
 }
 
 // drops returns the queue's drop counts by reason.
