@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay"
@@ -688,11 +691,12 @@ func faultEtcdLeaderKill(t *testing.T, sc faultScale) {
 
 // faultOversizeFrames: a container whose link (both ends, to the bridge)
 // has an MTU of 9000 sends sc.count frames of 9000 bytes to a container
-// on h2. The bridge does not forward a frame larger than the TAP's MTU:
-// it drops them without counting them anywhere, so vxland never sees one
-// and h2 receives none; the other traffic goes on.
+// on h2. The TAPs' link MTU is 9000 too (--tap-mtu), so the bridge hands
+// the frames to vxland, which drops each as too_big (answering, within
+// its rate limit, with ICMP "fragmentation needed") unless the TAP's
+// queue dropped it first; none crosses, and the other traffic goes on.
 func faultOversizeFrames(t *testing.T, sc faultScale) {
-	fl := newFaultLab(t, 0)
+	fl := newFaultLab(t, 0, "--tap-mtu", "9000")
 	big := fl.tp.quietContainer(fl.h1)
 	hostSide := fmt.Sprintf("vc%d", fl.tp.nextIP)
 	big.ns.MustRun(t, "ip", "link", "set", "eth0", "mtu", "9000")
@@ -705,16 +709,28 @@ func faultOversizeFrames(t *testing.T, sc faultScale) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frame := make([]byte, 9000+14)
-	copy(frame[0:6], dst)
-	copy(frame[6:12], src)
-	frame[12], frame[13] = 0x08, 0x00 // claimed IPv4; the bytes after are zero
+	// A valid IPv4 packet with DF (a bridge that passes IPv4 to iptables
+	// drops a malformed one before vxland could see it).
+	ip := &layers.IPv4{Version: 4, TTL: 64, Flags: layers.IPv4DontFragment, Protocol: layers.IPProtocolUDP,
+		SrcIP: net.ParseIP(big.ip).To4(), DstIP: net.ParseIP(fl.c2.ip).To4()}
+	udp := &layers.UDP{SrcPort: 40000, DstPort: 9}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	pkt := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(pkt, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}, ip, udp,
+		gopacket.Payload(make([]byte, 9000-20-8))); err != nil {
+		t.Fatal(err)
+	}
+	frame := pkt.Bytes()
 	frames := make([][]byte, sc.count)
 	for i := range frames {
 		frames[i] = frame
 	}
 	b1, b2 := fl.tp.stats(fl.h1), fl.tp.stats(fl.h2)
 	bridged, _ := linkCounters(t, fl.h1.ns, hostSide)
+	_, tapDropped := linkCounters(t, fl.h1.ns, "vxtap0")
 	fault := netlab.ProbeWindow{From: fl.probe.Sent()}
 	if err := big.ns.SendFrames("eth0", frames); err != nil {
 		t.Fatal(err)
@@ -725,6 +741,8 @@ func faultOversizeFrames(t *testing.T, sc faultScale) {
 	if bridged = rx - bridged; bridged < uint64(sc.count) {
 		t.Errorf("the bridge's port received %d frames of the %d sent: the fault did not happen", bridged, sc.count)
 	}
+	_, dropped := linkCounters(t, fl.h1.ns, "vxtap0")
+	tapDropped = dropped - tapDropped
 	fl.checkDaemons()
 	a1, a2 := fl.tp.stats(fl.h1), fl.tp.stats(fl.h2)
 	// The probe's datagrams are 64 bytes of payload: no frame over the
@@ -734,8 +752,12 @@ func faultOversizeFrames(t *testing.T, sc faultScale) {
 	if maxBytes := probeFrames * 200; a2.RxBytes-b2.RxBytes > maxBytes {
 		t.Errorf("h2 received %d bytes in %d frames: an oversize frame crossed", a2.RxBytes-b2.RxBytes, probeFrames)
 	}
-	fl.checkTraffic("oversize frames", fault, 0,
-		fmt.Sprintf("%d frames of %d bytes sent, %d reached the bridge; h1 read %d frames from its TAP meanwhile (too_big +%d, tap oversize +%d), h2 received %d frames, %d bytes",
-			sc.count, len(frame), bridged, a1.TxPackets-b1.TxPackets, a1.Drops["too_big"]-b1.Drops["too_big"],
+	tooBig := a1.Drops["too_big"] - b1.Drops["too_big"]
+	if tooBig == 0 || tooBig > uint64(sc.count) || tooBig+tapDropped < uint64(sc.count) {
+		t.Errorf("of %d oversize frames, vxland counted %d as too_big and the TAP's queue dropped %d", sc.count, tooBig, tapDropped)
+	}
+	fl.checkTraffic("oversize frames", fault, inFlight,
+		fmt.Sprintf("%d frames of %d bytes sent, %d reached the bridge; h1 counted too_big +%d (ICMP answers %d, rate limited %d), the TAP's queue dropped %d, tap oversize +%d; h2 received %d frames, %d bytes",
+			sc.count, len(frame), bridged, tooBig, a1.ICMPTooBigSent-b1.ICMPTooBigSent, a1.ICMPTooBigLimited-b1.ICMPTooBigLimited, tapDropped,
 			a1.Drops[tap.DropOversize]-b1.Drops[tap.DropOversize], probeFrames, a2.RxBytes-b2.RxBytes))
 }
