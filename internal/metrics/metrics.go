@@ -215,16 +215,23 @@ type EtcdSource interface {
 }
 
 var (
-	etcdSynced    = desc("etcd_synced", "1 once the FDB has been filled from a full list of etcd.")
-	etcdConnected = desc("etcd_connected", "1 while this host is registered in etcd and its lease is being renewed.")
-	etcdLeaseTTL  = desc("etcd_lease_ttl_seconds", "How long this host's etcd lease lives without another keep-alive.")
-	etcdRevision  = desc("etcd_watch_revision", "The etcd revision the FDB reflects.")
-	etcdRelists   = desc("etcd_relists_total", "Full lists of etcd after the watch found its revision compacted.")
-	etcdErrors    = desc("etcd_errors_total", "Failed etcd operations: registrations, publications, lists and watches.")
+	etcdSynced    = desc("etcd_synced", "1 once the VNI's FDB has been filled from a full list of etcd.", "vni")
+	etcdConnected = desc("etcd_connected", "1 while this host is registered in etcd for the VNI and its lease is being renewed.", "vni")
+	etcdLeaseTTL  = desc("etcd_lease_ttl_seconds", "How long this host's etcd lease of the VNI lives without another keep-alive.", "vni")
+	etcdRevision  = desc("etcd_watch_revision", "The etcd revision the VNI's FDB reflects.", "vni")
+	etcdRelists   = desc("etcd_relists_total", "Full lists of the VNI's keys after the watch found its revision compacted.", "vni")
+	etcdErrors    = desc("etcd_errors_total", "Failed etcd operations of the VNI: registrations, publications, lists and watches.", "vni")
 )
 
-// Etcd collects the state of the etcd agent.
-type Etcd struct{ Agent EtcdSource }
+// Etcd collects the state of the etcd agents, one per VNI (each VNI has
+// its own keys, watch and lease), each under its vni label.
+type Etcd struct{ Agents []EtcdAgent }
+
+// EtcdAgent is the etcd agent of one VNI.
+type EtcdAgent struct {
+	VNI   uint32
+	Agent EtcdSource
+}
 
 // Describe implements prometheus.Collector.
 func (e *Etcd) Describe(ch chan<- *prometheus.Desc) {
@@ -235,18 +242,21 @@ func (e *Etcd) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (e *Etcd) Collect(ch chan<- prometheus.Metric) {
-	synced := false
-	select {
-	case <-e.Agent.Synced():
-		synced = true
-	default:
+	for _, a := range e.Agents {
+		vni := strconv.FormatUint(uint64(a.VNI), 10)
+		synced := false
+		select {
+		case <-a.Agent.Synced():
+			synced = true
+		default:
+		}
+		ch <- prometheus.MustNewConstMetric(etcdSynced, prometheus.GaugeValue, boolValue(synced), vni)
+		ch <- prometheus.MustNewConstMetric(etcdConnected, prometheus.GaugeValue, boolValue(a.Agent.Connected()), vni)
+		ch <- prometheus.MustNewConstMetric(etcdLeaseTTL, prometheus.GaugeValue, a.Agent.LeaseTTLLeft().Seconds(), vni)
+		ch <- prometheus.MustNewConstMetric(etcdRevision, prometheus.GaugeValue, float64(a.Agent.Revision()), vni)
+		ch <- prometheus.MustNewConstMetric(etcdRelists, prometheus.CounterValue, float64(a.Agent.Relists()), vni)
+		ch <- prometheus.MustNewConstMetric(etcdErrors, prometheus.CounterValue, float64(a.Agent.Errors()), vni)
 	}
-	ch <- prometheus.MustNewConstMetric(etcdSynced, prometheus.GaugeValue, boolValue(synced))
-	ch <- prometheus.MustNewConstMetric(etcdConnected, prometheus.GaugeValue, boolValue(e.Agent.Connected()))
-	ch <- prometheus.MustNewConstMetric(etcdLeaseTTL, prometheus.GaugeValue, e.Agent.LeaseTTLLeft().Seconds())
-	ch <- prometheus.MustNewConstMetric(etcdRevision, prometheus.GaugeValue, float64(e.Agent.Revision()))
-	ch <- prometheus.MustNewConstMetric(etcdRelists, prometheus.CounterValue, float64(e.Agent.Relists()))
-	ch <- prometheus.MustNewConstMetric(etcdErrors, prometheus.CounterValue, float64(e.Agent.Errors()))
 }
 
 // FlannelSource is the flannel mode's node (flannel.Node).

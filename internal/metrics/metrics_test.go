@@ -67,7 +67,7 @@ func TestCollectorsExportTheirSources(t *testing.T) {
 	reg := metrics.NewRegistry("v1.2.3-test")
 	reg.Add(&metrics.DataPlane{VNI: 42, Stats: stats, FDB: table, Heals: func() uint64 { return 4 }, TAPAdopted: true})
 	agent := &fakeAgent{synced: make(chan struct{})}
-	reg.Add(&metrics.Etcd{Agent: agent})
+	reg.Add(&metrics.Etcd{Agents: []metrics.EtcdAgent{{VNI: 42, Agent: agent}}})
 	reg.Add(&metrics.Flannel{Node: fakeNode{}})
 	h := reg.Handler(&health.Checks{})
 	f := scrape(t, h)
@@ -102,12 +102,12 @@ func TestCollectorsExportTheirSources(t *testing.T) {
 		{"vxland_known_vteps", nil, 2},
 		{"vxland_host_setup_heals_total", nil, 4},
 		{"vxland_tap_adopted", nil, 1},
-		{"vxland_etcd_synced", nil, 0},
-		{"vxland_etcd_connected", nil, 1},
-		{"vxland_etcd_lease_ttl_seconds", nil, 19},
-		{"vxland_etcd_watch_revision", nil, 1234},
-		{"vxland_etcd_relists_total", nil, 2},
-		{"vxland_etcd_errors_total", nil, 5},
+		{"vxland_etcd_synced", []string{"vni", "42"}, 0},
+		{"vxland_etcd_connected", []string{"vni", "42"}, 1},
+		{"vxland_etcd_lease_ttl_seconds", []string{"vni", "42"}, 19},
+		{"vxland_etcd_watch_revision", []string{"vni", "42"}, 1234},
+		{"vxland_etcd_relists_total", []string{"vni", "42"}, 2},
+		{"vxland_etcd_errors_total", []string{"vni", "42"}, 5},
 		{"vxland_flannel_lease_held", nil, 1},
 		{"vxland_flannel_routes", nil, 3},
 		{"vxland_build_info", []string{"version", "v1.2.3-test"}, 1},
@@ -137,7 +137,8 @@ func TestCollectorsExportTheirSources(t *testing.T) {
 }
 
 // Several VNIs on one set of sockets: each VNI's series under its label,
-// the host-wide ones once, and the datagrams no VNI took on their own.
+// the host-wide ones once, the datagrams no VNI took on their own, and
+// each VNI's etcd agent under its label.
 func TestDataPlanesExportEachVNI(t *testing.T) {
 	table42, table43 := fdb.New(4789, time.Minute), fdb.New(4789, time.Minute)
 	table42.AddFlood(42, netip.MustParseAddr("192.0.2.1"), fdb.SourceStatic)
@@ -151,6 +152,12 @@ func TestDataPlanesExportEachVNI(t *testing.T) {
 		},
 		Unclaimed: &fixedStats{Drops: map[string]uint64{"vni_mismatch": 5, "short": 1}},
 	})
+	synced := make(chan struct{})
+	close(synced)
+	reg.Add(&metrics.Etcd{Agents: []metrics.EtcdAgent{
+		{VNI: 42, Agent: &fakeAgent{synced: synced}},
+		{VNI: 43, Agent: &fakeAgent{synced: make(chan struct{})}},
+	}})
 	f := scrape(t, reg.Handler(&health.Checks{}))
 	for _, c := range []struct {
 		name   string
@@ -165,6 +172,8 @@ func TestDataPlanesExportEachVNI(t *testing.T) {
 		{"vxland_unclaimed_drops_total", []string{"reason", "short"}, 1},
 		{"vxland_host_setup_heals_total", nil, 3},
 		{"vxland_known_vteps", nil, 3},
+		{"vxland_etcd_synced", []string{"vni", "42"}, 1},
+		{"vxland_etcd_synced", []string{"vni", "43"}, 0},
 	} {
 		if v, ok := f.Value(c.name, c.labels...); !ok || v != c.want {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, v, ok, c.want)
