@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -243,8 +244,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		ovs      []*overlay.Overlay
 		planes   []dataPlane
 		hostTAPs []hostTAP
-		ovCfg    overlay.Config // the first VNI's, for the control plane
-		table    *fdb.Table
+		members  []vniTables // the tables the etcd agents drive, by VNI
 	)
 	for _, p := range cfg.VNIs {
 		mtu, tapMTU := mtu, tapMTU
@@ -285,9 +285,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		if err != nil {
 			return err
 		}
-		if ovs == nil {
-			ovCfg, table = c, t
-		}
+		members = append(members, vniTables{vni: p.VNI, fdb: t, local: c.Local, neighbors: c.Neighbors})
 		ovs = append(ovs, ov)
 		planes = append(planes, dataPlane{ov: ov, vni: p.VNI, table: t, local: local, static: static,
 			settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})
@@ -310,7 +308,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	close(up)
 	ready := (<-chan struct{})(up)
 	if cfg.UseEtcd() {
-		stopDiscovery, synced, err := startDiscovery(ctx, cfg, u.Addr, ovCfg, table, st, log)
+		stopDiscovery, synced, err := startDiscovery(ctx, cfg, u.Addr, members, st, log)
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -331,11 +329,27 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	return errors.Join(err, st.wait())
 }
 
+// vniTables are the tables of one VNI that its etcd agent drives.
+type vniTables struct {
+	vni       uint32
+	fdb       *fdb.Table
+	local     *fdb.LocalTable
+	neighbors *fdb.Neighbors
+}
+
 // startDiscovery starts the embedded etcd if asked, connects to etcd and
-// runs the control plane in the background. The returned function stops
-// all of it, revoking this host's lease; synced is closed once the FDB is
-// in step with etcd for the first time.
-func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg overlay.Config, table *fdb.Table, st *status, log *slog.Logger) (stop func(), synced <-chan struct{}, err error) {
+// runs the control plane in the background: one agent per VNI, all on
+// one etcd client (when etcd must be logged in to later, each agent makes
+// its own in the background). The returned function stops all of it, revoking this
+// host's leases; synced is closed once every VNI's FDB is in step with
+// etcd for the first time.
+//
+// Each agent registers, publishes and watches under its VNI's keys, on a
+// lease of its own: the agent re-registers by itself when its lease is
+// lost, and a lease shared between agents would have them re-register
+// each other's keys. A host serving n VNIs holds n leases, renewed over
+// the one client's connection.
+func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, vnis []vniTables, st *status, log *slog.Logger) (stop func(), synced <-chan struct{}, err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -382,38 +396,55 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, ovCfg ove
 		return nil, nil, err
 	}
 	hostname, _ := os.Hostname()
-	agent := discovery.New(discovery.Config{
-		Client: cli, Connect: connect, Prefix: cfg.EtcdPrefix, VNI: cfg.VNI, Self: self, Port: cfg.Port, Hostname: hostname,
-		LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing, Underlay: cfg.Underlay,
-		FDB: table, Local: ovCfg.Local, Neighbors: ovCfg.Neighbors, Logger: log,
-	})
+	agents := make([]*discovery.Agent, len(vnis))
+	collect := &metrics.Etcd{}
+	for i, v := range vnis {
+		agents[i] = discovery.New(discovery.Config{
+			Client: cli, Connect: connect, Prefix: cfg.EtcdPrefix, VNI: v.vni, Self: self, Port: cfg.Port, Hostname: hostname,
+			LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing, Underlay: cfg.Underlay,
+			FDB: v.fdb, Local: v.local, Neighbors: v.neighbors, Logger: log.With("vni", v.vni),
+		})
+		collect.Agents = append(collect.Agents, metrics.EtcdAgent{VNI: v.vni, Agent: agents[i]})
+	}
 	st.ready.Set(checkEtcd, func() error {
-		select {
-		case <-agent.Synced():
-			return nil
-		default:
-			return errors.New("FDB not yet filled from etcd")
+		for i, a := range agents {
+			select {
+			case <-a.Synced():
+			default:
+				return fmt.Errorf("FDB of VNI %d not yet filled from etcd", vnis[i].vni)
+			}
 		}
+		return nil
 	})
-	st.metrics.Add(&metrics.Etcd{Agent: agent})
+	st.metrics.Add(collect)
 	actx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, a := range agents {
+		wg.Go(func() { a.Run(actx) })
+		wg.Go(func() {
+			select {
+			case <-a.Synced():
+				log.Info("fdb in step with etcd", "vni", vnis[i].vni, "flood", len(vnis[i].fdb.Flood(vnis[i].vni)))
+			case <-actx.Done():
+			}
+		})
+	}
+	all := make(chan struct{})
 	go func() {
-		defer close(done)
-		agent.Run(actx)
+		for _, a := range agents {
+			select {
+			case <-a.Synced():
+			case <-actx.Done():
+				return
+			}
+		}
+		close(all)
 	}()
 	if cfg.EtcdCAFile != "" || cfg.EtcdCertFile != "" {
-		go explainTLS(actx, etcdClientConfig(cfg, endpoints), agent.Synced(), log)
+		go explainTLS(actx, etcdClientConfig(cfg, endpoints), all, log)
 	}
-	go func() {
-		select {
-		case <-agent.Synced():
-			log.Info("fdb in step with etcd", "flood", len(table.Flood(cfg.VNI)))
-		case <-actx.Done():
-		}
-	}()
-	stops = append(stops, func() { cancel(); <-done })
-	return stop, agent.Synced(), nil
+	stops = append(stops, func() { cancel(); wg.Wait() })
+	return stop, all, nil
 }
 
 // newEtcdClient connects to etcd at endpoints with the credentials of cfg.

@@ -93,9 +93,6 @@ func (r *rawFlags) checkVNIs() ([]vniPlane, error) {
 	if r.mode == modeFlannel {
 		return nil, flagErrorf("vni", "%s: flannel mode serves one VNI, the network config's", r.vni.String())
 	}
-	if len(r.etcdEndpoints) > 0 || r.embeddedEtcd != "" {
-		return nil, flagErrorf("vni", "%s: several VNIs with etcd are not supported yet; run one daemon per VNI on its own port", r.vni.String())
-	}
 	if len(vnis) > maxVNIs {
 		return nil, flagErrorf("vni", "%d VNIs: at most %d per daemon", len(vnis), maxVNIs)
 	}

@@ -25,6 +25,12 @@ func TestSeveralVNIs(t *testing.T) {
 	if err != nil || len(c.VNIs) != 2 || c.VNIs[0].ControlSocket != "/tmp/x.sock" || c.VNIs[1].ControlSocket != "/tmp/x.sock" {
 		t.Errorf("VXLAND_VNI=7,8 with --control-socket: %+v, %v; want both VNIs on the one socket", c, err)
 	}
+	// With etcd, each VNI has its own agent (one registration, MAC
+	// publication and watch per VNI).
+	c, err = parse([]string{"--vni", "42,43", "--etcd-endpoints", "http://127.0.0.1:2379"}, nil)
+	if err != nil || len(c.VNIs) != 2 || !c.UseEtcd() {
+		t.Errorf("two VNIs with etcd: %+v, %v", c, err)
+	}
 	c, err = parse([]string{"--vni", "42"}, nil)
 	if err != nil || !slices.Equal(c.VNIs, []vniPlane{{VNI: 42, Bridge: "vxbr42", TAP: "vxtap42", ControlSocket: "/run/vxland/vxtap42.sock"}}) {
 		t.Errorf("one VNI: %+v, %v", c, err)
@@ -62,8 +68,7 @@ func TestSeveralVNIsRejects(t *testing.T) {
 		{args: []string{"--vni", "42,x"}, want: []string{"vni", `"x"`}},
 		{args: []string{"--vni", "42,43", "--bridge", "br0"}, want: []string{"--bridge", "several --vni"}},
 		{args: []string{"--vni", "42,43", "--tap", "t0"}, want: []string{"--tap", "several --vni"}},
-		{args: []string{"--vni", "42,43", "--etcd-endpoints", "http://127.0.0.1:2379"}, want: []string{"--vni", "etcd"}},
-		{args: []string{"--vni", "42,43", "--mode", "flannel", "--etcd-endpoints", "http://127.0.0.1:2379"}, want: []string{"vni"}},
+		{args: []string{"--vni", "42,43", "--mode", "flannel", "--etcd-endpoints", "http://127.0.0.1:2379"}, want: []string{"--vni", "flannel"}},
 		{yaml: "vnis: [{vni: 42, tap: same}, {vni: 43, tap: same}]\n", want: []string{"same", "VNI 42"}},
 		{yaml: "vnis: [{vni: 42, colour: blue}]\n", want: []string{"vnis", `"colour"`, ":1:"}},
 		{yaml: "vnis: [{bridge: b}]\n", want: []string{"without vni"}},
