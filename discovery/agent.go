@@ -135,7 +135,7 @@ func New(cfg Config) *Agent {
 	a := &Agent{
 		cfg:       cfg,
 		keys:      NewKeys(cfg.Prefix, cfg.VNI),
-		log:       cfg.Logger.With("component", "discovery"),
+		log:       cfg.Logger.With("component", "discovery", "vni", cfg.VNI),
 		view:      make(map[string]record),
 		published: make(map[fdb.MAC][]byte),
 		badLogged: make(map[string]int64),

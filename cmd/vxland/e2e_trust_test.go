@@ -109,8 +109,8 @@ func TestUnderlayCIDRRejectsRogueMember(t *testing.T) {
 	waitFor(t, 10*time.Second, "h2 floods to h1 and the member inside the CIDR", func() bool {
 		return slices.Equal(tp.floodList(h2), []string{h1.ip, rogue.ip})
 	})
-	rejected := fmt.Sprintf(`msg="rejecting etcd record: its VTEP is outside --underlay-cidr" component=discovery key=%s`,
-		keys.Member(netip.MustParseAddr(outside)))
+	rejected := fmt.Sprintf(`msg="rejecting etcd record: its VTEP is outside --underlay-cidr" component=discovery vni=%d key=%s`,
+		tp.vni, keys.Member(netip.MustParseAddr(outside)))
 	for _, h := range []*testHost{h1, h2} {
 		waitFor(t, 10*time.Second, h.ns.Name+" logs the rejected record", func() bool {
 			return strings.Contains(h.proc.Output(), rejected)

@@ -402,7 +402,7 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, vnis []vn
 		agents[i] = discovery.New(discovery.Config{
 			Client: cli, Connect: connect, Prefix: cfg.EtcdPrefix, VNI: v.vni, Self: self, Port: cfg.Port, Hostname: hostname,
 			LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing, Underlay: cfg.Underlay,
-			FDB: v.fdb, Local: v.local, Neighbors: v.neighbors, Logger: log.With("vni", v.vni),
+			FDB: v.fdb, Local: v.local, Neighbors: v.neighbors, Logger: log,
 		})
 		collect.Agents = append(collect.Agents, metrics.EtcdAgent{VNI: v.vni, Agent: agents[i]})
 	}
@@ -411,7 +411,7 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, vnis []vn
 			select {
 			case <-a.Synced():
 			default:
-				return fmt.Errorf("FDB of VNI %d not yet filled from etcd", vnis[i].vni)
+				return fmt.Errorf("FDB not yet filled from etcd: VNI %d", vnis[i].vni)
 			}
 		}
 		return nil
