@@ -50,7 +50,7 @@ type decapMemo struct {
 func (o *Overlay) newDecapsulator(i int) *decapsulator {
 	d := o.newDeliverer(i)
 	d.read = d.conn.Read
-	d.bufs, d.sizes, d.srcs = newDatagramBatch(d.conn.BatchSize())
+	d.bufs, d.sizes, d.srcs = newDatagramBatch(d.conn)
 	return d
 }
 
@@ -61,11 +61,18 @@ func (o *Overlay) newDeliverer(i int) *decapsulator {
 	return &decapsulator{o: o, dev: q.Device, conn: q.Conn, qc: &o.counters[i], out: make([][]byte, 0, q.Conn.BatchSize())}
 }
 
-// newDatagramBatch returns the buffers of a batch of n datagrams.
-func newDatagramBatch(n int) (bufs [][]byte, sizes []int, srcs []netip.AddrPort) {
+// newDatagramBatch returns the buffers of a batch of conn's datagrams: a
+// buffer for the largest datagram in each slot that conn reads into, none
+// where it hands out views of its own memory. With GRO a batch has a slot
+// for each datagram of every coalesced read, thousands, of which the
+// socket fills none but with views.
+func newDatagramBatch(conn PacketConn) (bufs [][]byte, sizes []int, srcs []netip.AddrPort) {
+	n := conn.BatchSize()
 	bufs = make([][]byte, n)
-	for i := range bufs {
-		bufs[i] = make([]byte, Headroom+MaxFrameSize)
+	if v, ok := conn.(ViewReader); !ok || !v.ReadsViews() {
+		for i := range bufs {
+			bufs[i] = make([]byte, Headroom+MaxFrameSize)
+		}
 	}
 	return bufs, make([]int, n), make([]netip.AddrPort, n)
 }

@@ -80,6 +80,14 @@ type PacketConn interface {
 	Close() error
 }
 
+// ViewReader is a PacketConn whose Read may hand out every datagram as a
+// view of its own memory (a coalesced GRO read cut into datagrams): while
+// ReadsViews reports true, the caller's buffers need no memory of their
+// own, only the slots for the views.
+type ViewReader interface {
+	ReadsViews() bool
+}
+
 // FlowSender is a PacketConn that can send a flow from a source port of
 // its own, chosen by the flow's hash (RFC 7348 §5).
 type FlowSender interface {

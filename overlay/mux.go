@@ -126,7 +126,7 @@ type demux struct {
 func (m *Mux) newDemux(i int) *demux {
 	c := m.conns[i]
 	x := &demux{qc: &m.counters[i], read: c.Read}
-	x.bufs, x.sizes, x.srcs = newDatagramBatch(c.BatchSize())
+	x.bufs, x.sizes, x.srcs = newDatagramBatch(c)
 	for _, o := range m.overlays {
 		x.vnis = append(x.vnis, o.cfg.VNI)
 		x.decaps = append(x.decaps, o.newDeliverer(i))

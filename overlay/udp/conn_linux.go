@@ -95,6 +95,10 @@ func (c *Conn) BatchSize() int {
 	return c.batch
 }
 
+// ReadsViews reports whether Read hands out views of the socket's own
+// buffers, which it does with GRO: the caller's buffers are not used.
+func (c *Conn) ReadsViews() bool { return c.gro }
+
 // SourcePorts returns the ports SendFlow sends from.
 func (c *Conn) SourcePorts() []uint16 {
 	var out []uint16

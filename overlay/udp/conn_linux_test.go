@@ -54,11 +54,14 @@ func datagrams(n, size, short int) [][]byte {
 	return out
 }
 
-// readBufs returns buffers for one Read of c.
+// readBufs returns buffers for one Read of c, as the data plane does:
+// none of their own when c reads views.
 func readBufs(c *udp.Conn) ([][]byte, []int, []netip.AddrPort) {
 	bufs := make([][]byte, c.BatchSize())
 	for i := range bufs {
-		bufs[i] = make([]byte, 2048)
+		if !c.ReadsViews() {
+			bufs[i] = make([]byte, 2048)
+		}
 	}
 	return bufs, make([]int, len(bufs)), make([]netip.AddrPort, len(bufs))
 }

@@ -23,6 +23,7 @@ func (c *Conn) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
 func (c *Conn) FD() *poller.FD            { return nil }
 func (c *Conn) BatchSize() int            { return 1 }
 func (c *Conn) SourcePorts() []uint16     { return nil }
+func (c *Conn) ReadsViews() bool          { return false }
 func (c *Conn) Close() error              { return errLinuxOnly }
 
 func (c *Conn) Read(bufs [][]byte, sizes []int, srcs []netip.AddrPort, offset int) (int, error) {
