@@ -27,8 +27,11 @@ func TestQueueBuffersAreBounded(t *testing.T) {
 		// bounded by its tests), encap the encapsulator's.
 		decap, encap int
 	}{
-		{offload: true, gro: true, decap: 0, encap: 2 * 160 * (Headroom + MaxFrameSize)},
-		{offload: true, gro: false, decap: batch * (Headroom + MaxFrameSize), encap: 2 * 160 * (Headroom + MaxFrameSize)},
+		// With offloads every slot holds one segment of the MTU.
+		{offload: true, gro: true, decap: 0, encap: 2 * 160 * (Headroom + 1450 + 18)},
+		{offload: true, gro: false, decap: batch * (Headroom + MaxFrameSize), encap: 2 * 160 * (Headroom + 1450 + 18)},
+		// Without, a plain read(2) takes a frame of the link's MTU,
+		// which may be up to 64 KB.
 		{offload: false, gro: true, decap: 0, encap: 64 * (Headroom + MaxFrameSize)},
 	} {
 		t.Run(fmt.Sprintf("offload=%v,gro=%v", c.offload, c.gro), func(t *testing.T) {
@@ -80,4 +83,45 @@ func bufferBytes(bufs [][]byte) int {
 		n += cap(b)
 	}
 	return n
+}
+
+// viewDevice hands out every frame as a view of its own memory, a frame
+// longer than the MTU, as a TAP with offloads hands out an oversize one.
+type viewDevice struct{ frame []byte }
+
+func (d *viewDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	bufs[0], sizes[0] = d.frame, len(d.frame)-offset
+	return 1, nil
+}
+func (d *viewDevice) Write(bufs [][]byte, offset int) (int, error) { return len(bufs), nil }
+func (d *viewDevice) BatchSize() int                               { return 4 }
+func (d *viewDevice) FrameLen() int                                { return 1500 }
+func (d *viewDevice) Close() error                                 { return nil }
+
+// A view the device handed out is the device's until its next Read: the
+// encapsulator reads the next batch into its own buffers again.
+func TestEncapsulatorTakesBackItsBuffers(t *testing.T) {
+	conns, err := udp.Listen(netip.MustParseAddrPort("127.0.0.1:0"), 1, udp.Options{Batch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conns[0].Close()
+	dev := &viewDevice{frame: make([]byte, Headroom+9000)}
+	o, err := New(Config{VNI: 1, MTU: 1450}, []Queue{{Device: dev, Conn: conns[0]}}, fdb.New(4789, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := o.newEncapsulator(0)
+	if got, want := cap(e.bufs[0]), Headroom+dev.FrameLen(); got != want {
+		t.Fatalf("buffers of %d bytes, want %d (the device's FrameLen)", got, want)
+	}
+	if err := e.step(); err != nil {
+		t.Fatal(err)
+	}
+	if &e.bufs[0][0] != &e.own[0][0] {
+		t.Error("after a batch that ended in a view, the next would be read into the device's memory")
+	}
+	if got := o.Stats().Drops[DropTooBig.String()]; got != 1 {
+		t.Errorf("%d frames dropped as too big, want the one view", got)
+	}
 }

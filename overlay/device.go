@@ -10,9 +10,10 @@ import (
 
 // MaxFrameSize bounds the frames the data plane handles: the largest inner
 // frame a VXLAN datagram can carry over IPv4 (65535 − 20 − 8 − 8) rounded up.
-// Buffers are this large because a kernel VXLAN peer on a virtual underlay
-// (veth, virtio) can send one unsegmented datagram of up to 64 KB: the
-// tunnel's segmentation offload is passed on instead of done.
+// A buffer that a datagram is read into whole is this large because a
+// kernel VXLAN peer on a virtual underlay (veth, virtio) can send one
+// unsegmented datagram of up to 64 KB: the tunnel's segmentation offload
+// is passed on instead of done.
 const MaxFrameSize = 65536
 
 // Headroom is the room every frame buffer of the data plane has in front
@@ -41,6 +42,11 @@ type FrameDevice interface {
 	// bufs[i][offset:] and its length stored in sizes[i]. The offset leaves
 	// headroom in front of each frame, so that the VXLAN header can be
 	// written in place. Read blocks until at least one frame is read.
+	//
+	// A device that bounds the frames it writes into bufs (FrameSizer)
+	// may replace bufs[i] with a view of its own memory for a longer
+	// frame, valid until the next Read, as the batch's last frame; the
+	// caller puts its own buffer back before it reads again.
 	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
 
 	// Write writes bufs[i][offset:] as one frame each and returns how many
@@ -78,6 +84,14 @@ type PacketConn interface {
 	// Close releases the socket and unblocks pending reads, which then
 	// return net.ErrClosed, as every call after Close does.
 	Close() error
+}
+
+// FrameSizer is a FrameDevice that writes no frame longer than FrameLen
+// bytes into its caller's buffers (a TAP with offloads cuts super-frames
+// into segments of the MTU), and hands out a longer one as a view (see
+// Read): its caller's buffers need only FrameLen bytes after the offset.
+type FrameSizer interface {
+	FrameLen() int
 }
 
 // ViewReader is a PacketConn whose Read may hand out every datagram as a

@@ -3,6 +3,7 @@ package overlay
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"syscall"
 	"time"
 
@@ -25,10 +26,13 @@ type encapsulator struct {
 	qc   *queueCounters
 	// read is dev.Read, or the device's TryRead when one thread polls
 	// both directions.
-	read  func(bufs [][]byte, sizes []int, offset int) (int, error)
-	bufs  [][]byte
-	sizes []int
-	one   [][]byte
+	read func(bufs [][]byte, sizes []int, offset int) (int, error)
+	// Frame i is read into bufs[i][Headroom:]; the device may replace
+	// the last with a view of its own (FrameSizer), and own is where the
+	// buffers are put back from.
+	bufs, own [][]byte
+	sizes     []int
+	one       [][]byte
 	// run collects consecutive frames of a batch bound for the same VTEP
 	// and flow, so that the socket sends them in one call (and one GSO
 	// message).
@@ -62,9 +66,17 @@ func (o *Overlay) newEncapsulator(i int) *encapsulator {
 		bufs: make([][]byte, n), sizes: make([]int, n), one: make([][]byte, 1), run: make([][]byte, 0, n),
 		tooBig: make([]byte, Headroom+offload.TooBigFrameLen)}
 	e.flows, _ = q.Conn.(FlowSender)
-	for i := range e.bufs {
-		e.bufs[i] = make([]byte, Headroom+MaxFrameSize)
+	// A TAP with offloads reads a super-frame of 64 KB into a buffer of
+	// its own and cuts it into many segments of the MTU: its batch has
+	// hundreds of slots that never hold more than one segment each.
+	size := MaxFrameSize
+	if s, ok := q.Device.(FrameSizer); ok {
+		size = s.FrameLen()
 	}
+	for i := range e.bufs {
+		e.bufs[i] = make([]byte, Headroom+size)
+	}
+	e.own = slices.Clone(e.bufs)
 	return e
 }
 
@@ -109,6 +121,9 @@ func (e *encapsulator) step() error {
 		e.flood(pkt, flow)
 	}
 	e.flush()
+	if n > 0 {
+		e.bufs[n-1] = e.own[n-1] // the device's view, if it handed out one
+	}
 	return nil
 }
 

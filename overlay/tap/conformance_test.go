@@ -5,8 +5,10 @@ import (
 	"github.com/vxland/vxland/overlay/tap"
 )
 
-// A queue is what the data plane's worker serves, and it reports its drops.
+// A queue is what the data plane's worker serves, it reports its drops,
+// and it says how large the buffers it reads into must be.
 var (
 	_ overlay.PolledDevice = (*tap.Queue)(nil)
 	_ overlay.DropReporter = (*tap.Queue)(nil)
+	_ overlay.FrameSizer   = (*tap.Queue)(nil)
 )

@@ -27,7 +27,10 @@ type Queue struct {
 	// With offloads: the packet being read, and the coalescing of
 	// written frames.
 	readBuf []byte
-	gro     *offload.GRO
+	// whole is the one-slot batch that hands out a whole frame longer
+	// than the caller's buffer: a view of readBuf.
+	whole [][]byte
+	gro   *offload.GRO
 	// Without: the segments of an oversize frame being written.
 	segs     [][]byte
 	segSizes []int
@@ -57,6 +60,7 @@ func newQueue(fd *poller.FD, opt Options, uso bool) *Queue {
 	q := &Queue{fd: fd, mtu: opt.MTU, offload: opt.Offload}
 	if q.offload {
 		q.readBuf = make([]byte, offload.VirtioNetHdrLen+maxPacket)
+		q.whole = make([][]byte, 1)
 		q.gro = offload.NewGRO(groFlows)
 		q.gro.UDP = uso
 		return q
@@ -79,6 +83,18 @@ func (q *Queue) BatchSize() int {
 		return 2 * maxSegmentsPerRead
 	}
 	return plainBatch
+}
+
+// FrameLen is the longest frame Read writes into a caller's buffer. With
+// offloads that is a segment of a super-frame, cut to the MTU; a longer
+// frame, whole, comes out as a view of the queue's own buffer (see Read).
+// Without, a frame is read into the caller's buffer as it comes: the
+// link's MTU may be anything up to a 64 KB frame.
+func (q *Queue) FrameLen() int {
+	if q.offload {
+		return ethHeaderLen + vlanTagLen + q.mtu
+	}
+	return maxPacket
 }
 
 // FD returns the queue's descriptor, for a poller.Set.
@@ -104,7 +120,11 @@ func (q *Queue) ReportDrops(add func(reason string, n uint64)) {
 // MTU comes out as it is too: the link's MTU may be larger than the
 // overlay's. While there is room for another packet and the TAP has more
 // queued, it reads on without waiting, so that a burst leaves in one
-// batch. bufs[i] must hold offset plus a 64 KB frame.
+// batch. bufs[i] must hold offset plus FrameLen bytes. With offloads, a
+// frame that comes out whole and is longer than bufs[i] replaces bufs[i]
+// with a view of the queue's own buffer, at an offset of at most
+// Headroom, valid until the next Read: it is the last frame of the
+// batch, and the caller puts its own buffer back before reading again.
 func (q *Queue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return q.read(bufs, sizes, offset, true)
 }
@@ -121,7 +141,7 @@ func (q *Queue) read(bufs [][]byte, sizes []int, offset int, wait bool) (int, er
 	}
 	total := 0
 	for total == 0 || len(bufs)-total >= perPacket {
-		n, err := q.readPacket(bufs[total:], sizes[total:], offset, total == 0 && wait)
+		n, view, err := q.readPacket(bufs[total:], sizes[total:], offset, total == 0 && wait)
 		if err != nil {
 			if total > 0 {
 				return total, nil // EAGAIN after some frames, or an error the next Read reports
@@ -136,49 +156,61 @@ func (q *Queue) read(bufs [][]byte, sizes []int, offset int, wait bool) (int, er
 			return 0, err
 		}
 		total += n
+		if view {
+			return total, nil // the next packet would overwrite it
+		}
 	}
 	return total, nil
 }
 
 // readPacket reads one packet into bufs and returns how many frames it
 // made: one, or with offloads the segments of a super-frame; none for a
-// packet that is dropped and counted.
-func (q *Queue) readPacket(bufs [][]byte, sizes []int, offset int, wait bool) (int, error) {
+// packet that is dropped and counted. view reports that bufs[0] was
+// replaced by a view of readBuf.
+func (q *Queue) readPacket(bufs [][]byte, sizes []int, offset int, wait bool) (n int, view bool, err error) {
 	if !q.offload {
 		n, err := q.readSys(bufs[0][offset:], wait)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		sizes[0] = n
-		return 1, nil
+		return 1, false, nil
 	}
-	n, err := q.readSys(q.readBuf, wait)
+	n, err = q.readSys(q.readBuf, wait)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	var h offload.VirtioNetHdr
 	if err := h.Decode(q.readBuf[:n]); err != nil {
 		q.malformed.Add(1)
-		return 0, nil
+		return 0, false, nil
 	}
 	frame := q.readBuf[offload.VirtioNetHdrLen:n]
-	if offload.SegmentLen(h, frame) > q.mtu {
-		// Its sender's MTU is larger than ours: cut, it would make
-		// as many frames too big for the overlay. Whole, it is one
-		// packet too big, dropped and answered once by the caller.
-		if len(bufs[0])-offset < len(frame) {
+	// Its sender's MTU is larger than ours: cut, it would make as many
+	// frames too big for the overlay. Whole, it is one packet too big,
+	// dropped and answered once by the caller.
+	whole := offload.SegmentLen(h, frame) > q.mtu
+	out := bufs
+	if (whole || h.GSOType == offload.VirtioNetHdrGSONone) && len(bufs[0])-offset < len(frame) {
+		// Longer than the caller's buffers, which are sized for
+		// segments: it goes out where it was read, without a copy.
+		if offset > offload.VirtioNetHdrLen {
 			q.malformed.Add(1)
-			return 0, nil
+			return 0, false, nil
 		}
-		sizes[0] = copy(bufs[0][offset:], frame)
-		return 1, nil
+		q.whole[0] = q.readBuf[offload.VirtioNetHdrLen-offset : n : n]
+		out, view = q.whole, true
 	}
-	cnt, err := offload.SegmentGSO(h, frame, bufs, sizes, offset)
-	if err != nil {
+	if whole {
+		n, sizes[0] = 1, copy(out[0][offset:], frame) // onto itself for a view
+	} else if n, err = offload.SegmentGSO(h, frame, out, sizes, offset); err != nil {
 		q.malformed.Add(1)
-		return 0, nil
+		return 0, false, nil
 	}
-	return cnt, nil
+	if view {
+		bufs[0] = q.whole[0]
+	}
+	return n, view, nil
 }
 
 // readSys reads one packet into b, waiting for one if wait is set, else

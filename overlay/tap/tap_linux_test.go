@@ -461,10 +461,11 @@ func nextTCP(t *testing.T, q *tap.Queue, match func(*layers.TCP) bool) *layers.T
 	return nil
 }
 
+// readBuffers returns buffers for one Read of q, as small as Read allows.
 func readBuffers(q *tap.Queue) ([][]byte, []int) {
 	bufs := make([][]byte, q.BatchSize())
 	for i := range bufs {
-		bufs[i] = make([]byte, tap.Headroom+1<<16)
+		bufs[i] = make([]byte, tap.Headroom+q.FrameLen())
 	}
 	return bufs, make([]int, len(bufs))
 }

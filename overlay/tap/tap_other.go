@@ -44,6 +44,9 @@ func (q *Queue) Write(bufs [][]byte, offset int) (int, error) { return 0, errLin
 // BatchSize returns 1.
 func (q *Queue) BatchSize() int { return 1 }
 
+// FrameLen returns 0.
+func (q *Queue) FrameLen() int { return 0 }
+
 // FD returns nil.
 func (q *Queue) FD() *poller.FD { return nil }
 
