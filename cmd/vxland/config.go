@@ -32,12 +32,16 @@ type usageError struct {
 	// message without it: a value from the configuration file is named
 	// by its key and place instead (configFile.blame).
 	flag, detail string
+	// cause is the error a %w of usagef wrapped, for errors.Is.
+	cause error
 }
 
 func (e *usageError) Error() string { return e.msg }
+func (e *usageError) Unwrap() error { return e.cause }
 
 func usagef(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
+	err := fmt.Errorf(format, args...)
+	return &usageError{msg: err.Error(), cause: errors.Unwrap(err)}
 }
 
 // flagErrorf is a usage error about one flag's value: "--flag detail".

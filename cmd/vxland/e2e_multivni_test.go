@@ -90,7 +90,8 @@ func TestSeveralVNIsIsolated(t *testing.T) {
 	for _, vni := range vnis {
 		var s control.Stats
 		tp.query(vh, &s, "show", "stats", "--vni", strconv.Itoa(vni))
-		kRx, kTx := kernelCounter(t, kh, vni, "rx_bytes"), kernelCounter(t, kh, vni, "tx_bytes")
+		k := kernelCounters(t, kh, vni)
+		kRx, kTx := k.RX.Bytes, k.TX.Bytes
 		t.Logf("VNI %d: vxland rx %d frames %d bytes, tx %d datagrams %d bytes; kernel vx%d rx %d bytes, tx %d bytes; transfer %d bytes each way",
 			vni, s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, vni, kRx, kTx, size[vni])
 		for what, n := range map[string]uint64{"vxland rx": s.RxBytes, "vxland tx": s.TxBytes, "kernel rx": kRx, "kernel tx": kTx} {
@@ -166,13 +167,9 @@ func TestSeveralVNIsIsolated(t *testing.T) {
 	if err := sendUDP(kh.ns, kh.ip, fmt.Sprintf("%s:%d", vh.ip, encap.DefaultPort), vxlanPacket(t, 44, frame)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for value(t, scrape(t, vh), "vxland_unclaimed_drops_total", "reason", "vni_mismatch") != before+1 {
-		if time.Now().After(deadline) {
-			t.Fatal("a datagram of VNI 44 was not counted as unclaimed vni_mismatch")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "a datagram of VNI 44 counted as unclaimed vni_mismatch", func() bool {
+		return value(t, scrape(t, vh), "vxland_unclaimed_drops_total", "reason", "vni_mismatch") == before+1
+	})
 	// One control socket answers for both VNIs; the VNI not served is
 	// refused.
 	var s overlay.Stats
@@ -183,15 +180,14 @@ func TestSeveralVNIsIsolated(t *testing.T) {
 	}
 }
 
-// kernelCounter reads a statistic of h's kernel vxlan device of vni.
-func kernelCounter(t *testing.T, h *testHost, vni int, name string) uint64 {
+// kernelCounters reads the counters of h's kernel vxlan device of vni.
+func kernelCounters(t *testing.T, h *testHost, vni int) netlab.LinkStats {
 	t.Helper()
-	out := h.ns.MustRun(t, "cat", fmt.Sprintf("/sys/class/net/vx%d/statistics/%s", vni, name))
-	n, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
+	s, err := h.ns.LinkStats(fmt.Sprintf("vx%d", vni))
 	if err != nil {
-		t.Fatalf("vx%d %s: %q", vni, name, out)
+		t.Fatal(err)
 	}
-	return n
+	return s
 }
 
 func mustMAC(t *testing.T, ns *netlab.NS) []byte {

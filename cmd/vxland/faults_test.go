@@ -16,7 +16,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/internal/netlab"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/tap"
@@ -375,21 +374,12 @@ func faultLinkCut(t *testing.T, sc faultScale) {
 // faultMalformedFlood, and the reason vxland drops each for.
 var malformedKinds = []struct {
 	reason string
-	pkt    func(frame []byte) []byte
+	pkt    func(t *testing.T, frame []byte) []byte
 }{
-	{"short", func([]byte) []byte { return []byte{0x08, 0, 0, 0} }},
-	{"no_i_flag", func(f []byte) []byte { b := vxlanDatagram(42, f); b[0] = 0; return b }},
-	{"vni_mismatch", func(f []byte) []byte { return vxlanDatagram(43, f) }},
-	{"unknown_vtep", func(f []byte) []byte { return vxlanDatagram(42, f) }},
-}
-
-func vxlanDatagram(vni uint32, frame []byte) []byte {
-	b := make([]byte, encap.HeaderLen+len(frame))
-	if err := encap.Encode(b, vni); err != nil {
-		panic(err)
-	}
-	copy(b[encap.HeaderLen:], frame)
-	return b
+	{"short", func(*testing.T, []byte) []byte { return []byte{0x08, 0, 0, 0} }},
+	{"no_i_flag", func(t *testing.T, f []byte) []byte { b := vxlanPacket(t, 42, f); b[0] = 0; return b }},
+	{"vni_mismatch", func(t *testing.T, f []byte) []byte { return vxlanPacket(t, 43, f) }},
+	{"unknown_vtep", func(t *testing.T, f []byte) []byte { return vxlanPacket(t, 42, f) }},
 }
 
 // faultMalformedFlood: a namespace on the underlay that is no member
@@ -403,7 +393,7 @@ func faultMalformedFlood(t *testing.T, sc faultScale) {
 	frame := forgedUDP(t, net.HardwareAddr{0x02, 0, 0, 0, 0, 1}, fl.c2.ip, 7777)
 	pkts := make([][]byte, len(malformedKinds))
 	for i, k := range malformedKinds {
-		pkts[i] = k.pkt(frame)
+		pkts[i] = k.pkt(t, frame)
 	}
 	before := fl.tp.stats(fl.h2)
 	rcvbufBefore := udpRcvbufErrors(t, fl.h2.ns)
@@ -530,11 +520,11 @@ func faultEtcdPause(t *testing.T, sc faultScale) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		fl.checkMembership()
 		waitFor(t, 30*time.Second, "both agents registered again", func() bool {
 			return fl.tp.etcdConnected(fl.h1) && fl.tp.etcdConnected(fl.h2)
 		})
 		recover = append(recover, time.Since(start))
+		fl.checkMembership()
 	}
 	fault.To = fl.probe.Sent()
 	fl.checkDaemons()

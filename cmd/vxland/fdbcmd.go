@@ -53,13 +53,13 @@ func fdbCommand(args []string, getenv func(string) string, stdout, stderr io.Wri
 	defer cancel()
 	var ok struct{ OK bool }
 	if op == "add" {
-		err = control.Do(ctx, c.sock, http.MethodPost, "/fdb", staticEntryRequest{MAC: mac, Dst: dst}, &ok)
+		err = control.Do(ctx, c.sock, http.MethodPost, c.endpoint("/fdb"), staticEntryRequest{MAC: mac, Dst: dst}, &ok)
 	} else {
 		q := url.Values{"mac": {mac}}
 		if dst != "" {
 			q.Set("dst", dst)
 		}
-		err = control.Do(ctx, c.sock, http.MethodDelete, "/fdb?"+q.Encode(), nil, &ok)
+		err = control.Do(ctx, c.sock, http.MethodDelete, c.endpoint("/fdb?"+q.Encode()), nil, &ok)
 	}
 	if err != nil {
 		return failed(stderr, name, err)

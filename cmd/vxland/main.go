@@ -453,7 +453,7 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, vnis []vn
 func newEtcdClient(ctx context.Context, cfg *config, endpoints []string) (*clientv3.Client, error) {
 	cli, err := discovery.NewClient(ctx, etcdClientConfig(cfg, endpoints))
 	if errors.Is(err, rpctypes.ErrAuthFailed) {
-		return nil, usagef("--etcd-username: %v", err)
+		return nil, usagef("--etcd-username: %w", err)
 	}
 	return cli, err
 }

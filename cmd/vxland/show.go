@@ -119,19 +119,25 @@ func daemonSocketFlags(name string) (*pflag.FlagSet, func(getenv func(string) st
 	}
 }
 
+// endpoint returns endpoint asked of the VNI the client names (--vni),
+// for a control socket that answers for several.
+func (c *client) endpoint(endpoint string) string {
+	if c.vni == "" {
+		return endpoint
+	}
+	sep := "?"
+	if strings.Contains(endpoint, "?") {
+		sep = "&"
+	}
+	return endpoint + sep + "vni=" + c.vni
+}
+
 // get fetches endpoint into v, and prints v as JSON when asked to, or
 // with text otherwise. It returns the exit status.
 func (c *client) get(name, endpoint string, v any, text func(), stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if c.vni != "" {
-		sep := "?"
-		if strings.Contains(endpoint, "?") {
-			sep = "&"
-		}
-		endpoint += sep + "vni=" + c.vni
-	}
-	if err := control.Get(ctx, c.sock, endpoint, v); err != nil {
+	if err := control.Get(ctx, c.sock, c.endpoint(endpoint), v); err != nil {
 		return failed(stderr, name, err)
 	}
 	if c.json {

@@ -134,7 +134,7 @@ type DataPlanes struct {
 // Describe implements prometheus.Collector.
 func (ds DataPlanes) Describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{rxPackets, rxBytes, txPackets, txBytes, drops, floodedFrames, floodCopies,
-		arpAnswered, arpFlooded, checksums, segmented, tooBigSent, tooBigLimited, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs, heals, tapAdopted} {
+		arpAnswered, arpFlooded, ndAnswered, ndFlooded, checksums, segmented, tooBigSent, tooBigLimited, queueRx, queueTx, fdbEntries, floodVTEPs, knownVTEPs, heals, tapAdopted} {
 		ch <- x
 	}
 	if ds.Unclaimed != nil {
