@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -127,11 +126,10 @@ func (k Keys) parse(key string, value []byte) (record, error) {
 		}
 		return record{member: &m}, nil
 	case "mac":
-		hw, err := net.ParseMAC(name)
-		if err != nil || len(hw) != 6 {
+		mac, err := fdb.ParseMAC(name)
+		if err != nil {
 			return record{}, fmt.Errorf("%w: key names no Ethernet address", errBadRecord)
 		}
-		mac := fdb.MAC(hw)
 		if mac.String() != name {
 			// One MAC, one key, one owner: another spelling would be a
 			// second record for the same MAC.
@@ -141,11 +139,11 @@ func (k Keys) parse(key string, value []byte) (record, error) {
 		if err := json.Unmarshal(value, &r); err != nil {
 			return record{}, fmt.Errorf("%w: %v", errBadRecord, err)
 		}
-		rhw, err := net.ParseMAC(r.MAC)
+		rmac, err := fdb.ParseMAC(r.MAC)
 		switch {
 		case r.Version < SchemaVersion:
 			return record{}, fmt.Errorf("%w: version %d", errBadRecord, r.Version)
-		case err != nil || len(rhw) != 6 || fdb.MAC(rhw) != mac:
+		case err != nil || rmac != mac:
 			return record{}, fmt.Errorf("%w: mac %q does not match the key", errBadRecord, r.MAC)
 		case mac.IsMulticast() || mac.IsZero():
 			return record{}, fmt.Errorf("%w: %s is not a unicast MAC", errBadRecord, mac)

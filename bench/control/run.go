@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -585,11 +584,11 @@ func (b *runner) etcdState(ctx context.Context) (members map[netip.Addr]bool, ma
 			if err := json.Unmarshal(kv.Value, &r); err != nil {
 				return nil, nil, fmt.Errorf("etcd key %s: %w", kv.Key, err)
 			}
-			hw, err := net.ParseMAC(r.MAC)
-			if err != nil || len(hw) != len(fdb.MAC{}) {
-				return nil, nil, fmt.Errorf("etcd key %s: bad MAC %q", kv.Key, r.MAC)
+			mac, err := fdb.ParseMAC(r.MAC)
+			if err != nil {
+				return nil, nil, fmt.Errorf("etcd key %s: %w", kv.Key, err)
 			}
-			macs[fdb.MAC(hw)] = r.VTEP
+			macs[mac] = r.VTEP
 		}
 	}
 	return members, macs, nil

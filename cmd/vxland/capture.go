@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -59,11 +58,11 @@ func capture(args []string, getenv func(string) string, stdout, stderr io.Writer
 	q := control.CaptureQuery{Count: *count, Duration: *duration, Snaplen: *snaplen}
 	q.Filter.Inner, q.Filter.Outer = *inner || !*outer, *outer
 	if *mac != "" {
-		hw, err := net.ParseMAC(*mac)
-		if err != nil || len(hw) != 6 {
+		m, err := fdb.ParseMAC(*mac)
+		if err != nil {
 			return usage("--mac %q: not an Ethernet address", *mac)
 		}
-		q.Filter.MAC, q.Filter.HasMAC = fdb.MAC(hw), true
+		q.Filter.MAC, q.Filter.HasMAC = m, true
 	}
 	if *vtep != "" {
 		a, err := netip.ParseAddr(*vtep)

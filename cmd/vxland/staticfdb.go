@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -26,11 +25,10 @@ type staticEntry struct {
 // parseStaticEntry checks a MAC and a VTEP address as `vxland fdb` and the
 // control socket take them. dst may be "" where it is optional (del).
 func parseStaticEntry(mac, dst string) (fdb.MAC, netip.Addr, error) {
-	hw, err := net.ParseMAC(mac)
-	if err != nil || len(hw) != 6 {
-		return fdb.MAC{}, netip.Addr{}, fmt.Errorf("%q is not a MAC address such as 02:42:0a:00:00:02", mac)
+	m, err := fdb.ParseMAC(mac)
+	if err != nil {
+		return m, netip.Addr{}, err
 	}
-	m := fdb.MAC(hw)
 	if m.IsMulticast() {
 		return m, netip.Addr{}, fmt.Errorf("%s is a multicast MAC: such frames always go to the flood list", m)
 	}
@@ -80,7 +78,7 @@ func loadStaticFDB(stateDir string, vni uint32, self netip.Addr, table *fdb.Tabl
 		return nil, fmt.Errorf("static FDB %s: %w", s.path, err)
 	}
 	for _, e := range kept {
-		mac, dst, err := s.check(e)
+		mac, dst, err := s.check(e.MAC, e.Dst.String())
 		if err != nil {
 			return nil, fmt.Errorf("static FDB %s: %w", s.path, err)
 		}
@@ -89,12 +87,15 @@ func loadStaticFDB(stateDir string, vni uint32, self netip.Addr, table *fdb.Tabl
 	return s, nil
 }
 
-// check validates e for this daemon.
-func (s *staticFDB) check(e staticEntry) (fdb.MAC, netip.Addr, error) {
-	mac, dst, err := parseStaticEntry(e.MAC, e.Dst.String())
+// check validates an entry for this daemon: its MAC and its dst, which
+// it needs.
+func (s *staticFDB) check(macText, dstText string) (fdb.MAC, netip.Addr, error) {
+	mac, dst, err := parseStaticEntry(macText, dstText)
 	switch {
 	case err != nil:
 		return mac, dst, err
+	case dstText == "":
+		return mac, dst, errors.New("dst is missing")
 	case dst.Is4() != s.self.Is4():
 		return mac, dst, fmt.Errorf("dst %s: not the address family of this VTEP (%s)", dst, s.self)
 	case dst == s.self:
@@ -129,15 +130,15 @@ func (s *staticFDB) find(mac fdb.MAC) int {
 	return slices.IndexFunc(s.entries, func(e staticEntry) bool { return e.MAC == mac.String() })
 }
 
-// Add adds an entry and keeps the list.
-func (s *staticFDB) Add(e staticEntry) error {
-	mac, dst, err := s.check(e)
+// Add adds the entry of mac, behind the VTEP dst, and keeps the list.
+func (s *staticFDB) Add(mac, dst string) error {
+	m, ip, err := s.check(mac, dst)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.apply(mac, dst) {
+	if !s.apply(m, ip) {
 		return nil
 	}
 	return s.save()
@@ -145,12 +146,13 @@ func (s *staticFDB) Add(e staticEntry) error {
 
 // Delete removes the entry of mac (with the all-zero MAC: the flood entry
 // of dst, which it then needs) and keeps the list. It reports whether
-// there was one.
+// there was one. A valid dst must match the entry's, as with
+// `bridge fdb del MAC ... dst IP`: an entry behind another VTEP stays.
 func (s *staticFDB) Delete(mac fdb.MAC, dst netip.Addr) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.find(mac)
-	if mac.IsZero() {
+	if mac.IsZero() || (i >= 0 && dst.IsValid()) {
 		i = slices.Index(s.entries, staticEntry{MAC: mac.String(), Dst: dst})
 	}
 	if i < 0 {
@@ -217,14 +219,7 @@ func (s *staticFDB) handler() http.Handler {
 			http.Error(w, "want {\"mac\": MAC, \"dst\": IP}: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		_, dst, err := parseStaticEntry(in.MAC, in.Dst)
-		if err == nil && in.Dst == "" {
-			err = errors.New("dst is missing")
-		}
-		if err == nil {
-			err = s.Add(staticEntry{MAC: in.MAC, Dst: dst})
-		}
-		if err != nil {
+		if err := s.Add(in.MAC, in.Dst); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}

@@ -26,10 +26,10 @@ func TestStaticFDB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Add(staticEntry{MAC: mac.String(), Dst: vtepB}); err != nil {
+	if err := s.Add(mac.String(), vtepB.String()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Add(staticEntry{MAC: "00:00:00:00:00:00", Dst: vtepA}); err != nil {
+	if err := s.Add("00:00:00:00:00:00", vtepA.String()); err != nil {
 		t.Fatal(err)
 	}
 	check := func(tb *fdb.Table, when string) {
@@ -58,6 +58,12 @@ func TestStaticFDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(table2, "after a restart")
+
+	// del with a dst removes only the entry behind that VTEP.
+	if found, err := s.Delete(mac, vtepA); found || err != nil {
+		t.Fatalf("delete of %s dst %s, which is behind %s: %v, %v; want not found", mac, vtepA, vtepB, found, err)
+	}
+	check(table, "after a delete naming another VTEP")
 
 	// del removes the entry, the VTEP it alone made known, and the file
 	// with the last entry.
@@ -90,16 +96,17 @@ func TestStaticFDBRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		e    staticEntry
-		want string
+		mac, dst, want string
 	}{
-		{staticEntry{MAC: "01:00:5e:00:00:01", Dst: netip.MustParseAddr("192.0.2.2")}, "multicast"},
-		{staticEntry{MAC: "02:42:0a:00:00:02", Dst: netip.MustParseAddr("2001:db8::1")}, "family"},
-		{staticEntry{MAC: "02:42:0a:00:00:02", Dst: netip.MustParseAddr("192.0.2.1")}, "this VTEP"},
-		{staticEntry{MAC: "02:42:0a:00:00:02", Dst: netip.MustParseAddr("224.0.0.1")}, "unicast"},
+		{"01:00:5e:00:00:01", "192.0.2.2", "multicast"},
+		{"02:42:0a:00:00:02", "2001:db8::1", "family"},
+		{"02:42:0a:00:00:02", "192.0.2.1", "this VTEP"},
+		{"02:42:0a:00:00:02", "224.0.0.1", "unicast"},
+		{"02:42:0a:00:00:02", "", "dst is missing"},
+		{"02:42:0a:00:00:02:03:04", "192.0.2.2", "not an Ethernet address"},
 	} {
-		if err := s.Add(tc.e); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: %v, want an error about %s", tc.e, err, tc.want)
+		if err := s.Add(tc.mac, tc.dst); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("add %s dst %q: %v, want an error about %s", tc.mac, tc.dst, err, tc.want)
 		}
 	}
 	// A file that is not a list of entries stops the start, naming it.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -166,11 +165,9 @@ func (k Keys) ParseLease(key string, value []byte) (Lease, error) {
 	default:
 		l.VNI = uint32(*d.VNI)
 	}
-	hw, err := net.ParseMAC(d.VtepMAC)
-	if err != nil || len(hw) != 6 {
+	if l.VtepMAC, err = fdb.ParseMAC(d.VtepMAC); err != nil {
 		return Lease{}, fmt.Errorf("%w: %s: VtepMAC %q is not an Ethernet address", ErrMalformed, key, d.VtepMAC)
 	}
-	l.VtepMAC = fdb.MAC(hw)
 	if l.VtepMAC.IsMulticast() || l.VtepMAC.IsZero() {
 		return Lease{}, fmt.Errorf("%w: %s: VtepMAC %s is not unicast", ErrMalformed, key, l.VtepMAC)
 	}

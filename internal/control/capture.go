@@ -91,11 +91,10 @@ func ParseCaptureQuery(v url.Values) (CaptureQuery, error) {
 	parseInt("count", &q.Count)
 	parseInt("snaplen", &q.Snaplen)
 	if s := v.Get("mac"); s != "" && err == nil {
-		var hw net.HardwareAddr
-		if hw, err = net.ParseMAC(s); err != nil || len(hw) != 6 {
+		if q.Filter.MAC, err = fdb.ParseMAC(s); err != nil {
 			err = fmt.Errorf("mac: %q is not an Ethernet address", s)
 		} else {
-			q.Filter.MAC, q.Filter.HasMAC = fdb.MAC(hw), true
+			q.Filter.HasMAC = true
 		}
 	}
 	if s := v.Get("vtep"); s != "" && err == nil {

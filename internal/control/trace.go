@@ -2,7 +2,6 @@ package control
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/vxland/vxland/overlay"
@@ -53,11 +52,11 @@ func ParseTraceTarget(s string) (fdb.MAC, netip.Addr, error) {
 		}
 		return fdb.MAC{}, ip.Unmap(), nil
 	}
-	hw, err := net.ParseMAC(s)
-	if err != nil || len(hw) != 6 {
+	mac, err := fdb.ParseMAC(s)
+	if err != nil {
 		return fdb.MAC{}, netip.Addr{}, fmt.Errorf("%q is neither a MAC address (02:00:00:00:00:0a) nor an IPv4 address", s)
 	}
-	return fdb.MAC(hw), netip.Addr{}, nil
+	return mac, netip.Addr{}, nil
 }
 
 // trace answers from the live tables, never from the data path.

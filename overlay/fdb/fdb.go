@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"fmt"
 	"iter"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -16,6 +18,17 @@ import (
 // MAC is an Ethernet address as a comparable value, usable as a map key
 // without allocation (net.HardwareAddr is a slice and is not).
 type MAC [6]byte
+
+// ParseMAC parses an Ethernet address in any of the forms net.ParseMAC
+// takes (02:42:0a:00:00:02, 02-42-0a-00-00-02, 0242.0a00.0002); a longer
+// hardware address (EUI-64, InfiniBand) is refused.
+func ParseMAC(s string) (MAC, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != len(MAC{}) {
+		return MAC{}, fmt.Errorf("%q is not an Ethernet address such as 02:42:0a:00:00:02", s)
+	}
+	return MAC(hw), nil
+}
 
 // IsMulticast reports whether the group bit is set; broadcast is multicast.
 func (m MAC) IsMulticast() bool { return m[0]&1 != 0 }

@@ -290,3 +290,17 @@ func TestFDBVTEPCounters(t *testing.T) {
 		t.Fatalf("counters %+v, want tx 4/400, rx 2/120", s)
 	}
 }
+
+func TestParseMAC(t *testing.T) {
+	want := MAC{0x02, 0x42, 0x0a, 0, 0, 2}
+	for _, s := range []string{"02:42:0a:00:00:02", "02-42-0A-00-00-02", "0242.0a00.0002"} {
+		if m, err := ParseMAC(s); err != nil || m != want {
+			t.Errorf("ParseMAC(%q) = %v, %v; want %v", s, m, err, want)
+		}
+	}
+	for _, s := range []string{"", "02:42:0a:00:00", "02:42:0a:00:00:zz", "02:42:0a:ff:fe:00:00:02"} {
+		if m, err := ParseMAC(s); err == nil {
+			t.Errorf("ParseMAC(%q) = %v, want an error", s, m)
+		}
+	}
+}
