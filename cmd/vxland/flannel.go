@@ -24,8 +24,9 @@ const (
 // flannelDaemon runs vxland as a node of a flannel network (--mode=flannel):
 // a routed TAP called flannel.<VNI> in place of flannel's kernel vxlan
 // device, its subnet leased in etcd, the other nodes' subnets routed
-// through the TAP. See docs/flannel.md. It is ready for systemd when
-// /readyz is (flannel.Node.Ready).
+// through the TAP. See docs/flannel.md. It tells systemd it is ready the
+// first time the node is (flannel.Node.Ready); /readyz checks the TAP and
+// the sockets as well, and says not ready again whenever one check fails.
 func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) error {
 	u, publicIP, err := flannelUnderlay(cfg)
 	if err != nil {
