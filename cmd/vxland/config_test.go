@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 func parse(args []string, env map[string]string) (*config, error) {
@@ -404,5 +405,21 @@ func TestParseTrustFlags(t *testing.T) {
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %v: err = %v, want a usage error with %q", tc.args, tc.env, err, tc.want)
 		}
+	}
+}
+
+// A usage error keeps the error it wraps: the etcd agent tells a refused
+// login (logged as an error) from an etcd that does not answer by it.
+func TestUsageErrorUnwraps(t *testing.T) {
+	err := usagef("--etcd-username: %w", rpctypes.ErrAuthFailed)
+	var ue *usageError
+	if !errors.As(err, &ue) || !errors.Is(err, rpctypes.ErrAuthFailed) {
+		t.Fatalf("%v: usage error %v, wraps ErrAuthFailed %v; want both", err, errors.As(err, &ue), errors.Is(err, rpctypes.ErrAuthFailed))
+	}
+	if want := "--etcd-username: " + rpctypes.ErrAuthFailed.Error(); err.Error() != want {
+		t.Fatalf("message %q, want %q", err, want)
+	}
+	if errors.Unwrap(usagef("--x %d", 1)) != nil {
+		t.Fatal("a usage error without %w wraps something")
 	}
 }

@@ -27,7 +27,8 @@ func TestSeveralVNIsIsolated(t *testing.T) {
 		tp.kernelVNI(kh, vni, fmt.Sprintf("vx%d", vni), fmt.Sprintf("br%d", vni), encap.DefaultPort, vh.ip)
 	}
 	tp.launch(vh, tp.daemonCmd(vh.ns, "--vni", "42", "--vni", "43", "--local-ip", vh.ip, "--peer", kh.ip,
-		"--control-socket", vh.sock, "--metrics-listen", metricsAddr(vh), "--persist=false", "--log-level", "debug"))
+		"--control-socket", vh.sock, "--metrics-listen", metricsAddr(vh), "--persist=false", "--log-level", "debug",
+		"--state-dir", t.TempDir()))
 
 	// k<VNI> on the kernel's host, v<VNI> on vxland's: the same two
 	// addresses in each VNI.
@@ -177,6 +178,18 @@ func TestSeveralVNIsIsolated(t *testing.T) {
 	defer cancel()
 	if err := control.Get(ctxGet, vh.sock, "/stats?vni=44", &s); err == nil || !strings.Contains(err.Error(), "not served") {
 		t.Errorf("/stats?vni=44: %v, want VNI 44 not served", err)
+	}
+
+	// vxland fdb --vni adds to that VNI's table only.
+	const static = "02:00:00:00:00:99"
+	if out, errOut, code := cli("fdb", "add", static, "dst", kh.ip, "--vni", "43", "--control-socket", vh.sock); code != 0 {
+		t.Fatalf("vxland fdb add --vni 43: exit %d: %s%s", code, out, errOut)
+	}
+	for _, vni := range vnis {
+		text := tp.text(vh, "show", "fdb", "--vni", strconv.Itoa(vni))
+		if has := strings.Contains(text, static); has != (vni == 43) {
+			t.Errorf("after fdb add --vni 43, show fdb --vni %d lists %s: %v\n%s", vni, static, has, text)
+		}
 	}
 }
 
