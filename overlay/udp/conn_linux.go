@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -29,8 +30,9 @@ const (
 var cmsgSpace = unix.CmsgSpace(4)
 
 // sendOOBSpace holds the control messages of one sent message: its
-// segment size (UDP_SEGMENT), TTL and TOS, an int each at most.
-var sendOOBSpace = 3 * unix.CmsgSpace(4)
+// segment size (UDP_SEGMENT), TTL, TOS and IPv6 DF (IPV6_DONTFRAG), an
+// int each at most.
+var sendOOBSpace = 4 * unix.CmsgSpace(4)
 
 // Conn is an underlay socket. Its buffers and message headers are
 // allocated when it opens, so that Read, TryRead, Send and SendFlow
@@ -47,6 +49,11 @@ type Conn struct {
 	gro   bool
 	// fields gives each datagram's outer TTL and TOS (Outer.PerDatagram).
 	fields func(datagram []byte) (ttl, tos uint8)
+	// dontFrag gives each datagram's DF (Outer.DontFragment).
+	dontFrag func(datagram []byte) bool
+	// df is whether fd's IP_MTU_DISCOVER is IP_PMTUDISC_DO, on IPv4
+	// with dontFrag: what the socket sends unless it is switched.
+	df bool
 
 	// receive side
 	rmsgs  []unix.Mmsghdr
@@ -74,6 +81,8 @@ type group struct {
 	// srcMu[i] is held while a queue sends through src[i]: a poller.FD
 	// takes one writer at a time.
 	srcMu []sync.Mutex
+	// srcDF[i] is df of src[i], held under srcMu[i].
+	srcDF []bool
 	log   *slog.Logger
 	// gso is cleared, for every queue, by the first send the kernel
 	// refuses to segment.
@@ -269,26 +278,33 @@ func (c *Conn) groSize(i int) int {
 // Send sends each buffer as one datagram to dst, in as few messages as
 // the offloads allow, in as few system calls.
 func (c *Conn) Send(bufs [][]byte, dst netip.AddrPort) error {
-	return c.sendVia(c.fd, bufs, dst)
+	return c.sendVia(c.fd, &c.df, bufs, dst)
 }
 
 // SendFlow is Send from the source port that flow hashes to, when the
 // socket has source ports, else from the listening port.
 func (c *Conn) SendFlow(bufs [][]byte, dst netip.AddrPort, flow uint32) error {
 	if len(c.src) == 0 {
-		return c.sendVia(c.fd, bufs, dst)
+		return c.sendVia(c.fd, &c.df, bufs, dst)
 	}
 	i := flow % uint32(len(c.src))
 	c.srcMu[i].Lock()
 	defer c.srcMu[i].Unlock()
-	return c.sendVia(c.src[i], bufs, dst)
+	return c.sendVia(c.src[i], &c.srcDF[i], bufs, dst)
 }
 
-func (c *Conn) sendVia(f *poller.FD, bufs [][]byte, dst netip.AddrPort) error {
+// sendVia sends bufs through f, whose IPv4 DF state is *df.
+func (c *Conn) sendVia(f *poller.FD, df *bool, bufs [][]byte, dst netip.AddrPort) error {
 	c.setDest(dst)
 	for len(bufs) > 0 {
 		gso := c.gso.Load()
-		used := c.prepare(bufs, gso)
+		used, batchDF := c.prepare(bufs, gso)
+		if c.dontFrag != nil && !c.v6 && batchDF != *df {
+			if err := setDF(f, batchDF); err != nil {
+				return err
+			}
+			*df = batchDF
+		}
 		sent, err := c.send(f)
 		if err == nil {
 			bufs = bufs[used:]
@@ -332,14 +348,24 @@ func (c *Conn) send(f *poller.FD) (int, error) {
 // prepare fills the send messages from the head of bufs, a run of
 // equal-sized datagrams per message when gso is set, and returns how many
 // buffers they cover. With per-datagram fields, a run also shares its TTL
-// and TOS.
-func (c *Conn) prepare(bufs [][]byte, gso bool) int {
-	used, msgs, iov := 0, 0, 0
+// and TOS, and with per-datagram DF its DF. On IPv4, where DF is the
+// socket's, all messages share the DF of the first, which prepare returns.
+func (c *Conn) prepare(bufs [][]byte, gso bool) (used int, batchDF bool) {
+	msgs, iov := 0, 0
 	var ttl, tos uint8
+	var df bool
 	for used < len(bufs) && msgs < c.batch {
 		first := len(bufs[used])
 		if c.fields != nil {
 			ttl, tos = c.fields(bufs[used])
+		}
+		if c.dontFrag != nil {
+			df = c.dontFrag(bufs[used])
+			if msgs == 0 {
+				batchDF = df
+			} else if !c.v6 && df != batchDF {
+				break
+			}
 		}
 		n, total := 1, first
 		if gso {
@@ -353,6 +379,9 @@ func (c *Conn) prepare(bufs [][]byte, gso bool) int {
 					if nttl, ntos := c.fields(bufs[used+n]); nttl != ttl || ntos != tos {
 						break
 					}
+				}
+				if c.dontFrag != nil && c.dontFrag(bufs[used+n]) != df {
+					break
 				}
 				n++
 				total += l
@@ -389,6 +418,13 @@ func (c *Conn) prepare(bufs [][]byte, gso bool) int {
 				off = putCmsg(oob, off, unix.IPPROTO_IP, unix.IP_TOS, 4, int(tos))
 			}
 		}
+		if c.dontFrag != nil && c.v6 {
+			v := 0
+			if df {
+				v = 1
+			}
+			off = putCmsg(oob, off, unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, 4, v)
+		}
 		if off > 0 {
 			h.Control = &oob[0]
 			h.SetControllen(off)
@@ -401,7 +437,20 @@ func (c *Conn) prepare(bufs [][]byte, gso bool) int {
 		used += n
 	}
 	c.sn = msgs
-	return used
+	return used, batchDF
+}
+
+// setDF switches the DF of the IPv4 socket f: IP_PMTUDISC_DO sends with
+// DF and refuses what is larger than the path MTU, IP_PMTUDISC_DONT sends
+// without and fragments.
+func setDF(f *poller.FD, df bool) error {
+	pmtu := unix.IP_PMTUDISC_DONT
+	if df {
+		pmtu = unix.IP_PMTUDISC_DO
+	}
+	return f.Control(func(fd int) error {
+		return os.NewSyscallError("setsockopt IP_MTU_DISCOVER", unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu))
+	})
 }
 
 // putCmsg writes a control message of level and typ at oob[off:], holding

@@ -133,6 +133,9 @@ func TestNoAllocs(t *testing.T) {
 		{Batch: 1, SourcePorts: 4},
 		{Batch: 8, GSO: true, GRO: true, SourcePorts: 4},
 		{Batch: 8, GSO: true, SourcePorts: 4, Outer: udp.Outer{TTL: 9, PerDatagram: func(d []byte) (ttl, tos uint8) { return 30, d[0] }}},
+		// DF changes from each datagram to the next: on IPv4, a
+		// setsockopt before each.
+		{Batch: 8, GSO: true, SourcePorts: 4, Outer: udp.Outer{DontFragment: func(d []byte) bool { return d[0]%2 == 0 }}},
 	} {
 		t.Run(fmt.Sprintf("%+v", opt), func(t *testing.T) {
 			tx, rx := listenPair(t, "127.0.0.1:0", opt)

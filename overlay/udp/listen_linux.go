@@ -94,7 +94,10 @@ func Listen(local netip.AddrPort, queues int, opt Options) ([]*Conn, error) {
 		closeAll(fds)
 		return nil, err
 	}
-	g := &group{src: src, srcMu: make([]sync.Mutex, len(src)), log: log}
+	g := &group{src: src, srcMu: make([]sync.Mutex, len(src)), srcDF: make([]bool, len(src)), log: log}
+	for i := range g.srcDF {
+		g.srcDF[i] = !opt.Outer.NoDontFragment
+	}
 	g.gso.Store(opt.GSO)
 	cs := make([]*Conn, len(fds))
 	for i, f := range fds {
@@ -190,6 +193,8 @@ func openSocket(local netip.AddrPort, reuse bool, outer Outer) (*poller.FD, erro
 // instead of leaving as fragments, which the receiving VTEP would have to
 // reassemble and which a lost fragment turns into a lost frame.
 // o.NoDontFragment is "df unset": no DF, and the kernel fragments.
+// o.DontFragment is "df inherit": on IPv4 the socket starts as
+// NoDontFragment says and Conn switches it; IPv6 gets its DF per message.
 func setOuter(fd, family int, o Outer) error {
 	type option struct {
 		name       string
@@ -214,7 +219,10 @@ func setOuter(fd, family int, o Outer) error {
 		}
 	} else {
 		pmtu, dontFrag := unix.IPV6_PMTUDISC_DO, 1
-		if o.NoDontFragment {
+		// With DF per datagram, the socket lets the kernel fragment
+		// and IPV6_DONTFRAG forbids it per message: IPv6 sockets at
+		// IPV6_PMTUDISC_DO never fragment, whatever the message says.
+		if o.NoDontFragment || o.DontFragment != nil {
 			pmtu, dontFrag = unix.IPV6_PMTUDISC_DONT, 0
 		}
 		opts = append(opts, option{"IPV6_MTU_DISCOVER", unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, pmtu},
@@ -298,18 +306,20 @@ func openSourceSocket(addr netip.Addr, outer Outer) (*poller.FD, error) {
 func newConn(f *poller.FD, g *group, local netip.AddrPort, opt Options) *Conn {
 	n := opt.Batch
 	c := &Conn{
-		fd:     f,
-		group:  g,
-		local:  local,
-		v6:     local.Addr().Is6(),
-		batch:  n,
-		gro:    opt.GRO,
-		fields: opt.Outer.PerDatagram,
-		rmsgs:  make([]unix.Mmsghdr, n),
-		riovs:  make([]unix.Iovec, n),
-		rnames: make([]unix.RawSockaddrInet6, n),
-		roob:   make([]byte, n*cmsgSpace),
-		smsgs:  make([]unix.Mmsghdr, n),
+		fd:       f,
+		group:    g,
+		local:    local,
+		v6:       local.Addr().Is6(),
+		batch:    n,
+		gro:      opt.GRO,
+		fields:   opt.Outer.PerDatagram,
+		dontFrag: opt.Outer.DontFragment,
+		df:       !opt.Outer.NoDontFragment,
+		rmsgs:    make([]unix.Mmsghdr, n),
+		riovs:    make([]unix.Iovec, n),
+		rnames:   make([]unix.RawSockaddrInet6, n),
+		roob:     make([]byte, n*cmsgSpace),
+		smsgs:    make([]unix.Mmsghdr, n),
 		// A message has up to maxGSOSegments iovecs when GSO is on.
 		siovs: make([]unix.Iovec, n*maxGSOSegments),
 		soob:  make([]byte, n*sendOOBSpace),

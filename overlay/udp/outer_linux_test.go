@@ -3,6 +3,8 @@
 package udp_test
 
 import (
+	"bytes"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -177,5 +179,81 @@ func TestOuterDontFragmentAndChecksum(t *testing.T) {
 	}
 	if l := log.String(); strings.Contains(l, "refused") || !strings.Contains(l, "UDP segmentation offload is off") {
 		t.Fatalf("log %q: want GSO turned off when the socket opened, not refused on send", l)
+	}
+}
+
+// TestOuterDontFragmentPerDatagram: with DontFragment, each datagram
+// leaves with its own DF, in the same batch and the same run of GSO, from
+// the listening port and from the source ports: on a loopback whose MTU
+// is 1300, a larger datagram without DF arrives in fragments, one with DF
+// is refused, and smaller ones with DF around them arrive whole.
+func TestOuterDontFragmentPerDatagram(t *testing.T) {
+	lab := netlab.NewForTest(t)
+	ns, err := lab.Namespace("df")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.MustRun(t, "ip", "link", "set", "lo", "mtu", "1300", "up")
+	// DF is the datagram's second byte.
+	dfOf := func(d []byte) bool { return d[1] != 0 }
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(addr, func(t *testing.T) {
+			var tx *udp.Conn
+			var rx *outerRx
+			err := ns.Do(func() error {
+				cs, err := udp.Listen(netip.MustParseAddrPort(addr), 1, udp.Options{Batch: 8, GSO: true, SourcePorts: 2,
+					Outer: udp.Outer{DontFragment: dfOf}})
+				if err != nil {
+					return err
+				}
+				tx = cs[0]
+				c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+				rx = &outerRx{c: c}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tx.Close(); rx.c.Close() })
+			for _, send := range []struct {
+				name string
+				fn   func([][]byte) error
+			}{
+				{"Send", func(b [][]byte) error { return tx.Send(b, rx.addr()) }},
+				{"SendFlow", func(b [][]byte) error { return tx.SendFlow(b, rx.addr(), 7) }},
+			} {
+				// Sizes and DF: the two small ones with DF are one run
+				// of GSO. The kernel refuses a run of segments larger
+				// than the MTU, DF or not, so the large ones grow.
+				want := []struct {
+					size int
+					df   bool
+				}{{500, true}, {500, true}, {1900, false}, {2000, false}, {500, true}, {2000, false}}
+				pkts := make([][]byte, len(want))
+				for i, w := range want {
+					pkts[i] = bytes.Repeat([]byte{byte(i)}, w.size)
+					if w.df {
+						pkts[i][1] = 1
+					} else {
+						pkts[i][1] = 0
+					}
+				}
+				if err := send.fn(pkts); err != nil {
+					t.Fatalf("%s: %v", send.name, err)
+				}
+				buf := make([]byte, 4096)
+				for i, w := range want {
+					rx.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					n, err := rx.c.Read(buf)
+					if err != nil || n != w.size || buf[0] != byte(i) {
+						t.Fatalf("%s: datagram %d (%d bytes, DF %v): read %d bytes of %d, %v", send.name, i, w.size, w.df, n, buf[0], err)
+					}
+				}
+				big := bytes.Repeat([]byte{9, 1}, 1000)
+				if err := send.fn([][]byte{big}); !errors.Is(err, unix.EMSGSIZE) {
+					t.Fatalf("%s: 2000 bytes with DF on a path of 1300: %v, want EMSGSIZE", send.name, err)
+				}
+			}
+		})
 	}
 }

@@ -64,6 +64,16 @@ type Outer struct {
 	// they change. The TTL must be 1 to 255. It must not keep the
 	// datagram, nor allocate.
 	PerDatagram func(datagram []byte) (ttl, tos uint8)
+	// DontFragment, when set, is asked for each datagram sent whether it
+	// leaves with DF (IPv6: may not be fragmented); it replaces
+	// NoDontFragment, which then only sets an IPv4 socket's state
+	// before the first send. IPv6 takes it per message (IPV6_DONTFRAG). Linux
+	// offers no per-datagram DF on an IPv4 UDP socket, so the socket's
+	// IP_MTU_DISCOVER is switched between IP_PMTUDISC_DO and
+	// IP_PMTUDISC_DONT where DF changes from one message to the next:
+	// a batch is cut there, and a stream whose DF does not change costs
+	// no system call more. It must not keep the datagram, nor allocate.
+	DontFragment func(datagram []byte) bool
 }
 
 // maxGSOSegments bounds the datagrams of one UDP_SEGMENT send and of one
