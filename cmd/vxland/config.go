@@ -209,7 +209,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.StringVar(&r.idleSched, "idle-sched", "batch", "scheduling policy of a forwarding thread whose traffic is sparse (waits of 5 ms or more): batch (SCHED_BATCH, so that a lone packet does not preempt its sender and the round trip stays on one CPU; SCHED_OTHER again once traffic is steady) or normal (always SCHED_OTHER)")
 	fs.StringVar(&r.ttl, "ttl", "64", "TTL (IPv6: hop limit) of the outer IP header, 1 to 255, or inherit: the inner IPv4 TTL or IPv6 hop limit (64 for other frames), as ip link's vxlan ttl")
 	fs.StringVar(&r.tos, "tos", "0", "TOS byte (IPv6: traffic class) of the outer IP header, 0 to 255 (or 0x00 to 0xff), or inherit: the inner IP header's DSCP and ECN, Congestion Experienced sent as ECT(0) (0 for other frames), as ip link's vxlan tos")
-	fs.StringVar(&r.df, "df", "set", "DF of the outer IPv4 header: set (a datagram too large for the path is refused, never fragmented) or unset (no DF; the kernel fragments what is too large); on IPv6 unset lets the kernel fragment. inherit is not offered: Linux has no per-datagram DF for UDP sockets")
+	fs.StringVar(&r.df, "df", "set", "DF of the outer IPv4 header: set (a datagram too large for the path is refused, never fragmented), unset (no DF; the kernel fragments what is too large) or inherit (DF as the inner IPv4 header's, set for inner IPv6, clear for other frames, as the kernel's vxlan does); on IPv6 unset lets the kernel fragment, inherit as for IPv4")
 	fs.BoolVar(&r.udpCsum, "udp-csum", true, "compute the outer UDP checksum; --udp-csum=false sends IPv4 datagrams with checksum 0 (RFC 7348 §5) and without UDP segmentation offload, which the kernel refuses for them; IPv6 always has one (exit 2)")
 	fs.BoolVar(&r.learning, "learning", true, "learn the source MACs of received frames behind the VTEP that sent them; --learning=false forwards only by the static, etcd and flannel entries (unknown destinations are flooded), as ip link's vxlan nolearning")
 	fs.StringVar(&r.stateDir, "state-dir", "/var/lib/vxland", "directory (made 0700 when first needed) that keeps the FDB entries of vxland fdb add across restarts, one file per VNI")
@@ -700,6 +700,7 @@ type outerHeader struct {
 	TOS        uint8 // used also for non-IP frames when InheritTOS
 	InheritTOS bool
 	NoDF       bool // --df unset
+	InheritDF  bool // --df inherit
 	NoChecksum bool // --udp-csum=false
 }
 
@@ -735,9 +736,9 @@ func (r *rawFlags) outerHeader() (outerHeader, error) {
 	case "unset":
 		o.NoDF = true
 	case inherit:
-		return o, flagErrorf("df", "%s: not supported: Linux offers no per-datagram DF on a UDP socket; want set or unset", inherit)
+		o.InheritDF = true
 	default:
-		return o, flagErrorf("df", "%q: want set or unset", r.df)
+		return o, flagErrorf("df", "%q: want set, unset or %s", r.df, inherit)
 	}
 	return o, nil
 }

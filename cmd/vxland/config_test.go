@@ -126,7 +126,6 @@ func TestParseConfigRejects(t *testing.T) {
 		{args: []string{"--tos", "256"}, want: "--tos"},
 		{args: []string{"--tos", "0x1ff"}, want: "--tos"},
 		{args: []string{"--tos", "-1"}, want: "--tos"},
-		{args: []string{"--df", "inherit"}, want: "--df"},
 		{args: []string{"--df", "maybe"}, want: "--df"},
 		{args: []string{"--udp-csum=perhaps"}, want: "--udp-csum"},
 		{args: []string{"--learning=often"}, want: "--learning"},
@@ -195,6 +194,7 @@ func TestParseOuterHeader(t *testing.T) {
 		{nil, outerHeader{TTL: 64}},
 		{[]string{"--ttl=1", "--tos=0xb8", "--df=unset", "--udp-csum=false"}, outerHeader{TTL: 1, TOS: 0xb8, NoDF: true, NoChecksum: true}},
 		{[]string{"--ttl=inherit", "--tos=inherit", "--df=set"}, outerHeader{TTL: 64, InheritTTL: true, InheritTOS: true}},
+		{[]string{"--df=inherit"}, outerHeader{TTL: 64, InheritDF: true}},
 		{[]string{"--ttl=255", "--tos=46"}, outerHeader{TTL: 255, TOS: 46}},
 	} {
 		c, err := parse(tc.args, nil)

@@ -23,9 +23,9 @@ type outerFields struct {
 }
 
 // sendMarked sends count UDP datagrams holding payload from ns to dst
-// (ip:port), with the IP TTL and TOS given: the inner headers that an
+// (ip:port), with the IP TTL, TOS and DF given: the inner headers that an
 // outer header may inherit.
-func sendMarked(ns *netlab.NS, dst string, ttl, tos, count int, payload []byte) error {
+func sendMarked(ns *netlab.NS, dst string, ttl, tos int, df bool, count int, payload []byte) error {
 	ap := netip.MustParseAddrPort(dst)
 	return ns.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -37,6 +37,13 @@ func sendMarked(ns *netlab.NS, dst string, ttl, tos, count int, payload []byte) 
 			return err
 		}
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, tos); err != nil {
+			return err
+		}
+		pmtu := unix.IP_PMTUDISC_DONT
+		if df {
+			pmtu = unix.IP_PMTUDISC_DO
+		}
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu); err != nil {
 			return err
 		}
 		for range count {
@@ -67,7 +74,7 @@ func awaitDatagram(rx net.PacketConn, want []byte, d time.Duration) error {
 
 // vxlanSent returns the outer fields of the VXLAN datagrams that src sent
 // in pkts, split by what the inner frame carries: IPv4 packets whose
-// payload is marker, and ARP.
+// payload starts with marker, and ARP.
 func vxlanSent(t *testing.T, pkts []gopacket.Packet, src string, marker []byte) (marked, arp []outerFields) {
 	t.Helper()
 	for _, pkt := range pkts {
@@ -93,7 +100,10 @@ func vxlanSent(t *testing.T, pkts []gopacket.Packet, src string, marker []byte) 
 
 // The outer header's TTL, TOS, DF bit and UDP checksum, as the flags set
 // them, read from the underlay: fixed values, then values inherited from
-// the inner IPv4 header (the defaults for ARP, which has none).
+// the inner IPv4 header (the defaults for ARP, which has none). Each run
+// sends inner IPv4 with DF and without: with --df inherit the outer DF
+// follows, in the same run, and ARP leaves without DF, as the kernel's
+// vxlan does.
 func TestOuterHeaderOnTheWire(t *testing.T) {
 	if err := haveTools("tcpdump"); err != nil {
 		t.Skip(err)
@@ -109,39 +119,57 @@ func TestOuterHeaderOnTheWire(t *testing.T) {
 	rx := listenUDP(t, c2, 7000)
 	const innerTTL, innerTOS = 33, 0x88
 	for i, tc := range []struct {
-		flags       []string
-		marked, arp outerFields
+		flags []string
+		// marked and noDF: IPv4 with DF and without.
+		marked, noDF, arp outerFields
 	}{
 		{[]string{"--ttl", "9", "--tos", "0x20", "--df", "unset", "--udp-csum=false"},
-			outerFields{TTL: 9, TOS: 0x20}, outerFields{TTL: 9, TOS: 0x20}},
+			outerFields{TTL: 9, TOS: 0x20}, outerFields{TTL: 9, TOS: 0x20}, outerFields{TTL: 9, TOS: 0x20}},
 		{[]string{"--ttl", "inherit", "--tos", "inherit"},
-			outerFields{TTL: innerTTL, TOS: innerTOS, DF: true, Checksum: true}, outerFields{TTL: 64, TOS: 0, DF: true, Checksum: true}},
+			outerFields{TTL: innerTTL, TOS: innerTOS, DF: true, Checksum: true}, outerFields{TTL: innerTTL, TOS: innerTOS, DF: true, Checksum: true},
+			outerFields{TTL: 64, TOS: 0, DF: true, Checksum: true}},
+		{[]string{"--df", "inherit"},
+			outerFields{TTL: 64, DF: true, Checksum: true}, outerFields{TTL: 64, DF: false, Checksum: true},
+			outerFields{TTL: 64, DF: false, Checksum: true}},
 	} {
 		t.Run(fmt.Sprint(tc.flags), func(t *testing.T) {
 			// Short, to fit the capture's 128 bytes.
-			marker := []byte(fmt.Sprintf("mark%d", i))
+			marker, noDFMarker := []byte(fmt.Sprintf("mark%d", i)), []byte(fmt.Sprintf("nodf%d", i))
 			if h1.proc != nil {
 				stop(t, h1, "")
 			}
 			tp.start(h1, []string{h2.ip}, tc.flags...)
 			c1.ns.MustRun(t, "ip", "neigh", "flush", "all") // an ARP request goes out
 			packets, stopCapture := tcpdumpUnderlay(t, h1)
-			if err := sendMarked(c1.ns, c2.ip+":7000", innerTTL, innerTOS, 5, marker); err != nil {
-				t.Fatal(err)
+			for _, m := range []struct {
+				marker []byte
+				df     bool
+			}{{marker, true}, {noDFMarker, false}, {marker, true}} {
+				if err := sendMarked(c1.ns, c2.ip+":7000", innerTTL, innerTOS, m.df, 5, m.marker); err != nil {
+					t.Fatal(err)
+				}
 			}
 			// Delivered: the far end takes what these settings send.
-			if err := awaitDatagram(rx, marker, 10*time.Second); err != nil {
-				t.Fatalf("c2 received nothing sent with %v: %v", tc.flags, err)
+			for _, m := range [][]byte{marker, noDFMarker} {
+				if err := awaitDatagram(rx, m, 10*time.Second); err != nil {
+					t.Fatalf("c2 received no %q sent with %v: %v", m, tc.flags, err)
+				}
 			}
-			var marked, arp []outerFields
+			var marked, noDF, arp []outerFields
 			waitFor(t, 10*time.Second, "the datagrams sent in the capture", func() bool {
 				marked, arp = vxlanSent(t, packets(), h1.ip, marker)
-				return len(marked) == 5 && len(arp) > 0
+				noDF, _ = vxlanSent(t, packets(), h1.ip, noDFMarker)
+				return len(marked) == 10 && len(noDF) == 5 && len(arp) > 0
 			})
 			t.Log(stopCapture())
 			for _, f := range marked {
 				if f != tc.marked {
-					t.Fatalf("a datagram carrying IPv4 (TTL %d, TOS %#x) left with %+v, want %+v", innerTTL, innerTOS, f, tc.marked)
+					t.Fatalf("a datagram carrying IPv4 (TTL %d, TOS %#x, DF) left with %+v, want %+v", innerTTL, innerTOS, f, tc.marked)
+				}
+			}
+			for _, f := range noDF {
+				if f != tc.noDF {
+					t.Fatalf("a datagram carrying IPv4 (TTL %d, TOS %#x, no DF) left with %+v, want %+v", innerTTL, innerTOS, f, tc.noDF)
 				}
 			}
 			for _, f := range arp {
@@ -149,7 +177,8 @@ func TestOuterHeaderOnTheWire(t *testing.T) {
 					t.Fatalf("a datagram carrying ARP left with %+v, want %+v", f, tc.arp)
 				}
 			}
-			t.Logf("%v: %d datagrams of IPv4 left with %+v, %d of ARP with %+v", tc.flags, len(marked), marked[0], len(arp), arp[0])
+			t.Logf("%v: %d datagrams of IPv4 with DF left with %+v, %d without DF with %+v, %d of ARP with %+v",
+				tc.flags, len(marked), marked[0], len(noDF), noDF[0], len(arp), arp[0])
 		})
 	}
 }

@@ -823,7 +823,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{name: "tap mtu below the overlay mtu", args: []string{"--local-ip", h.ip, "--tap-mtu", "1449"}, want: "--tap-mtu 1449 is below the overlay MTU 1450"},
 		{name: "ttl 0", args: []string{"--ttl", "0"}, want: "--ttl"},
 		{name: "tos too large", args: []string{"--tos", "0x100"}, want: "--tos"},
-		{name: "df inherit", args: []string{"--df", "inherit"}, want: "--df"},
+		{name: "df maybe", args: []string{"--df", "maybe"}, want: "--df"},
 		{name: "no UDP checksum over IPv6", args: []string{"--local-ip", "fd77::1", "--udp-csum=false"}, want: "--udp-csum"},
 		{name: "env var", args: nil, want: "VXLAND_VNI", prep: func(cmd *exec.Cmd) *exec.Cmd {
 			cmd.Env = append(cmd.Env, "VXLAND_VNI=abc")

@@ -39,12 +39,18 @@ func openUnderlay(cfg *config, local netip.AddrPort, log *slog.Logger) ([]overla
 // socket options, inherited ones per datagram from its inner IP header.
 func (o outerHeader) udp() udp.Outer {
 	u := udp.Outer{TTL: o.TTL, TOS: o.TOS, NoDontFragment: o.NoDF, NoChecksum: o.NoChecksum}
+	if o.InheritDF {
+		u.DontFragment = func(datagram []byte) bool {
+			_, _, df, _ := encap.InnerFields(datagram)
+			return df
+		}
+	}
 	if !o.InheritTTL && !o.InheritTOS {
 		return u
 	}
 	u.PerDatagram = func(datagram []byte) (ttl, tos uint8) {
 		ttl, tos = uint8(o.TTL), o.TOS
-		innerTTL, innerTOS, ok := encap.InnerTTLTOS(datagram)
+		innerTTL, innerTOS, _, ok := encap.InnerFields(datagram)
 		if !ok {
 			return ttl, tos
 		}
