@@ -228,20 +228,36 @@ func TestSendFlowSourcePorts(t *testing.T) {
 
 // BenchmarkSendFlow sends runs of 16 full-sized datagrams over loopback
 // through the fast path (nobody reads them; the kernel drops what
-// overflows the receive queue).
+// overflows the receive queue): with a fixed DF, with DF per datagram
+// that stays the same, and with DF that changes from one run to the next
+// (one IP_MTU_DISCOVER switch per run).
 func BenchmarkSendFlow(b *testing.B) {
-	cs, err := udp.Listen(netip.MustParseAddrPort("127.0.0.1:0"), 2, udp.Options{Batch: 64, GSO: true, SourcePorts: 4})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cs[0].Close()
-	defer cs[1].Close()
-	pkts := datagrams(16, 1400, 0)
-	b.ReportAllocs()
-	b.SetBytes(16 * 1400)
-	for b.Loop() {
-		if err := cs[0].SendFlow(pkts, cs[1].LocalAddr(), 7); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		name  string
+		outer udp.Outer
+	}{
+		{"fixed DF", udp.Outer{}},
+		{"DF per datagram, steady", udp.Outer{DontFragment: func([]byte) bool { return true }}},
+		{"DF per datagram, switching", udp.Outer{DontFragment: func(d []byte) bool { return d[1] != 0 }}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cs, err := udp.Listen(netip.MustParseAddrPort("127.0.0.1:0"), 2, udp.Options{Batch: 64, GSO: true, SourcePorts: 4, Outer: bc.outer})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cs[0].Close()
+			defer cs[1].Close()
+			pkts := datagrams(16, 1400, 0)
+			b.ReportAllocs()
+			b.SetBytes(16 * 1400)
+			for b.Loop() {
+				for _, p := range pkts {
+					p[1] ^= 1
+				}
+				if err := cs[0].SendFlow(pkts, cs[1].LocalAddr(), 7); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
