@@ -108,10 +108,23 @@ const (
 	TestUDP64Paced Test = "udp64-paced"
 	TestUDP1400    Test = "udp1400"
 	TestRTT        Test = "rtt"
+	// TestRTTFast sends echo requests every FastRTTInterval, ten times as
+	// many as TestRTT sends.
+	TestRTTFast Test = "rtt-1ms"
+	// TestRR is the request/response test: 1-byte request, 1-byte
+	// response over TCP, one at a time, for the run's duration.
+	TestRR Test = "rr"
 )
 
 // AllTests lists the tests in the order a configuration runs them.
-var AllTests = []Test{TestTCP1, TestTCP4, TestUDP64, TestUDP64Paced, TestUDP1400, TestRTT}
+var AllTests = []Test{TestTCP1, TestTCP4, TestUDP64, TestUDP64Paced, TestUDP1400, TestRTT, TestRTTFast, TestRR}
+
+// FastRTTInterval is the interval of TestRTTFast's echo requests.
+const FastRTTInterval = time.Millisecond
+
+// fastRTTFactor is how many more echo requests TestRTTFast sends than
+// TestRTT, so that its p99 rests on more samples.
+const fastRTTFactor = 10
 
 // Options says what to measure and how long.
 type Options struct {

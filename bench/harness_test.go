@@ -22,7 +22,7 @@ import (
 // speed: a slow machine passes.
 func TestHarnessSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipping in -short mode: builds five topologies and runs iperf3 for about 25 s")
+		t.Skip("skipping in -short mode: builds five topologies and runs iperf3 for about 35 s")
 	}
 	if err := netlab.Check(); err != nil {
 		t.Skipf("skipping: %v", err)
@@ -65,6 +65,17 @@ func TestHarnessSmoke(t *testing.T) {
 	for _, r := range res.Runs {
 		if r.Config.runsVxland() && (r.Test == TestTCP1 || r.Test == TestTCP4) && r.Error == "" && len(r.VxlandHeapAlloc) != 2 {
 			t.Errorf("round %d %s %s: heap growth of %d vxland daemons, want 2", r.Round, r.Config, r.Test, len(r.VxlandHeapAlloc))
+		}
+	}
+	// The latency tests: echo every millisecond, ten times as many, and
+	// request/response transactions through every configuration.
+	for _, r := range res.Runs {
+		switch {
+		case r.Error != "":
+		case r.Test == TestRTTFast && (r.RTT == nil || len(r.RTT.Micros)+r.RTT.Lost != fastRTTFactor*o.RTTSamples):
+			t.Errorf("%s %s: %+v, want %d echo requests", r.Config, r.Test, r.RTT, fastRTTFactor*o.RTTSamples)
+		case r.Test == TestRR && (r.RR == nil || r.RR.Transactions == 0 || !(r.RR.P50 > 0) || !(r.RR.ClientCPUPercent > 0)):
+			t.Errorf("%s %s: %+v, want transactions, their p50 and the client's CPU", r.Config, r.Test, r.RR)
 		}
 	}
 	if res.Machine.Vxland == "" || res.Machine.VxlandBase != res.Machine.Vxland {

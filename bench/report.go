@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Markdown renders res as the tables people read: medians with min–max,
@@ -64,13 +65,32 @@ func Markdown(res *Results) string {
 		{"RTT p99 (µs)", metricCell(MetricRTTP99)},
 	})
 
+	fmt.Fprintf(&b, "## Latency\n\n"+
+		"ICMP echo round trips every %gms (as above) and every %gms; TCP request/response: a 1-byte request "+
+		"answered by a 1-byte response, one at a time, for %gs (TCP_NODELAY), in thousands of transactions/s "+
+		"and the time of one.\n\n", o.RTTIntervalMS, float64(FastRTTInterval)/float64(time.Millisecond), o.DurationS)
+	table(&b, res.Summary, []column{
+		{fmt.Sprintf("RTT p50, %gms (µs)", o.RTTIntervalMS), metricCell(MetricRTTP50)},
+		{fmt.Sprintf("RTT p99, %gms (µs)", o.RTTIntervalMS), metricCell(MetricRTTP99)},
+		{"RTT p50, 1ms (µs)", metricCell(MetricRTTFastP50)},
+		{"RTT p99, 1ms (µs)", metricCell(MetricRTTFastP99)},
+		{"request/response (k/s)", metricCell(MetricRRRate)},
+		{"RR p50 (µs)", metricCell(MetricRRP50)},
+		{"RR p99 (µs)", metricCell(MetricRRP99)},
+	})
+	if cpu := rrClientCPU(res.Runs); cpu.N > 0 {
+		fmt.Fprintf(&b, "The request/response client's thread was busy %s %% of the run (median; max %s %%): "+
+			"below 100 %% it waited for the path, which then set the rate.\n\n", FormatValue(cpu.Median), FormatValue(cpu.Max))
+	}
+
 	ratioMetrics := []struct {
 		m    Metric
 		head string
 	}{
 		{MetricTCP1, "TCP ×1"}, {MetricTCP4, "TCP ×4"},
 		{MetricUDP64Rate, "UDP 64 B"}, {MetricUDP64PacedRate, "UDP 64 B paced"}, {MetricUDP1400Rate, "UDP 1400 B"},
-		{MetricRTTP50, "RTT p50"}, {MetricCPUMachine, "CPU/Gbit"},
+		{MetricRTTP50, "RTT p50"}, {MetricRTTFastP50, "RTT p50, 1ms"}, {MetricRTTFastP99, "RTT p99, 1ms"},
+		{MetricRRRate, "request/response"}, {MetricRRP99, "RR p99"}, {MetricCPUMachine, "CPU/Gbit"},
 	}
 	for _, ref := range []struct {
 		c     Config
@@ -155,7 +175,8 @@ func Markdown(res *Results) string {
 // vsBaseMetrics are the rows of the comparison of vxland with vxland base.
 var vsBaseMetrics = []Metric{
 	MetricTCP1, MetricTCP4, MetricUDP64Rate, MetricUDP64PacedRate, MetricUDP1400Rate,
-	MetricRTTP50, MetricRTTP99, MetricCPUMachine, MetricCPUVxland,
+	MetricRTTP50, MetricRTTP99, MetricRTTFastP50, MetricRTTFastP99, MetricRRRate, MetricRRP50, MetricRRP99,
+	MetricCPUMachine, MetricCPUVxland,
 }
 
 // writeVsBase renders the build under test against the base build, one
@@ -267,6 +288,17 @@ func hasConfig(rows []ConfigSummary, c Config) bool {
 		}
 	}
 	return false
+}
+
+// rrClientCPU summarises how busy the request/response client was.
+func rrClientCPU(runs []Measurement) Summary {
+	var vs []float64
+	for _, r := range runs {
+		if r.RR != nil && r.Error == "" {
+			vs = append(vs, r.RR.ClientCPUPercent)
+		}
+	}
+	return Summarize(vs)
 }
 
 func failedRuns(runs []Measurement) int {

@@ -49,6 +49,8 @@ func fakeResults(rounds int, configs ...Config) *Results {
 				{Test: TestUDP64Paced, UDP: &UDPRun{PayloadBytes: 64, Seconds: 1, Packets: 1000, Lost: 1, DeliveredPPS: v * 9e3, LossPercent: 0.1}},
 				{Test: TestUDP1400, UDP: &UDPRun{PayloadBytes: 1400, Seconds: 1, Packets: 1000, Lost: 0, DeliveredPPS: v * 9e3}},
 				{Test: TestRTT, RTT: &RTTRun{Micros: []float64{100 / v, 200 / v}, P50: 100 / v, P99: 200 / v}},
+				{Test: TestRTTFast, RTT: &RTTRun{Micros: []float64{50 / v, 400 / v}, P50: 50 / v, P99: 400 / v}},
+				{Test: TestRR, RR: &RRRun{Seconds: 1, Transactions: int(v * 1e3), PerSecond: v * 1e3, P50: 60 / v, P99: 300 / v, ClientCPUPercent: 40}},
 			} {
 				m.Round, m.Position, m.Config = base.Round, base.Position, base.Config
 				res.Runs = append(res.Runs, m)
@@ -65,9 +67,9 @@ func fakeResults(rounds int, configs ...Config) *Results {
 func TestMarkdownHasEveryConfiguration(t *testing.T) {
 	md := Markdown(fakeResults(3))
 	for _, c := range AllConfigs {
-		// One row in each of the five tables.
-		if n := strings.Count(md, "| "+c.Label()+" |"); n != 5 {
-			t.Errorf("%d rows for %s, want 5:\n%s", n, c.Label(), md)
+		// One row in each of the six tables.
+		if n := strings.Count(md, "| "+c.Label()+" |"); n != 6 {
+			t.Errorf("%d rows for %s, want 6:\n%s", n, c.Label(), md)
 		}
 	}
 	for _, want := range []string{
@@ -120,9 +122,9 @@ func TestMarkdownComparesVxlandWithBase(t *testing.T) {
 	if !strings.Contains(md, "vxland base build: old456 sha256:bb.") {
 		t.Error("the report does not name the base build")
 	}
-	// The four other tables of these configurations gain a row for it.
-	if n := strings.Count(md, "\n| vxland base |"); n != 4 {
-		t.Errorf("%d rows for vxland base in the other tables, want 4:\n%s", n, md)
+	// The five other tables of these configurations gain a row for it.
+	if n := strings.Count(md, "\n| vxland base |"); n != 5 {
+		t.Errorf("%d rows for vxland base in the other tables, want 5:\n%s", n, md)
 	}
 }
 
@@ -300,6 +302,38 @@ func TestFormatValue(t *testing.T) {
 		{9.9999, "10.0"}, {99.96, "100"}, {0.99999, "1.00"}, {-2.5, "-2.50"}, {math.NaN(), "–"}} {
 		if got := FormatValue(tc.v); got != tc.want {
 			t.Errorf("FormatValue(%g) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
+
+// The latency table has both echo intervals and the request/response
+// test, and the ratios to kernel VXLAN include them.
+func TestMarkdownLatencyTable(t *testing.T) {
+	md := Markdown(fakeResults(3))
+	_, section, ok := strings.Cut(md, "## Latency\n")
+	if !ok {
+		t.Fatalf("Markdown lacks a latency section:\n%s", md)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	// The quick preset pings every 5 ms. vxland's speed factor is 1, the
+	// kernel's 10, times 1, 1.1 and 1.2 in the three rounds.
+	for _, want := range []string{
+		"| configuration | RTT p50, 5ms (µs) | RTT p99, 5ms (µs) | RTT p50, 1ms (µs) | RTT p99, 1ms (µs) | request/response (k/s) | RR p50 (µs) | RR p99 (µs) |",
+		"| vxland | 90.9 (83.3–100) | 182 (167–200) | 45.5 (41.7–50.0) | 364 (333–400) | 1.10 (1.00–1.20) | 54.5 (50.0–60.0) | 273 (250–300) |",
+		"busy 40.0 % of the run",
+	} {
+		if !strings.Contains(section, want) {
+			t.Errorf("latency section lacks %q:\n%s", want, section)
+		}
+	}
+	_, rel, _ := strings.Cut(md, "## Relative to kernel VXLAN\n")
+	rel, _, _ = strings.Cut(rel, "\n## ")
+	for _, want := range []string{
+		"| RTT p50, 1ms | RTT p99, 1ms | request/response | RR p99 |",
+		"| 10.0× | 10.0× | 0.100× | 10.0× |",
+	} {
+		if !strings.Contains(rel, want) {
+			t.Errorf("ratios to kernel VXLAN lack %q:\n%s", want, rel)
 		}
 	}
 }

@@ -70,6 +70,7 @@ type Measurement struct {
 	TCP *TCPRun   `json:"tcp,omitempty"`
 	UDP *UDPRun   `json:"udp,omitempty"`
 	RTT *RTTRun   `json:"rtt,omitempty"`
+	RR  *RRRun    `json:"rr,omitempty"`
 	CPU *CPUUsage `json:"cpu,omitempty"`
 	// VxlandHeapAlloc is, per vxland process, how much its cumulative heap
 	// allocation (runtime/metrics /gc/heap/allocs:bytes) grew during a
@@ -168,8 +169,16 @@ func Samples(runs []Measurement) []Sample {
 				add(r, socketLossMetric[r.Test], 100*float64(r.UDP.SocketDrops)/float64(r.UDP.Packets))
 			}
 		case r.RTT != nil && len(r.RTT.Micros) > 0:
-			add(r, MetricRTTP50, r.RTT.P50)
-			add(r, MetricRTTP99, r.RTT.P99)
+			p50, p99 := MetricRTTP50, MetricRTTP99
+			if r.Test == TestRTTFast {
+				p50, p99 = MetricRTTFastP50, MetricRTTFastP99
+			}
+			add(r, p50, r.RTT.P50)
+			add(r, p99, r.RTT.P99)
+		case r.RR != nil && r.RR.Transactions > 0:
+			add(r, MetricRRRate, r.RR.PerSecond/1e3)
+			add(r, MetricRRP50, r.RR.P50)
+			add(r, MetricRRP99, r.RR.P99)
 		}
 	}
 	for _, k := range order {

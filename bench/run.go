@@ -219,6 +219,10 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 		}
 	case TestRTT:
 		r.RTT, err = measureRTT(ctx, t.src, t.dstIP, o.RTTSamples, o.RTTInterval, o.AppCPUs)
+	case TestRTTFast:
+		r.RTT, err = measureRTT(ctx, t.src, t.dstIP, fastRTTFactor*o.RTTSamples, FastRTTInterval, o.AppCPUs)
+	case TestRR:
+		r.RR, err = requestResponse(ctx, t.src, t.dst, t.dstIP, o.Duration, o.AppCPUs)
 	default:
 		err = fmt.Errorf("unknown test %q", test)
 	}

@@ -25,8 +25,16 @@ const (
 	MetricUDP1400SocketLoss    Metric = "udp1400_socket_loss_pct"
 	MetricRTTP50               Metric = "rtt_p50_us"
 	MetricRTTP99               Metric = "rtt_p99_us"
-	MetricCPUMachine           Metric = "cpu_machine_s_per_gbit"
-	MetricCPUVxland            Metric = "cpu_vxland_s_per_gbit"
+	// Echo requests every FastRTTInterval (TestRTTFast).
+	MetricRTTFastP50 Metric = "rtt_1ms_p50_us"
+	MetricRTTFastP99 Metric = "rtt_1ms_p99_us"
+	// Request/response (TestRR): thousands of transactions per second
+	// and the time of one.
+	MetricRRRate     Metric = "rr_ktps"
+	MetricRRP50      Metric = "rr_p50_us"
+	MetricRRP99      Metric = "rr_p99_us"
+	MetricCPUMachine Metric = "cpu_machine_s_per_gbit"
+	MetricCPUVxland  Metric = "cpu_vxland_s_per_gbit"
 )
 
 // AllMetrics lists the metrics in table order.
@@ -35,7 +43,8 @@ var AllMetrics = []Metric{
 	MetricUDP64Rate, MetricUDP64Loss, MetricUDP64PacedRate, MetricUDP64PacedLoss,
 	MetricUDP1400Rate, MetricUDP1400Loss,
 	MetricUDP64SocketLoss, MetricUDP64PacedSocketLoss, MetricUDP1400SocketLoss,
-	MetricRTTP50, MetricRTTP99,
+	MetricRTTP50, MetricRTTP99, MetricRTTFastP50, MetricRTTFastP99,
+	MetricRRRate, MetricRRP50, MetricRRP99,
 	MetricCPUMachine, MetricCPUVxland,
 }
 
@@ -82,6 +91,16 @@ func (m Metric) Info() MetricInfo {
 		return MetricInfo{"RTT p50", "µs", false}
 	case MetricRTTP99:
 		return MetricInfo{"RTT p99", "µs", false}
+	case MetricRTTFastP50:
+		return MetricInfo{"RTT p50, echo every 1 ms", "µs", false}
+	case MetricRTTFastP99:
+		return MetricInfo{"RTT p99, echo every 1 ms", "µs", false}
+	case MetricRRRate:
+		return MetricInfo{"TCP request/response, 1 B each way", "thousand transactions/s", true}
+	case MetricRRP50:
+		return MetricInfo{"TCP request/response p50", "µs", false}
+	case MetricRRP99:
+		return MetricInfo{"TCP request/response p99", "µs", false}
 	case MetricCPUMachine:
 		return MetricInfo{"CPU, whole machine", "CPU-s/Gbit", false}
 	case MetricCPUVxland:

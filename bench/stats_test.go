@@ -169,6 +169,8 @@ func TestSamplesFromMeasurements(t *testing.T) {
 			CPU: &CPUUsage{MachineSeconds: 3, VxlandSeconds: 1.5}},
 		{Round: 0, Config: Vxland, Test: TestUDP64, UDP: &UDPRun{DeliveredPPS: 50000, LossPercent: 12}},
 		{Round: 0, Config: Vxland, Test: TestRTT, RTT: &RTTRun{Micros: []float64{100, 200}, P50: 100, P99: 200}},
+		{Round: 0, Config: Vxland, Test: TestRTTFast, RTT: &RTTRun{Micros: []float64{50, 400}, P50: 50, P99: 400}},
+		{Round: 0, Config: Vxland, Test: TestRR, RR: &RRRun{Transactions: 30000, PerSecond: 30000, P50: 30, P99: 90}},
 		{Round: 0, Config: Vxland, Test: TestUDP1400, Error: "iperf3: boom", UDP: &UDPRun{DeliveredPPS: 1}},
 		{Round: 0, Config: Underlay, Test: TestTCP1,
 			TCP: &TCPRun{Streams: 1, Bytes: 1e9 / 8, BitsPerSecond: 9e9}, CPU: &CPUUsage{MachineSeconds: 0.2, VxlandSeconds: 0}},
@@ -189,6 +191,8 @@ func TestSamplesFromMeasurements(t *testing.T) {
 		MetricTCP1: 2, MetricTCP4: 3,
 		MetricUDP64Rate: 50, MetricUDP64Loss: 12,
 		MetricRTTP50: 100, MetricRTTP99: 200,
+		MetricRTTFastP50: 50, MetricRTTFastP99: 400,
+		MetricRRRate: 30, MetricRRP50: 30, MetricRRP99: 90,
 		MetricCPUMachine: 1, // (1+3) CPU-s / (1+3) Gbit
 		MetricCPUVxland:  0.5,
 	}
