@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -19,15 +21,19 @@ const (
 	// one under test is compared with (Options.VxlandBasePath): before
 	// and after a change to the data plane, measured in the same rounds.
 	VxlandBase Config = "vxland-base"
+	// VxlandPoll is vxland run with extra flags (Options.PollFlags, by
+	// default vxbench's --poll=always): the data plane's busy-polling
+	// mode against the default one, or any other mode a flag selects.
+	VxlandPoll Config = "vxland-poll"
 )
 
 // AllConfigs lists the configurations measured by default, in display
 // order. VxlandBase, which needs a second executable, follows them when
-// one is given.
+// one is given, and VxlandPoll when its flags are.
 var AllConfigs = []Config{Underlay, NativeRouting, KernelVXLAN, Vxland}
 
 // knownConfigs are the configurations ParseConfig accepts.
-var knownConfigs = append(slices.Clip(AllConfigs), VxlandBase)
+var knownConfigs = append(slices.Clip(AllConfigs), VxlandBase, VxlandPoll)
 
 // Label is the configuration's name for people.
 func (c Config) Label() string {
@@ -42,6 +48,8 @@ func (c Config) Label() string {
 		return "vxland"
 	case VxlandBase:
 		return "vxland base"
+	case VxlandPoll:
+		return "vxland poll"
 	}
 	return string(c)
 }
@@ -50,7 +58,7 @@ func (c Config) Label() string {
 func (c Config) Overlay() bool { return c == KernelVXLAN || c.runsVxland() }
 
 // runsVxland reports whether c's data plane is a vxland daemon.
-func (c Config) runsVxland() bool { return c == Vxland || c == VxlandBase }
+func (c Config) runsVxland() bool { return c == Vxland || c == VxlandBase || c == VxlandPoll }
 
 // ParseConfig returns the configuration named s.
 func ParseConfig(s string) (Config, error) {
@@ -139,6 +147,10 @@ type Options struct {
 	// own, e.g. "--queues=1" or "--offload=none" to measure one
 	// mechanism's share.
 	VxlandFlags []string
+	// PollFlags are what VxlandPoll adds to VxlandFlags. Setting them
+	// adds VxlandPoll to the default configurations; with Configs given,
+	// they must name it, and it needs them.
+	PollFlags []string
 	// Configs to measure; empty means AllConfigs, and VxlandBase after
 	// them when VxlandBasePath is set.
 	Configs []Config
@@ -178,7 +190,10 @@ func (o Options) withDefaults() (Options, error) {
 	if len(o.Configs) == 0 {
 		o.Configs = AllConfigs
 		if o.VxlandBasePath != "" {
-			o.Configs = append(slices.Clip(AllConfigs), VxlandBase)
+			o.Configs = append(slices.Clip(o.Configs), VxlandBase)
+		}
+		if len(o.PollFlags) > 0 {
+			o.Configs = append(slices.Clip(o.Configs), VxlandPoll)
 		}
 	}
 	if o.Rounds == 0 {
@@ -226,7 +241,38 @@ func (o Options) withDefaults() (Options, error) {
 	if o.VxlandBasePath != "" && !slices.Contains(o.Configs, VxlandBase) {
 		return o, fmt.Errorf("a base vxland executable is given but configuration %s is not measured", VxlandBase)
 	}
+	switch polled := slices.Contains(o.Configs, VxlandPoll); {
+	case polled && len(o.PollFlags) == 0:
+		return o, fmt.Errorf("configuration %s needs the flags it adds to vxland's", VxlandPoll)
+	case !polled && len(o.PollFlags) > 0:
+		return o, fmt.Errorf("flags for %s are given but it is not measured", VxlandPoll)
+	}
 	return o, nil
+}
+
+// vxlandFlags are the flags configuration c passes to vxland after the
+// bench's own.
+func (o Options) vxlandFlags(c Config) []string {
+	if c == VxlandPoll {
+		return append(slices.Clip(o.VxlandFlags), o.PollFlags...)
+	}
+	return o.VxlandFlags
+}
+
+// ParseExtraFlags splits s, flags for vxland separated by spaces such as
+// "--poll=always --queues=1", into arguments. Each must be a flag: values
+// go after "=".
+func ParseExtraFlags(s string) ([]string, error) {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return nil, errors.New("no flags given")
+	}
+	for _, a := range f {
+		if !strings.HasPrefix(a, "-") || a == "-" || a == "--" {
+			return nil, fmt.Errorf("%q is not a flag (write --name=value)", a)
+		}
+	}
+	return f, nil
 }
 
 // executable is the vxland executable configuration c runs.

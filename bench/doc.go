@@ -18,6 +18,9 @@
 //	vxland-base     the same as vxland, run from a second executable
 //	                (Options.VxlandBasePath, vxbench --vxland-base) with
 //	                the same flags and CPUs; measured only when one is given.
+//	vxland-poll     the same as vxland with extra flags added
+//	                (Options.PollFlags, vxbench --poll-flags, by default
+//	                --poll=always); measured when named or given flags.
 //
 // Overlay containers get the overlay MTU (underlay MTU − 50); the others the
 // full underlay MTU, as each data plane would configure them.
@@ -48,6 +51,20 @@
 // Each UDP run also reads the receiving namespace's UDP RcvbufErrors, the
 // datagrams that crossed the path but found the receiving iperf3's socket
 // full, so that loss on the way and loss at the application are told apart.
+//
+// Latency is measured three ways. ICMP echo round trips every RTTInterval
+// (10 ms in the full bench) and, ten times as many, every 1 ms: at 10 ms
+// a data plane that sleeps when idle wakes for every request, at 1 ms it
+// may not have gone to sleep. And a TCP request/response test: one
+// connection with TCP_NODELAY between the containers, a 1-byte request
+// answered by a 1-byte response, one at a time, for the iperf3 duration,
+// reported as transactions per second and the p50 and p99 of one
+// transaction. Both of its ends are this program, each on a locked thread
+// in blocking system calls (no Go network poller), and each transaction's
+// time goes into a histogram of 1 µs buckets made before the run, so the
+// client allocates nothing per transaction; the client thread's CPU time
+// over the run is recorded too: well below 100 % means it waited for the
+// path, so the path set the rate. All percentiles are nearest-rank.
 //
 // CPU cost is measured during the TCP tests: the busy time of the whole
 // machine (/proc/stat) and of the vxland processes (/proc/PID/stat, all

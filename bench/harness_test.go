@@ -18,8 +18,9 @@ import (
 // TestHarnessSmoke runs the whole bench briefly (one round of one-second
 // runs) and checks that every configuration produced every number and that
 // the files are well-formed. vxland-base runs the same executable as
-// vxland, so that the comparison of two builds is exercised. It asserts no
-// speed: a slow machine passes.
+// vxland, so that the comparison of two builds is exercised, and
+// vxland-poll runs it with a flag vxland has (--idle-sched=normal). It
+// asserts no speed: a slow machine passes.
 func TestHarnessSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode: builds five topologies and runs iperf3 for about 35 s")
@@ -33,7 +34,8 @@ func TestHarnessSmoke(t *testing.T) {
 	o := Smoke
 	o.VxlandPath = buildtest.Vxland(t)
 	o.VxlandBasePath = o.VxlandPath
-	configs := append(slices.Clip(AllConfigs), VxlandBase) // what the base executable adds
+	o.PollFlags = []string{"--idle-sched=normal"}
+	configs := append(slices.Clip(AllConfigs), VxlandBase, VxlandPoll) // what the base executable and the poll flags add
 	o.LabPrefix = "vxbt"
 	o.WorkDir = t.TempDir()
 
@@ -60,6 +62,9 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	if res.UDP64PacedKPPS <= 0 {
 		t.Error("no rate for the paced UDP runs")
+	}
+	if !slices.Equal(res.Options.PollFlags, o.PollFlags) {
+		t.Errorf("poll flags recorded as %q, want %q", res.Options.PollFlags, o.PollFlags)
 	}
 	// Every vxland TCP run reports both daemons' heap growth.
 	for _, r := range res.Runs {
@@ -107,4 +112,30 @@ func TestHarnessSmoke(t *testing.T) {
 func hasTool(name string) bool {
 	_, err := exec.LookPath(name)
 	return err == nil
+}
+
+// vxland-poll's flags reach the vxland it starts: one vxland refuses
+// fails the bench, naming the flag.
+func TestPollFlagsReachVxland(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode: builds a topology")
+	}
+	if err := netlab.Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if err := CheckIperf3(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	o := Smoke
+	o.VxlandPath = buildtest.Vxland(t)
+	o.Configs = []Config{VxlandPoll}
+	o.PollFlags = []string{"--idle-sched=sometimes"}
+	o.LabPrefix = "vxbp"
+	o.WorkDir = t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, err := Run(ctx, o, nil)
+	if err == nil || !strings.Contains(err.Error(), "idle-sched") {
+		t.Errorf("Run with vxland-poll flags vxland refuses: %v, want an error about --idle-sched", err)
+	}
 }

@@ -168,6 +168,9 @@ func TestOptionsDefaultsAndChecks(t *testing.T) {
 		"vxland-base without its exe": {VxlandPath: "v", Configs: []Config{Vxland, VxlandBase}},
 		"base exe, vxland-base not measured": {VxlandPath: "v", VxlandBasePath: "b",
 			Configs: []Config{KernelVXLAN, Vxland}},
+		"vxland-poll without flags": {VxlandPath: "v", Configs: []Config{Vxland, VxlandPoll}},
+		"poll flags, vxland-poll not measured": {VxlandPath: "v", PollFlags: []string{"--poll=always"},
+			Configs: []Config{Vxland}},
 	} {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -198,6 +201,31 @@ func TestOptionsDefaultsAndChecks(t *testing.T) {
 	if c, err := ParseConfig("vxland-base"); err != nil || c != VxlandBase {
 		t.Errorf("ParseConfig(vxland-base) = %v, %v", c, err)
 	}
+	// Poll flags add vxland-poll, which runs vxland with them after the
+	// flags every vxland gets; the others do not get them.
+	o, err = Options{VxlandPath: "/x/vxland", VxlandBasePath: "/y/vxland", VxlandFlags: []string{"--queues=1"},
+		PollFlags: []string{"--idle-sched=normal", "--offload=none"}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Config{Underlay, NativeRouting, KernelVXLAN, Vxland, VxlandBase, VxlandPoll}; !slices.Equal(o.Configs, want) {
+		t.Errorf("configurations with poll flags: %v, want %v", o.Configs, want)
+	}
+	for c, want := range map[Config][]string{
+		Vxland:     {"--queues=1"},
+		VxlandBase: {"--queues=1"},
+		VxlandPoll: {"--queues=1", "--idle-sched=normal", "--offload=none"},
+	} {
+		if got := o.vxlandFlags(c); !slices.Equal(got, want) {
+			t.Errorf("%s gets flags %q, want %q", c, got, want)
+		}
+	}
+	if o.executable(VxlandPoll) != "/x/vxland" {
+		t.Errorf("vxland-poll runs %q, want vxland's executable", o.executable(VxlandPoll))
+	}
+	if len(o.VxlandFlags) != 1 {
+		t.Errorf("vxland-poll's flags leaked into VxlandFlags: %q", o.VxlandFlags)
+	}
 	if m, err := ParseUnderlayMode("wire-like"); err != nil || m != WireLike {
 		t.Errorf("ParseUnderlayMode(wire-like) = %v, %v", m, err)
 	}
@@ -216,5 +244,17 @@ UdpLite: 0 0 0 0 7 0 0 0 0
 	}
 	if _, err := parseRcvbufErrors("Ip: a\nIp: 1\n"); err == nil {
 		t.Fatal("no error without a Udp line")
+	}
+}
+
+func TestParseExtraFlags(t *testing.T) {
+	got, err := ParseExtraFlags("  --poll=always\t--queues=1 -v ")
+	if want := []string{"--poll=always", "--queues=1", "-v"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("ParseExtraFlags = %q, %v; want %q", got, err, want)
+	}
+	for _, bad := range []string{"", "   ", "--poll always", "poll=always", "--", "-"} {
+		if got, err := ParseExtraFlags(bad); err == nil {
+			t.Errorf("ParseExtraFlags(%q) = %q, want an error", bad, got)
+		}
 	}
 }

@@ -26,6 +26,9 @@ func Markdown(res *Results) string {
 	if m.VxlandBase != "" {
 		fmt.Fprintf(&b, "vxland base build: %s.\n\n", m.VxlandBase)
 	}
+	if len(o.PollFlags) > 0 {
+		fmt.Fprintf(&b, "%s: vxland with `%s` added to its flags.\n\n", VxlandPoll.Label(), strings.Join(o.PollFlags, " "))
+	}
 	if len(o.AppCPUs)+len(o.VxlandCPUs) > 0 {
 		fmt.Fprintf(&b, "CPUs: applications (iperf3, echo requests) on %s, vxland on %s; "+
 			"the kernel's VXLAN runs in the applications' context.\n\n", cpuListOrAll(o.AppCPUs), cpuListOrAll(o.VxlandCPUs))

@@ -37,6 +37,8 @@ type OptionsRecord struct {
 	UDPOffered    string       `json:"udp_offered_load"`
 	AppCPUs       []int        `json:"app_cpus,omitempty"`
 	VxlandCPUs    []int        `json:"vxland_cpus,omitempty"`
+	VxlandFlags   []string     `json:"vxland_flags,omitempty"`
+	PollFlags     []string     `json:"vxland_poll_flags,omitempty"`
 }
 
 func recordOptions(o Options) OptionsRecord {
@@ -51,6 +53,8 @@ func recordOptions(o Options) OptionsRecord {
 		UDPOffered:    "unlimited (iperf3 -b 0), one sender",
 		AppCPUs:       o.AppCPUs,
 		VxlandCPUs:    o.VxlandCPUs,
+		VxlandFlags:   o.VxlandFlags,
+		PollFlags:     o.PollFlags,
 	}
 }
 

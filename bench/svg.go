@@ -52,6 +52,8 @@ func configColor(c Config) string {
 		return "#D55E00"
 	case VxlandBase:
 		return "#CC79A7"
+	case VxlandPoll:
+		return "#E69F00"
 	}
 	return "#000000"
 }

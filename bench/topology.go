@@ -64,6 +64,8 @@ func shortName(c Config) string {
 		return "vx"
 	case VxlandBase:
 		return "vb"
+	case VxlandPoll:
+		return "vp"
 	}
 	return string(c)
 }
@@ -113,8 +115,8 @@ func buildTopology(ctx context.Context, lab *netlab.Lab, o Options, c Config, wo
 		err = t.routeSubnets()
 	case KernelVXLAN:
 		err = t.kernelVXLAN(ctrMTU)
-	case Vxland, VxlandBase:
-		err = t.startVxland(ctx, o.executable(c), o.VxlandFlags, o.VxlandCPUs, workDir)
+	case Vxland, VxlandBase, VxlandPoll:
+		err = t.startVxland(ctx, o.executable(c), o.vxlandFlags(c), o.VxlandCPUs, workDir)
 	}
 	if err != nil {
 		return nil, err

@@ -10,7 +10,9 @@
 //
 // With --vxland-base, a second vxland executable runs as configuration
 // vxland-base, exactly as vxland runs, in the same rounds, and the report
-// gives vxland ÷ vxland-base for every measure.
+// gives vxland ÷ vxland-base for every measure. Configuration vxland-poll
+// is vxland with the flags of --poll-flags added (default --poll=always);
+// naming it in --configs, or giving --poll-flags, measures it.
 //
 // It needs root, iproute2 and iperf3; as root it installs a missing iperf3
 // with apt-get unless --no-install is given. Everything it creates is
@@ -54,10 +56,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rttInterval := fs.Duration("rtt-interval", bench.Full.RTTInterval, "time between echo requests")
 	mtu := fs.Int("mtu", 1500, "MTU of the underlay veth (overlay containers get 50 less)")
 	mode := fs.String("underlay", string(bench.DefaultOffloads), `underlay offloads: "default" (veth as created) or "wire-like" (segmentation offloads off, GRO on, as a real NIC)`)
-	configs := fs.StringSlice("configs", nil, "configurations to measure, comma-separated (default all: underlay,native-routing,kernel-vxlan,vxland, and vxland-base with --vxland-base)")
+	configs := fs.StringSlice("configs", nil, "configurations to measure, comma-separated (default all: underlay,native-routing,kernel-vxlan,vxland, vxland-base with --vxland-base, vxland-poll with --poll-flags)")
 	vxland := fs.String("vxland", "", `vxland executable (default: "vxland" beside this program)`)
 	vxlandBase := fs.String("vxland-base", "", "a second vxland executable, e.g. the build before a change, measured as configuration vxland-base with the same flags and CPUs")
 	vxlandFlags := fs.StringArray("vxland-flag", nil, `flag passed to vxland (and to vxland-base), e.g. --vxland-flag=--queues=1; repeatable`)
+	pollFlags := fs.String("poll-flags", "--poll=always", "flags, space-separated, that configuration vxland-poll adds to vxland's; giving them adds vxland-poll to the default configurations")
 	out := fs.String("out", "", "results directory (default results/<timestamp>)")
 	noInstall := fs.Bool("no-install", false, "do not install a missing iperf3 with apt-get")
 	appCPUs := fs.String("app-cpus", "", `CPUs for the applications (iperf3, echo requests), e.g. "0"; with --vxland-cpus, gives vxland cores of its own (default: all)`)
@@ -112,6 +115,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case !named && len(o.Configs) > 0 && *vxlandBase != "":
 		fmt.Fprintf(stderr, "vxbench: --vxland-base: --configs does not name %s\n", bench.VxlandBase)
 		return 2
+	}
+	switch named := slices.Contains(o.Configs, bench.VxlandPoll); {
+	case !named && len(o.Configs) > 0 && fs.Changed("poll-flags"):
+		fmt.Fprintf(stderr, "vxbench: --poll-flags: --configs does not name %s\n", bench.VxlandPoll)
+		return 2
+	case named || fs.Changed("poll-flags"):
+		if o.PollFlags, err = bench.ParseExtraFlags(*pollFlags); err != nil {
+			fmt.Fprintf(stderr, "vxbench: --poll-flags: %v\n", err)
+			return 2
+		}
 	}
 	for _, f := range []struct {
 		name string

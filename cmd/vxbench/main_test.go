@@ -31,6 +31,9 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"--configs", "vxland,vxland-base"}, "--configs: vxland-base needs --vxland-base"},
 		{[]string{"--vxland-base", present, "--configs", "kernel-vxlan,vxland"}, "--vxland-base: --configs does not name vxland-base"},
 		{[]string{"--vxland", present, "--vxland-base", exe}, "--vxland-base: stat " + exe},
+		{[]string{"--poll-flags", "--idle-sched=normal", "--configs", "vxland"}, "--poll-flags: --configs does not name vxland-poll"},
+		{[]string{"--poll-flags", " "}, "--poll-flags: no flags given"},
+		{[]string{"--configs", "vxland-poll", "--poll-flags", "--idle-sched normal"}, `--poll-flags: "normal" is not a flag`},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(tc.args, &stdout, &stderr); code != 2 {
@@ -50,7 +53,7 @@ func TestHelpExitsZero(t *testing.T) {
 	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 {
 		t.Errorf("--help: exit %d", code)
 	}
-	for _, flag := range []string{"--quick", "--rounds", "--underlay", "--out", "--no-install", "--vxland-base"} {
+	for _, flag := range []string{"--quick", "--rounds", "--underlay", "--out", "--no-install", "--vxland-base", "--poll-flags"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("--help does not mention %s:\n%s", flag, stderr.String())
 		}
