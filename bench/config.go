@@ -122,10 +122,13 @@ const (
 	// TestRR is the request/response test: 1-byte request, 1-byte
 	// response over TCP, one at a time, for the run's duration.
 	TestRR Test = "rr"
+	// TestRTTLoaded sends echo requests every FastRTTInterval while one
+	// TCP stream runs through the same path: latency under load.
+	TestRTTLoaded Test = "rtt-1ms-loaded"
 )
 
 // AllTests lists the tests in the order a configuration runs them.
-var AllTests = []Test{TestTCP1, TestTCP4, TestUDP64, TestUDP64Paced, TestUDP1400, TestRTT, TestRTTFast, TestRR}
+var AllTests = []Test{TestTCP1, TestTCP4, TestUDP64, TestUDP64Paced, TestUDP1400, TestRTT, TestRTTFast, TestRR, TestRTTLoaded}
 
 // FastRTTInterval is the interval of TestRTTFast's echo requests.
 const FastRTTInterval = time.Millisecond

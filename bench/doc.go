@@ -55,7 +55,10 @@
 // Latency is measured three ways. ICMP echo round trips every RTTInterval
 // (10 ms in the full bench) and, ten times as many, every 1 ms: at 10 ms
 // a data plane that sleeps when idle wakes for every request, at 1 ms it
-// may not have gone to sleep. And a TCP request/response test: one
+// may not have gone to sleep. The 1 ms series runs again while one TCP
+// stream (iperf3) crosses the same path, from 250 ms after the stream starts
+// to 250 ms before it ends: latency under load; the stream's throughput
+// is recorded with it. And a TCP request/response test: one
 // connection with TCP_NODELAY between the containers, a 1-byte request
 // answered by a 1-byte response, one at a time, for the iperf3 duration,
 // reported as transactions per second and the p50 and p99 of one

@@ -72,13 +72,16 @@ func TestHarnessSmoke(t *testing.T) {
 			t.Errorf("round %d %s %s: heap growth of %d vxland daemons, want 2", r.Round, r.Config, r.Test, len(r.VxlandHeapAlloc))
 		}
 	}
-	// The latency tests: echo every millisecond, ten times as many, and
-	// request/response transactions through every configuration.
+	// The latency tests: echo every millisecond, ten times as many, also
+	// under a TCP stream, and request/response transactions through every
+	// configuration.
 	for _, r := range res.Runs {
 		switch {
 		case r.Error != "":
 		case r.Test == TestRTTFast && (r.RTT == nil || len(r.RTT.Micros)+r.RTT.Lost != fastRTTFactor*o.RTTSamples):
 			t.Errorf("%s %s: %+v, want %d echo requests", r.Config, r.Test, r.RTT, fastRTTFactor*o.RTTSamples)
+		case r.Test == TestRTTLoaded && (r.RTT == nil || len(r.RTT.Micros) == 0 || !(r.RTT.LoadGbit > 0)):
+			t.Errorf("%s %s: %+v, want round trips and the throughput of the load", r.Config, r.Test, r.RTT)
 		case r.Test == TestRR && (r.RR == nil || r.RR.Transactions == 0 || !(r.RR.P50 > 0) || !(r.RR.ClientCPUPercent > 0)):
 			t.Errorf("%s %s: %+v, want transactions, their p50 and the client's CPU", r.Config, r.Test, r.RR)
 		}

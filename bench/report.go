@@ -69,7 +69,8 @@ func Markdown(res *Results) string {
 	})
 
 	fmt.Fprintf(&b, "## Latency\n\n"+
-		"ICMP echo round trips every %gms (as above) and every %gms; TCP request/response: a 1-byte request "+
+		"ICMP echo round trips every %gms (as above) and every %gms, the latter also while one TCP stream "+
+		"runs through the same path (TCP load); TCP request/response: a 1-byte request "+
 		"answered by a 1-byte response, one at a time, for %gs (TCP_NODELAY), in thousands of transactions/s "+
 		"and the time of one.\n\n", o.RTTIntervalMS, float64(FastRTTInterval)/float64(time.Millisecond), o.DurationS)
 	table(&b, res.Summary, []column{
@@ -77,6 +78,8 @@ func Markdown(res *Results) string {
 		{fmt.Sprintf("RTT p99, %gms (µs)", o.RTTIntervalMS), metricCell(MetricRTTP99)},
 		{"RTT p50, 1ms (µs)", metricCell(MetricRTTFastP50)},
 		{"RTT p99, 1ms (µs)", metricCell(MetricRTTFastP99)},
+		{"RTT p50, 1ms, TCP load (µs)", metricCell(MetricRTTLoadedP50)},
+		{"RTT p99, 1ms, TCP load (µs)", metricCell(MetricRTTLoadedP99)},
 		{"request/response (k/s)", metricCell(MetricRRRate)},
 		{"RR p50 (µs)", metricCell(MetricRRP50)},
 		{"RR p99 (µs)", metricCell(MetricRRP99)},
@@ -93,6 +96,7 @@ func Markdown(res *Results) string {
 		{MetricTCP1, "TCP ×1"}, {MetricTCP4, "TCP ×4"},
 		{MetricUDP64Rate, "UDP 64 B"}, {MetricUDP64PacedRate, "UDP 64 B paced"}, {MetricUDP1400Rate, "UDP 1400 B"},
 		{MetricRTTP50, "RTT p50"}, {MetricRTTFastP50, "RTT p50, 1ms"}, {MetricRTTFastP99, "RTT p99, 1ms"},
+		{MetricRTTLoadedP99, "RTT p99, TCP load"},
 		{MetricRRRate, "request/response"}, {MetricRRP99, "RR p99"}, {MetricCPUMachine, "CPU/Gbit"},
 	}
 	for _, ref := range []struct {
@@ -178,7 +182,7 @@ func Markdown(res *Results) string {
 // vsBaseMetrics are the rows of the comparison of vxland with vxland base.
 var vsBaseMetrics = []Metric{
 	MetricTCP1, MetricTCP4, MetricUDP64Rate, MetricUDP64PacedRate, MetricUDP1400Rate,
-	MetricRTTP50, MetricRTTP99, MetricRTTFastP50, MetricRTTFastP99, MetricRRRate, MetricRRP50, MetricRRP99,
+	MetricRTTP50, MetricRTTP99, MetricRTTFastP50, MetricRTTFastP99, MetricRTTLoadedP50, MetricRTTLoadedP99, MetricRRRate, MetricRRP50, MetricRRP99,
 	MetricCPUMachine, MetricCPUVxland,
 }
 

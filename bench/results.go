@@ -112,6 +112,9 @@ type RTTRun struct {
 	Lost   int       `json:"lost"`
 	P50    float64   `json:"p50_us"`
 	P99    float64   `json:"p99_us"`
+	// LoadGbit is, for TestRTTLoaded, what the TCP stream that ran
+	// meanwhile delivered.
+	LoadGbit float64 `json:"load_gbit_s,omitempty"`
 }
 
 // CPUUsage is CPU time spent while a test ran.
@@ -174,8 +177,11 @@ func Samples(runs []Measurement) []Sample {
 			}
 		case r.RTT != nil && len(r.RTT.Micros) > 0:
 			p50, p99 := MetricRTTP50, MetricRTTP99
-			if r.Test == TestRTTFast {
+			switch r.Test {
+			case TestRTTFast:
 				p50, p99 = MetricRTTFastP50, MetricRTTFastP99
+			case TestRTTLoaded:
+				p50, p99 = MetricRTTLoadedP50, MetricRTTLoadedP99
 			}
 			add(r, p50, r.RTT.P50)
 			add(r, p99, r.RTT.P99)

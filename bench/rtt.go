@@ -42,6 +42,11 @@ func measureRTT(ctx context.Context, ns *netlab.NS, dst string, n int, interval 
 	if err != nil {
 		return nil, fmt.Errorf("rtt %s -> %s: %w", ns, dst, err)
 	}
+	return summarizeRTT(samples, lost, ns, dst)
+}
+
+// summarizeRTT makes a run of echo round trips from its samples.
+func summarizeRTT(samples []float64, lost int, ns *netlab.NS, dst string) (*RTTRun, error) {
 	r := &RTTRun{Micros: samples, Lost: lost}
 	if len(samples) == 0 {
 		return r, fmt.Errorf("rtt %s -> %s: %w (%d lost)", ns, dst, errNoEchoReply, lost)
@@ -49,6 +54,56 @@ func measureRTT(ctx context.Context, ns *netlab.NS, dst string, n int, interval 
 	r.P50 = Percentile(samples, 50)
 	r.P99 = Percentile(samples, 99)
 	return r, nil
+}
+
+// loadSettle is how long after a TCP stream starts the echo requests of
+// TestRTTLoaded begin, and how long before it ends they stop: they see
+// the stream in full flow, not its start or end.
+const loadSettle = 250 * time.Millisecond
+
+// rttUnderLoad sends echo requests every FastRTTInterval from t's source
+// to its destination while one TCP stream runs along the same path, and
+// records what the stream delivered.
+func rttUnderLoad(ctx context.Context, t *topology, o Options) (*RTTRun, error) {
+	addr, err := netip.ParseAddr(t.dstIP)
+	if err != nil || !addr.Is4() {
+		return nil, fmt.Errorf("rtt: %q is not an IPv4 address", t.dstIP)
+	}
+	type loadResult struct {
+		out []byte
+		err error
+	}
+	loaded := make(chan loadResult, 1)
+	go func() {
+		out, _, err := iperfClient(ctx, t.src, t.dstIP, o.Duration, o.AppCPUs, []string{"--parallel", "1"}, nil)
+		loaded <- loadResult{out, err}
+	}()
+	select {
+	case <-time.After(loadSettle):
+	case l := <-loaded:
+		return nil, fmt.Errorf("rtt under load: the TCP stream ended early: %v", l.err)
+	}
+	// The requests stop at a deadline rather than after a count: under
+	// load a round trip may outlast the interval.
+	pingCtx, cancel := context.WithTimeout(ctx, o.Duration-2*loadSettle)
+	samples, lost, err := echoRTT(pingCtx, t.src, addr, int(o.Duration/FastRTTInterval), FastRTTInterval, o.AppCPUs)
+	cancel()
+	l := <-loaded
+	if err != nil && !(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+		return nil, fmt.Errorf("rtt under load %s -> %s: %w", t.src, t.dstIP, err)
+	}
+	if l.err != nil {
+		return nil, fmt.Errorf("rtt under load: TCP stream: %w", l.err)
+	}
+	tcp, err := parseTCP(l.out, 1)
+	if err != nil {
+		return nil, fmt.Errorf("rtt under load: TCP stream: %w", err)
+	}
+	r, err := summarizeRTT(samples, lost, t.src, t.dstIP)
+	if r != nil {
+		r.LoadGbit = tcp.BitsPerSecond / 1e9
+	}
+	return r, err
 }
 
 // echoRequest builds an ICMP echo request with the send time in its payload.

@@ -221,6 +221,8 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 		r.RTT, err = measureRTT(ctx, t.src, t.dstIP, o.RTTSamples, o.RTTInterval, o.AppCPUs)
 	case TestRTTFast:
 		r.RTT, err = measureRTT(ctx, t.src, t.dstIP, fastRTTFactor*o.RTTSamples, FastRTTInterval, o.AppCPUs)
+	case TestRTTLoaded:
+		r.RTT, err = rttUnderLoad(ctx, t, o)
 	case TestRR:
 		r.RR, err = requestResponse(ctx, t.src, t.dst, t.dstIP, o.Duration, o.AppCPUs)
 	default:

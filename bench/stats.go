@@ -28,6 +28,9 @@ const (
 	// Echo requests every FastRTTInterval (TestRTTFast).
 	MetricRTTFastP50 Metric = "rtt_1ms_p50_us"
 	MetricRTTFastP99 Metric = "rtt_1ms_p99_us"
+	// Echo requests every FastRTTInterval under a TCP stream (TestRTTLoaded).
+	MetricRTTLoadedP50 Metric = "rtt_1ms_loaded_p50_us"
+	MetricRTTLoadedP99 Metric = "rtt_1ms_loaded_p99_us"
 	// Request/response (TestRR): thousands of transactions per second
 	// and the time of one.
 	MetricRRRate     Metric = "rr_ktps"
@@ -44,6 +47,7 @@ var AllMetrics = []Metric{
 	MetricUDP1400Rate, MetricUDP1400Loss,
 	MetricUDP64SocketLoss, MetricUDP64PacedSocketLoss, MetricUDP1400SocketLoss,
 	MetricRTTP50, MetricRTTP99, MetricRTTFastP50, MetricRTTFastP99,
+	MetricRTTLoadedP50, MetricRTTLoadedP99,
 	MetricRRRate, MetricRRP50, MetricRRP99,
 	MetricCPUMachine, MetricCPUVxland,
 }
@@ -95,6 +99,10 @@ func (m Metric) Info() MetricInfo {
 		return MetricInfo{"RTT p50, echo every 1 ms", "µs", false}
 	case MetricRTTFastP99:
 		return MetricInfo{"RTT p99, echo every 1 ms", "µs", false}
+	case MetricRTTLoadedP50:
+		return MetricInfo{"RTT p50, echo every 1 ms under a TCP stream", "µs", false}
+	case MetricRTTLoadedP99:
+		return MetricInfo{"RTT p99, echo every 1 ms under a TCP stream", "µs", false}
 	case MetricRRRate:
 		return MetricInfo{"TCP request/response, 1 B each way", "thousand transactions/s", true}
 	case MetricRRP50:

@@ -170,6 +170,7 @@ func TestSamplesFromMeasurements(t *testing.T) {
 		{Round: 0, Config: Vxland, Test: TestUDP64, UDP: &UDPRun{DeliveredPPS: 50000, LossPercent: 12}},
 		{Round: 0, Config: Vxland, Test: TestRTT, RTT: &RTTRun{Micros: []float64{100, 200}, P50: 100, P99: 200}},
 		{Round: 0, Config: Vxland, Test: TestRTTFast, RTT: &RTTRun{Micros: []float64{50, 400}, P50: 50, P99: 400}},
+		{Round: 0, Config: Vxland, Test: TestRTTLoaded, RTT: &RTTRun{Micros: []float64{700, 900}, P50: 700, P99: 900, LoadGbit: 2}},
 		{Round: 0, Config: Vxland, Test: TestRR, RR: &RRRun{Transactions: 30000, PerSecond: 30000, P50: 30, P99: 90}},
 		{Round: 0, Config: Vxland, Test: TestUDP1400, Error: "iperf3: boom", UDP: &UDPRun{DeliveredPPS: 1}},
 		{Round: 0, Config: Underlay, Test: TestTCP1,
@@ -192,6 +193,7 @@ func TestSamplesFromMeasurements(t *testing.T) {
 		MetricUDP64Rate: 50, MetricUDP64Loss: 12,
 		MetricRTTP50: 100, MetricRTTP99: 200,
 		MetricRTTFastP50: 50, MetricRTTFastP99: 400,
+		MetricRTTLoadedP50: 700, MetricRTTLoadedP99: 900,
 		MetricRRRate: 30, MetricRRP50: 30, MetricRRP99: 90,
 		MetricCPUMachine: 1, // (1+3) CPU-s / (1+3) Gbit
 		MetricCPUVxland:  0.5,
