@@ -125,10 +125,14 @@ const (
 	// TestRTTLoaded sends echo requests every FastRTTInterval while one
 	// TCP stream runs through the same path: latency under load.
 	TestRTTLoaded Test = "rtt-1ms-loaded"
+	// TestIdle measures nothing for a quiet second but how busy vxland's
+	// CPUs are; it runs only when vxland has CPUs of its own
+	// (Options.VxlandCPUs).
+	TestIdle Test = "idle"
 )
 
 // AllTests lists the tests in the order a configuration runs them.
-var AllTests = []Test{TestTCP1, TestTCP4, TestUDP64, TestUDP64Paced, TestUDP1400, TestRTT, TestRTTFast, TestRR, TestRTTLoaded}
+var AllTests = []Test{TestTCP1, TestTCP4, TestUDP64, TestUDP64Paced, TestUDP1400, TestRTT, TestRTTFast, TestRR, TestRTTLoaded, TestIdle}
 
 // FastRTTInterval is the interval of TestRTTFast's echo requests.
 const FastRTTInterval = time.Millisecond

@@ -26,6 +26,35 @@ func parseProcStat(s string) (machineTicks, error) {
 	if len(f) < 5 || f[0] != "cpu" {
 		return machineTicks{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
 	}
+	return parseCPUTicks(f)
+}
+
+// parseProcStatCPUs reads the per-CPU lines ("cpu0", "cpu1", …) of
+// /proc/stat, by CPU number.
+func parseProcStatCPUs(s string) (map[int]machineTicks, error) {
+	out := map[int]machineTicks{}
+	for line := range strings.Lines(s) {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		n, err := strconv.Atoi(f[0][3:])
+		if err != nil {
+			return nil, fmt.Errorf("/proc/stat: CPU line %q", f[0])
+		}
+		if out[n], err = parseCPUTicks(f); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("/proc/stat: no per-CPU lines")
+	}
+	return out, nil
+}
+
+// parseCPUTicks sums the times of one /proc/stat CPU line, split into
+// fields with its name first.
+func parseCPUTicks(f []string) (machineTicks, error) {
 	var t machineTicks
 	for i, field := range f[1:] {
 		if i >= 8 { // guest and guest_nice are part of user and nice
@@ -97,6 +126,57 @@ func (m *cpuMeter) stop() (*CPUUsage, error) {
 		VxlandSeconds:  float64(procs-m.procs) / userHZ,
 		WallSeconds:    time.Since(m.start).Seconds(),
 	}, nil
+}
+
+// cpusBusy measures how busy some CPUs are between start and stop.
+type cpusBusy struct {
+	cpus  []int
+	start map[int]machineTicks
+}
+
+func startCPUsBusy(cpus []int) (*cpusBusy, error) {
+	t, err := readProcStatCPUs()
+	if err != nil {
+		return nil, err
+	}
+	return &cpusBusy{cpus: cpus, start: t}, nil
+}
+
+// stop returns the share of time, in percent, the CPUs were busy since
+// start: their busy ticks over their ticks in all.
+func (b *cpusBusy) stop() (float64, error) {
+	end, err := readProcStatCPUs()
+	if err != nil {
+		return 0, err
+	}
+	return busyPercent(b.start, end, b.cpus)
+}
+
+// busyPercent is the share of cpus' ticks between two readings that were
+// busy.
+func busyPercent(start, end map[int]machineTicks, cpus []int) (float64, error) {
+	var busy, total uint64
+	for _, c := range cpus {
+		s, ok1 := start[c]
+		e, ok2 := end[c]
+		if !ok1 || !ok2 {
+			return 0, fmt.Errorf("/proc/stat: no line for CPU %d", c)
+		}
+		busy += e.busy - s.busy
+		total += e.total - s.total
+	}
+	if total == 0 {
+		return 0, errors.New("/proc/stat: no time passed on the CPUs")
+	}
+	return 100 * float64(busy) / float64(total), nil
+}
+
+func readProcStatCPUs() (map[int]machineTicks, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil, fmt.Errorf("cpu time: %w", err)
+	}
+	return parseProcStatCPUs(string(b))
 }
 
 func readCPU(pids []int) (machineTicks, uint64, error) {

@@ -83,7 +83,11 @@
 // the iperf3 processes and the echo sender run on one set of CPUs and
 // vxland on another (taskset), which models a host with cores to spare
 // for the data plane. The kernel's VXLAN does its work in the
-// applications' context, so it gets only their CPUs.
+// applications' context, so it gets only their CPUs. Then the bench also
+// reports how busy vxland's CPUs are (per-CPU lines of /proc/stat, busy
+// ticks over all ticks): during TCP ×1, and during a quiet second with no
+// traffic (test "idle"), which shows what a polling data plane burns when
+// there is nothing to do.
 //
 // The package's pure parts (statistics, ratios, round order, tables, JSON,
 // SVG) are separate from the parts that build namespaces and run programs,

@@ -258,3 +258,41 @@ func TestParseExtraFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestVxlandCPUsBusyFromProcStat(t *testing.T) {
+	const before = "cpu  300 0 300 800 0 0 0 0 0 0\n" +
+		"cpu0 100 0 100 400 0 0 0 0 0 0\n" +
+		"cpu1 200 0 200 400 0 0 0 0 0 0\n" +
+		"intr 12345\nctxt 999\n"
+	const after = "cpu  500 0 500 1100 0 0 0 0 0 0\n" +
+		"cpu0 110 0 110 480 0 0 0 0 0 0\n" + // 20 of 100 ticks busy
+		"cpu1 390 0 390 420 100 0 0 0 0 0\n" + // 380 of 500 (iowait is idle)
+		"intr 12399\n"
+	s, err := parseProcStatCPUs(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := parseProcStatCPUs(after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cpus []int
+		want float64
+	}{{[]int{0}, 20}, {[]int{1}, 76}, {[]int{0, 1}, 400.0 / 600 * 100}} {
+		if got, err := busyPercent(s, e, c.cpus); err != nil || math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("CPUs %v busy %v %%, %v; want %v", c.cpus, got, err, c.want)
+		}
+	}
+	if _, err := busyPercent(s, e, []int{2}); err == nil {
+		t.Error("a CPU without a line gave a number")
+	}
+	if _, err := busyPercent(s, s, []int{0}); err == nil {
+		t.Error("no time passing gave a number")
+	}
+	for _, bad := range []string{"cpu 1 2 3 4 5\n", "cpux 1 2 3 4 5\n", "cpu0 1 2 x 4 5\n"} {
+		if _, err := parseProcStatCPUs(bad); err == nil {
+			t.Errorf("parseProcStatCPUs(%q) accepted", bad)
+		}
+	}
+}

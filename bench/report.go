@@ -161,6 +161,15 @@ func Markdown(res *Results) string {
 		}})
 	}
 	table(&b, res.Summary, cols)
+	if len(o.VxlandCPUs) > 0 {
+		fmt.Fprintf(&b, "Busy time of vxland's CPUs (%s, /proc/stat), in percent of their time: during a quiet "+
+			"second with no traffic, and during TCP ×1. Configurations without vxland show what the others "+
+			"leave on those CPUs.\n\n", formatCPUList(o.VxlandCPUs))
+		table(&b, res.Summary, []column{
+			{"busy, idle (%)", metricCell(MetricVxlandCPUsBusyIdle)},
+			{"busy, TCP ×1 (%)", metricCell(MetricVxlandCPUsBusyTCP1)},
+		})
+	}
 	if n, max := heapGrowth(res); n > 0 {
 		fmt.Fprintf(&b, "vxland's heap allocation during each TCP run (cumulative, from runtime/metrics, "+
 			"per daemon): at most %s over %d daemon-runs of %s; the target is under 1 MB per 10 s.\n\n",

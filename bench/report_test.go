@@ -179,6 +179,9 @@ func checkResultFiles(t *testing.T, dir string, configs []Config) {
 			if m == MetricCPUVxland && !s.Config.runsVxland() {
 				continue
 			}
+			if (m == MetricVxlandCPUsBusyIdle || m == MetricVxlandCPUsBusyTCP1) && len(res.Options.VxlandCPUs) == 0 {
+				continue // measured only when vxland has CPUs of its own
+			}
 			v, ok := s.Metrics[m]
 			if !ok || v.N == 0 || math.IsNaN(v.Median) || v.Median < 0 {
 				t.Errorf("%s: no number for %s: %+v", s.Config, m, v)
@@ -335,6 +338,44 @@ func TestMarkdownLatencyTable(t *testing.T) {
 	} {
 		if !strings.Contains(rel, want) {
 			t.Errorf("ratios to kernel VXLAN lack %q:\n%s", want, rel)
+		}
+	}
+}
+
+// With CPUs of its own for vxland, the report says how busy they were,
+// idle and under TCP ×1; without, it has no such table.
+func TestMarkdownVxlandCPUsBusy(t *testing.T) {
+	const heading = "Busy time of vxland's CPUs"
+	res := fakeResults(2, KernelVXLAN, Vxland)
+	if md := Markdown(res); strings.Contains(md, heading) {
+		t.Errorf("busy CPUs reported without CPUs for vxland:\n%s", md)
+	}
+	res.Options.VxlandCPUs = []int{1}
+	pct := func(v float64) *float64 { return &v }
+	for i := range res.Runs {
+		if r := &res.Runs[i]; r.Test == TestTCP1 {
+			r.VxlandCPUsBusy = pct(map[Config]float64{KernelVXLAN: 3, Vxland: 90}[r.Config] + float64(r.Round))
+		}
+	}
+	for round := range 2 {
+		res.Runs = append(res.Runs,
+			Measurement{Round: round, Config: KernelVXLAN, Test: TestIdle, VxlandCPUsBusy: pct(0)},
+			Measurement{Round: round, Config: Vxland, Test: TestIdle, VxlandCPUsBusy: pct(2 + 2*float64(round))})
+	}
+	res.Summary = Aggregate(res.Options.Configs, Samples(res.Runs))
+	md := Markdown(res)
+	_, section, ok := strings.Cut(md, heading)
+	if !ok {
+		t.Fatalf("Markdown lacks %q:\n%s", heading, md)
+	}
+	for _, want := range []string{
+		"(1, /proc/stat)",
+		"| configuration | busy, idle (%) | busy, TCP ×1 (%) |",
+		"| kernel VXLAN | 0 | 3.50 (3.00–4.00) |",
+		"| vxland | 3.00 (2.00–4.00) | 90.5 (90.0–91.0) |",
+	} {
+		if !strings.Contains(section, want) {
+			t.Errorf("busy CPUs section lacks %q:\n%s", want, section)
 		}
 	}
 }

@@ -80,6 +80,10 @@ type Measurement struct {
 	// allocation (runtime/metrics /gc/heap/allocs:bytes) grew during a
 	// TCP run: the forwarding path is meant to allocate nothing.
 	VxlandHeapAlloc []uint64 `json:"vxland_heap_alloc_bytes,omitempty"`
+	// VxlandCPUsBusy is, when vxland has CPUs of its own, the share of
+	// their time, in percent, that was busy: during TestTCP1 and during
+	// TestIdle's quiet second.
+	VxlandCPUsBusy *float64 `json:"vxland_cpus_busy_pct,omitempty"`
 }
 
 // TCPRun is an iperf3 TCP result, receiver side.
@@ -142,6 +146,13 @@ func Samples(runs []Measurement) []Sample {
 	for _, r := range runs {
 		if r.Error != "" {
 			continue
+		}
+		if r.VxlandCPUsBusy != nil {
+			m := MetricVxlandCPUsBusyTCP1
+			if r.Test == TestIdle {
+				m = MetricVxlandCPUsBusyIdle
+			}
+			add(r, m, *r.VxlandCPUsBusy)
 		}
 		switch {
 		case r.TCP != nil:

@@ -101,6 +101,9 @@ func Run(ctx context.Context, o Options, progress func(string)) (res *Results, e
 	if res.UDP64PacedKPPS <= 0 {
 		tests = slices.DeleteFunc(slices.Clone(tests), func(t Test) bool { return t == TestUDP64Paced })
 	}
+	if len(o.VxlandCPUs) == 0 {
+		tests = slices.DeleteFunc(slices.Clone(tests), func(t Test) bool { return t == TestIdle })
+	}
 
 	start := time.Now()
 	steps := o.Rounds * len(o.Configs) * len(tests)
@@ -185,7 +188,16 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 		}
 		var out []byte
 		before := t.heapAlloc(ctx)
-		out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration, o.AppCPUs, []string{"--parallel", fmt.Sprint(streams)}, t.vxlandPIDs())
+		var busy *cpusBusy
+		if test == TestTCP1 && len(o.VxlandCPUs) > 0 {
+			busy, err = startCPUsBusy(o.VxlandCPUs)
+		}
+		if err == nil {
+			out, r.CPU, err = iperfClient(ctx, t.src, t.dstIP, o.Duration, o.AppCPUs, []string{"--parallel", fmt.Sprint(streams)}, t.vxlandPIDs())
+		}
+		if err == nil && busy != nil {
+			r.VxlandCPUsBusy, err = busyPointer(busy.stop())
+		}
 		if err == nil {
 			r.TCP, err = parseTCP(out, streams)
 		}
@@ -223,6 +235,15 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 		r.RTT, err = measureRTT(ctx, t.src, t.dstIP, fastRTTFactor*o.RTTSamples, FastRTTInterval, o.AppCPUs)
 	case TestRTTLoaded:
 		r.RTT, err = rttUnderLoad(ctx, t, o)
+	case TestIdle:
+		var busy *cpusBusy
+		if busy, err = startCPUsBusy(o.VxlandCPUs); err == nil {
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+			r.VxlandCPUsBusy, err = busyPointer(busy.stop())
+		}
 	case TestRR:
 		r.RR, err = requestResponse(ctx, t.src, t.dst, t.dstIP, o.Duration, o.AppCPUs)
 	default:
@@ -239,6 +260,13 @@ func measure(ctx context.Context, t *topology, test Test, o Options, pacedKPPS f
 		}
 	}
 	return r
+}
+
+func busyPointer(pct float64, err error) (*float64, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &pct, nil
 }
 
 // rcvbufErrors reads the UDP RcvbufErrors counter of ns: datagrams its

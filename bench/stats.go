@@ -38,6 +38,9 @@ const (
 	MetricRRP99      Metric = "rr_p99_us"
 	MetricCPUMachine Metric = "cpu_machine_s_per_gbit"
 	MetricCPUVxland  Metric = "cpu_vxland_s_per_gbit"
+	// How busy vxland's own CPUs (Options.VxlandCPUs) were, in percent.
+	MetricVxlandCPUsBusyIdle Metric = "vxland_cpus_busy_idle_pct"
+	MetricVxlandCPUsBusyTCP1 Metric = "vxland_cpus_busy_tcp1_pct"
 )
 
 // AllMetrics lists the metrics in table order.
@@ -50,6 +53,7 @@ var AllMetrics = []Metric{
 	MetricRTTLoadedP50, MetricRTTLoadedP99,
 	MetricRRRate, MetricRRP50, MetricRRP99,
 	MetricCPUMachine, MetricCPUVxland,
+	MetricVxlandCPUsBusyIdle, MetricVxlandCPUsBusyTCP1,
 }
 
 // socketLossMetric is the socket-drop metric of each UDP test.
@@ -111,6 +115,10 @@ func (m Metric) Info() MetricInfo {
 		return MetricInfo{"TCP request/response p99", "µs", false}
 	case MetricCPUMachine:
 		return MetricInfo{"CPU, whole machine", "CPU-s/Gbit", false}
+	case MetricVxlandCPUsBusyIdle:
+		return MetricInfo{"vxland's CPUs busy, no traffic", "%", false}
+	case MetricVxlandCPUsBusyTCP1:
+		return MetricInfo{"vxland's CPUs busy, TCP 1 stream", "%", false}
 	case MetricCPUVxland:
 		return MetricInfo{"CPU, vxland processes", "CPU-s/Gbit", false}
 	}
