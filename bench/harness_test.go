@@ -25,12 +25,7 @@ func TestHarnessSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode: builds five topologies and runs iperf3 for about 35 s")
 	}
-	if err := netlab.Check(); err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if err := CheckIperf3(); err != nil {
-		t.Skipf("skipping: %v", err)
-	}
+	skipWithoutPrerequisites(t)
 	o := Smoke
 	o.VxlandPath = buildtest.Vxland(t)
 	o.VxlandBasePath = o.VxlandPath
@@ -123,12 +118,7 @@ func TestPollFlagsReachVxland(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode: builds a topology")
 	}
-	if err := netlab.Check(); err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	if err := CheckIperf3(); err != nil {
-		t.Skipf("skipping: %v", err)
-	}
+	skipWithoutPrerequisites(t)
 	o := Smoke
 	o.VxlandPath = buildtest.Vxland(t)
 	o.Configs = []Config{VxlandPoll}
@@ -140,5 +130,17 @@ func TestPollFlagsReachVxland(t *testing.T) {
 	_, err := Run(ctx, o, nil)
 	if err == nil || !strings.Contains(err.Error(), "idle-sched") {
 		t.Errorf("Run with vxland-poll flags vxland refuses: %v, want an error about --idle-sched", err)
+	}
+}
+
+// skipWithoutPrerequisites skips a test that runs the bench where it
+// cannot run.
+func skipWithoutPrerequisites(t *testing.T) {
+	t.Helper()
+	if err := netlab.Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if err := CheckIperf3(); err != nil {
+		t.Skipf("skipping: %v", err)
 	}
 }

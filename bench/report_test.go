@@ -314,30 +314,29 @@ func TestFormatValue(t *testing.T) {
 // test, and the ratios to kernel VXLAN include them.
 func TestMarkdownLatencyTable(t *testing.T) {
 	md := Markdown(fakeResults(3))
-	_, section, ok := strings.Cut(md, "## Latency\n")
-	if !ok {
-		t.Fatalf("Markdown lacks a latency section:\n%s", md)
-	}
-	section, _, _ = strings.Cut(section, "\n## ")
 	// The quick preset pings every 5 ms. vxland's speed factor is 1, the
 	// kernel's 10, times 1, 1.1 and 1.2 in the three rounds.
-	for _, want := range []string{
+	checkSection(t, md, "## Latency\n",
 		"| configuration | RTT p50, 5ms (µs) | RTT p99, 5ms (µs) | RTT p50, 1ms (µs) | RTT p99, 1ms (µs) | RTT p50, 1ms, TCP load (µs) | RTT p99, 1ms, TCP load (µs) | request/response (k/s) | RR p50 (µs) | RR p99 (µs) |",
 		"| vxland | 90.9 (83.3–100) | 182 (167–200) | 45.5 (41.7–50.0) | 364 (333–400) | 455 (417–500) | 1818 (1667–2000) | 1.10 (1.00–1.20) | 54.5 (50.0–60.0) | 273 (250–300) |",
-		"busy 40.0 % of the run",
-	} {
-		if !strings.Contains(section, want) {
-			t.Errorf("latency section lacks %q:\n%s", want, section)
-		}
-	}
-	_, rel, _ := strings.Cut(md, "## Relative to kernel VXLAN\n")
-	rel, _, _ = strings.Cut(rel, "\n## ")
-	for _, want := range []string{
+		"busy 40.0 % of the run")
+	checkSection(t, md, "## Relative to kernel VXLAN\n",
 		"| RTT p50, 1ms | RTT p99, 1ms | RTT p99, TCP load | request/response | RR p99 |",
-		"| 10.0× | 10.0× | 10.0× | 0.100× | 10.0× |",
-	} {
-		if !strings.Contains(rel, want) {
-			t.Errorf("ratios to kernel VXLAN lack %q:\n%s", want, rel)
+		"| 10.0× | 10.0× | 10.0× | 0.100× | 10.0× |")
+}
+
+// checkSection checks that the part of md from heading to the next
+// heading holds every one of wants.
+func checkSection(t *testing.T, md, heading string, wants ...string) {
+	t.Helper()
+	_, section, ok := strings.Cut(md, heading)
+	if !ok {
+		t.Fatalf("Markdown lacks %q:\n%s", heading, md)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	for _, want := range wants {
+		if !strings.Contains(section, want) {
+			t.Errorf("section %q lacks %q:\n%s", heading, want, section)
 		}
 	}
 }
@@ -363,19 +362,9 @@ func TestMarkdownVxlandCPUsBusy(t *testing.T) {
 			Measurement{Round: round, Config: Vxland, Test: TestIdle, VxlandCPUsBusy: pct(2 + 2*float64(round))})
 	}
 	res.Summary = Aggregate(res.Options.Configs, Samples(res.Runs))
-	md := Markdown(res)
-	_, section, ok := strings.Cut(md, heading)
-	if !ok {
-		t.Fatalf("Markdown lacks %q:\n%s", heading, md)
-	}
-	for _, want := range []string{
+	checkSection(t, Markdown(res), heading,
 		"(1, /proc/stat)",
 		"| configuration | busy, idle (%) | busy, TCP ×1 (%) |",
 		"| kernel VXLAN | 0 | 3.50 (3.00–4.00) |",
-		"| vxland | 3.00 (2.00–4.00) | 90.5 (90.0–91.0) |",
-	} {
-		if !strings.Contains(section, want) {
-			t.Errorf("busy CPUs section lacks %q:\n%s", want, section)
-		}
-	}
+		"| vxland | 3.00 (2.00–4.00) | 90.5 (90.0–91.0) |")
 }
