@@ -33,29 +33,44 @@ func Listen(local netip.AddrPort, queues int, opt Options) ([]*Conn, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	mc := opt.Multicast
+	bind := local
+	if len(mc.Groups) > 0 {
+		// Only the wildcard address receives what is sent to a group
+		// (Multicast).
+		bind = netip.AddrPortFrom(netip.IPv6Unspecified(), local.Port())
+		if local.Addr().Is4() {
+			bind = netip.AddrPortFrom(netip.IPv4Unspecified(), local.Port())
+		}
+	}
 	if queues > 1 && local.Port() != 0 {
 		// SO_REUSEPORT would let us join another socket on the port
 		// (a second vxland, say): make sure it is free first.
-		f, err := openSocket(local, false, opt.Outer)
+		f, err := openSocket(bind, false, opt.Outer, mc)
 		if err != nil {
-			return nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+			return nil, fmt.Errorf("listening on UDP %s: %w", bind, err)
 		}
 		f.Close()
 	}
 	fds, err := openAll(queues, func(i int) (*poller.FD, error) {
-		f, err := openSocket(local, queues > 1, opt.Outer)
+		f, err := openSocket(bind, queues > 1, opt.Outer, mc)
 		if err != nil {
-			return nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+			return nil, fmt.Errorf("listening on UDP %s: %w", bind, err)
 		}
 		if i == 0 {
 			// The first socket tells the port (when local asked
-			// for any) that the others bind to.
+			// for any) that the others bind to, and alone joins
+			// the groups.
 			bound, err := boundAddr(f)
+			if err == nil {
+				err = joinGroups(f, mc)
+			}
 			if err != nil {
 				f.Close()
-				return nil, fmt.Errorf("listening on UDP %s: %w", local, err)
+				return nil, fmt.Errorf("listening on UDP %s: %w", bind, err)
 			}
-			local = bound
+			bind = bound
+			local = netip.AddrPortFrom(local.Addr(), bound.Port())
 		}
 		return f, nil
 	})
@@ -88,7 +103,7 @@ func Listen(local netip.AddrPort, queues int, opt Options) ([]*Conn, error) {
 		}
 	}
 	src, err := openAll(opt.SourcePorts, func(int) (*poller.FD, error) {
-		return openSourceSocket(local.Addr(), opt.Outer)
+		return openSourceSocket(local.Addr(), opt.Outer, mc)
 	})
 	if err != nil {
 		closeAll(fds)
@@ -144,8 +159,8 @@ func closeAll[C io.Closer](cs []C) {
 
 // openSocket opens a non-blocking UDP socket bound to local, with
 // SO_REUSEPORT when reuse is set, that sends with the outer header
-// settings of outer.
-func openSocket(local netip.AddrPort, reuse bool, outer Outer) (*poller.FD, error) {
+// settings of outer, to the groups of mc through its interface.
+func openSocket(local netip.AddrPort, reuse bool, outer Outer, mc Multicast) (*poller.FD, error) {
 	var family int
 	var sa unix.Sockaddr
 	if local.Addr().Is4() {
@@ -161,6 +176,10 @@ func openSocket(local netip.AddrPort, reuse bool, outer Outer) (*poller.FD, erro
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
 	}
 	if err := setOuter(fd, family, outer); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := setMulticast(fd, family, mc, outer.TTL); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
@@ -196,26 +215,21 @@ func openSocket(local netip.AddrPort, reuse bool, outer Outer) (*poller.FD, erro
 // o.DontFragment is "df inherit": on IPv4 the socket starts as
 // NoDontFragment says and Conn switches it; IPv6 gets its DF per message.
 func setOuter(fd, family int, o Outer) error {
-	type option struct {
-		name       string
-		level, opt int
-		value      int
-	}
-	var opts []option
+	var opts []intOption
 	if family == unix.AF_INET {
 		pmtu := unix.IP_PMTUDISC_DO
 		if o.NoDontFragment {
 			pmtu = unix.IP_PMTUDISC_DONT
 		}
-		opts = append(opts, option{"IP_MTU_DISCOVER", unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu})
+		opts = append(opts, intOption{"IP_MTU_DISCOVER", unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu})
 		if o.TTL > 0 {
-			opts = append(opts, option{"IP_TTL", unix.IPPROTO_IP, unix.IP_TTL, o.TTL})
+			opts = append(opts, intOption{"IP_TTL", unix.IPPROTO_IP, unix.IP_TTL, o.TTL})
 		}
 		if o.TOS != 0 {
-			opts = append(opts, option{"IP_TOS", unix.IPPROTO_IP, unix.IP_TOS, int(o.TOS)})
+			opts = append(opts, intOption{"IP_TOS", unix.IPPROTO_IP, unix.IP_TOS, int(o.TOS)})
 		}
 		if o.NoChecksum {
-			opts = append(opts, option{"SO_NO_CHECK", unix.SOL_SOCKET, unix.SO_NO_CHECK, 1})
+			opts = append(opts, intOption{"SO_NO_CHECK", unix.SOL_SOCKET, unix.SO_NO_CHECK, 1})
 		}
 	} else {
 		pmtu, dontFrag := unix.IPV6_PMTUDISC_DO, 1
@@ -225,21 +239,83 @@ func setOuter(fd, family int, o Outer) error {
 		if o.NoDontFragment || o.DontFragment != nil {
 			pmtu, dontFrag = unix.IPV6_PMTUDISC_DONT, 0
 		}
-		opts = append(opts, option{"IPV6_MTU_DISCOVER", unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, pmtu},
-			option{"IPV6_DONTFRAG", unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, dontFrag})
+		opts = append(opts, intOption{"IPV6_MTU_DISCOVER", unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, pmtu},
+			intOption{"IPV6_DONTFRAG", unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, dontFrag})
 		if o.TTL > 0 {
-			opts = append(opts, option{"IPV6_UNICAST_HOPS", unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, o.TTL})
+			opts = append(opts, intOption{"IPV6_UNICAST_HOPS", unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, o.TTL})
 		}
 		if o.TOS != 0 {
-			opts = append(opts, option{"IPV6_TCLASS", unix.IPPROTO_IPV6, unix.IPV6_TCLASS, int(o.TOS)})
+			opts = append(opts, intOption{"IPV6_TCLASS", unix.IPPROTO_IPV6, unix.IPV6_TCLASS, int(o.TOS)})
 		}
 	}
+	return setIntOptions(fd, opts)
+}
+
+// intOption is a socket option of an int value.
+type intOption struct {
+	name       string
+	level, opt int
+	value      int
+}
+
+// setIntOptions sets the options of opts in order, and stops at the
+// first the kernel refuses.
+func setIntOptions(fd int, opts []intOption) error {
 	for _, op := range opts {
 		if err := unix.SetsockoptInt(fd, op.level, op.opt, op.value); err != nil {
 			return os.NewSyscallError("setsockopt "+op.name, err)
 		}
 	}
 	return nil
+}
+
+// setMulticast has the socket send datagrams to a group through the
+// interface of mc, with the TTL ttl (0: the kernel's 1), and not loop
+// them back to this host; and receive only the groups it joins itself.
+// It does nothing when mc names no group.
+func setMulticast(fd, family int, mc Multicast, ttl int) error {
+	if len(mc.Groups) == 0 {
+		return nil
+	}
+	if family == unix.AF_INET {
+		err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(mc.Iface)})
+		if err != nil {
+			return os.NewSyscallError("setsockopt IP_MULTICAST_IF", err)
+		}
+	}
+	opts := []intOption{{"IP_MULTICAST_LOOP", unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0},
+		{"IP_MULTICAST_ALL", unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0}}
+	if ttl > 0 {
+		opts = append(opts, intOption{"IP_MULTICAST_TTL", unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, ttl})
+	}
+	if family == unix.AF_INET6 {
+		opts = []intOption{{"IPV6_MULTICAST_IF", unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, mc.Iface},
+			{"IPV6_MULTICAST_LOOP", unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_LOOP, 0},
+			{"IPV6_MULTICAST_ALL", unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_ALL, 0}}
+		if ttl > 0 {
+			opts = append(opts, intOption{"IPV6_MULTICAST_HOPS", unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, ttl})
+		}
+	}
+	return setIntOptions(fd, opts)
+}
+
+// joinGroups has the socket of f join the groups of mc on its interface
+// (IP_ADD_MEMBERSHIP, IPV6_JOIN_GROUP).
+func joinGroups(f *poller.FD, mc Multicast) error {
+	return f.Control(func(fd int) error {
+		for _, g := range mc.Groups {
+			var err error
+			if g.Is4() {
+				err = unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, &unix.IPMreqn{Multiaddr: g.As4(), Ifindex: int32(mc.Iface)})
+			} else {
+				err = unix.SetsockoptIPv6Mreq(fd, unix.IPPROTO_IPV6, unix.IPV6_JOIN_GROUP, &unix.IPv6Mreq{Multiaddr: g.As16(), Interface: uint32(mc.Iface)})
+			}
+			if err != nil {
+				return fmt.Errorf("joining group %s on interface %d: %w", g, mc.Iface, os.NewSyscallError("setsockopt", err))
+			}
+		}
+		return nil
+	})
 }
 
 // discardReceived makes a sending socket drop whatever arrives on it, so
@@ -282,12 +358,12 @@ func boundAddr(f *poller.FD) (netip.AddrPort, error) {
 // openSourceSocket opens a sending socket on addr and a free port of the
 // dynamic range: it tries ports from a random one on, and gives up after
 // 64 in use.
-func openSourceSocket(addr netip.Addr, outer Outer) (*poller.FD, error) {
+func openSourceSocket(addr netip.Addr, outer Outer, mc Multicast) (*poller.FD, error) {
 	span := srcPortMax - srcPortMin + 1
 	start := rand.IntN(span)
 	for i := range 64 {
 		port := uint16(srcPortMin + (start+i*7919)%span)
-		f, err := openSocket(netip.AddrPortFrom(addr, port), false, outer)
+		f, err := openSocket(netip.AddrPortFrom(addr, port), false, outer, mc)
 		if errors.Is(err, unix.EADDRINUSE) {
 			continue
 		}

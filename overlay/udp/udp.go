@@ -15,7 +15,10 @@
 // see either.
 package udp
 
-import "log/slog"
+import (
+	"log/slog"
+	"net/netip"
+)
 
 // Options selects how a Conn moves datagrams.
 type Options struct {
@@ -38,6 +41,31 @@ type Options struct {
 	// Outer sets the fields of the outer IP and UDP headers that the
 	// kernel writes for every datagram sent.
 	Outer Outer
+	// Multicast, when it names groups, has the sockets receive and send
+	// on multicast groups (Multicast).
+	Multicast Multicast
+}
+
+// Multicast is the underlay multicast of the kernel's `ip link add type
+// vxlan group G dev D`: the sockets join Groups on the interface of index
+// Iface and send to them through it.
+//
+// A socket bound to a unicast address does not receive datagrams sent to
+// a group, so the queue sockets are bound to the wildcard address instead
+// (as the kernel's VXLAN socket is); unicast datagrams to the port still
+// spread over them by SO_REUSEPORT. Multicast delivery does not spread:
+// the kernel hands a copy to every socket on the port that takes it. So
+// only the first queue's socket joins the groups, and every queue socket
+// turns off IP_MULTICAST_ALL (IPV6_MULTICAST_ALL), which would have it
+// receive every group that any socket of the host joined: each datagram
+// to a group is read once, by the first queue. The sending sockets stay
+// bound to the unicast address, so that what a peer learns from is this
+// VTEP's address.
+type Multicast struct {
+	Groups []netip.Addr
+	// Iface is the interface index the groups are joined and sent on
+	// (IP_MULTICAST_IF, IPV6_MULTICAST_IF).
+	Iface int
 }
 
 // Outer holds the settings of the outer headers, named as those of
@@ -45,7 +73,10 @@ type Options struct {
 // defaults with DF set.
 type Outer struct {
 	// TTL is the IPv4 TTL or IPv6 hop limit, 1 to 255; 0 leaves the
-	// kernel's default (net.ipv4.ip_default_ttl, 64).
+	// kernel's default (net.ipv4.ip_default_ttl, 64). It is the TTL of
+	// datagrams to a multicast group too (IP_MULTICAST_TTL,
+	// IPV6_MULTICAST_HOPS); 0 leaves the kernel's 1 for them, as its VXLAN
+	// sends to a group when no ttl is set.
 	TTL int
 	// TOS is the IPv4 TOS byte or IPv6 traffic class (DSCP and ECN).
 	TOS uint8
