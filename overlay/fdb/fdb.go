@@ -113,6 +113,9 @@ type Table struct {
 	// flood lists are replaced, never modified in place, so a slice handed
 	// out by Flood stays valid without the lock.
 	flood map[uint32][]*VTEP
+	// group has, for each VNI with a multicast group, the group as a
+	// list of one: Flood hands it out instead of the flood list.
+	group map[uint32][]*VTEP
 	// floodRefs counts the AddFlood calls per membership and source: a
 	// VTEP that is both a --peer and registered in etcd stays when one of
 	// them goes.
@@ -138,6 +141,7 @@ func New(port uint16, ageing time.Duration) *Table {
 		epoch:     time.Now(),
 		entries:   make(map[fdbKey]*fdbEntry),
 		flood:     make(map[uint32][]*VTEP),
+		group:     make(map[uint32][]*VTEP),
 		floodRefs: make(map[floodKey][numSources]int),
 		vteps:     make(map[netip.Addr]*VTEP),
 		learned:   make(map[uint32]int),
@@ -179,12 +183,28 @@ func (f *Table) Lookup(vni uint32, mac MAC) (*VTEP, bool) {
 }
 
 // Flood returns the VTEPs that receive vni's broadcast, multicast and
-// unknown unicast. The caller must not modify the slice.
+// unknown unicast: its multicast group if it has one, else its flood
+// list. The caller must not modify the slice.
 func (f *Table) Flood(vni uint32) []*VTEP {
 	f.mu.RLock()
 	l := f.flood[vni]
+	if g := f.group[vni]; g != nil {
+		l = g
+	}
 	f.mu.RUnlock()
 	return l
+}
+
+// SetGroup sends vni's broadcast, multicast and unknown unicast to the
+// multicast group at addr, one datagram each, instead of a copy to each
+// member of its flood list, as the kernel's VXLAN does with a group. The
+// flood list's members stay known VTEPs: their packets are accepted and
+// their entries used. The group is not a VTEP that sends: it is not
+// known, and no entry names it.
+func (f *Table) SetGroup(vni uint32, addr netip.Addr) {
+	f.mu.Lock()
+	f.group[vni] = []*VTEP{{addr: netip.AddrPortFrom(addr.Unmap(), f.port)}}
+	f.mu.Unlock()
 }
 
 // KnownVTEP returns the VTEP at addr if it is one we accept packets from.

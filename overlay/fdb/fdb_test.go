@@ -128,6 +128,25 @@ func TestFDBFloodList(t *testing.T) {
 	}
 }
 
+// A VNI with a multicast group floods to the group alone; the members of
+// its flood list stay accepted.
+func TestFDBGroupReplacesFloodList(t *testing.T) {
+	f := New(4789, 0)
+	group := netip.MustParseAddr("239.1.1.1")
+	f.AddFlood(7, vtepA, SourceStatic)
+	f.SetGroup(7, group)
+	if got, want := addrs(f.Flood(7)), []netip.AddrPort{netip.AddrPortFrom(group, 4789)}; !slices.Equal(got, want) {
+		t.Fatalf("Flood = %v, want %v", got, want)
+	}
+	if !known(f, vtepA) || known(f, group) {
+		t.Fatal("the flood list's member is no longer accepted, or the group is")
+	}
+	f.AddFlood(8, vtepB, SourceStatic)
+	if got := addrs(f.Flood(8)); !slices.Equal(got, []netip.AddrPort{netip.AddrPortFrom(vtepB, 4789)}) {
+		t.Fatalf("the group leaked into another VNI: %v", got)
+	}
+}
+
 func TestFDBNoAllocs(t *testing.T) {
 	f := New(4789, time.Minute)
 	f.AddFlood(1, vtepA, SourceStatic)

@@ -18,6 +18,9 @@ const (
 	SourceEtcd
 	// SourceFlannel: holds a subnet lease of the flannel network.
 	SourceFlannel
+	// SourceMulticast: sent from an address the VNI accepts senders of
+	// its multicast group from, whose members are not known in advance.
+	SourceMulticast
 
 	numSources
 )
@@ -30,6 +33,8 @@ func (s Source) String() string {
 		return "etcd"
 	case SourceFlannel:
 		return "flannel"
+	case SourceMulticast:
+		return "multicast"
 	}
 	return "unknown"
 }
