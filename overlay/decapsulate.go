@@ -166,10 +166,25 @@ func checkDatagram(pkt []byte, vni uint32, fromKnownVTEP bool, own fdb.MAC) (fra
 func (d *decapsulator) knownVTEP(src netip.Addr) bool {
 	if !d.memo.checked || src != d.memo.src {
 		d.countVTEP()
-		v, _ := d.o.fdb.KnownVTEP(src)
+		v, ok := d.o.fdb.KnownVTEP(src)
+		if !ok && d.o.admitsSender(src) {
+			d.o.fdb.Allow(src, fdb.SourceMulticast)
+			v, _ = d.o.fdb.KnownVTEP(src)
+		}
 		d.memo = decapMemo{checked: true, src: src, vtep: v}
 	}
 	return d.memo.vtep != nil
+}
+
+// admitsSender reports whether src, not a known VTEP, is in one of the
+// prefixes of Config.GroupSenders.
+func (o *Overlay) admitsSender(src netip.Addr) bool {
+	for _, p := range o.cfg.GroupSenders {
+		if p.Contains(src.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // countVTEP adds the traffic summed for the memo's sender to its record.

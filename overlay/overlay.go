@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -67,6 +68,13 @@ type Config struct {
 	// that only the entries the control plane and the static
 	// configuration put in the FDB forward (the kernel's "nolearning").
 	NoLearning bool
+	// GroupSenders, when set, admits the sender of a datagram from one of
+	// these prefixes as a known VTEP (fdb.SourceMulticast) the first time
+	// it sends: a VNI that floods to a multicast group does not know the
+	// group's members in advance, and learns them from what they send,
+	// as the kernel does. The prefixes bound whom it accepts so. A VTEP
+	// admitted stays known while the daemon runs.
+	GroupSenders []netip.Prefix
 }
 
 // Overlay is one VNI's data plane.

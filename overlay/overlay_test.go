@@ -459,3 +459,37 @@ func TestPerVTEPCounters(t *testing.T) {
 		}
 	}
 }
+
+// A VNI that floods to a multicast group accepts an unknown sender in
+// Config.GroupSenders, learns the frame's source behind it and answers
+// it by unicast; one outside stays dropped. Steady traffic from an
+// admitted sender allocates nothing.
+func TestGroupSendersAdmitted(t *testing.T) {
+	member := netip.MustParseAddr("203.0.113.7")
+	r := newRig(t, func(c *overlay.Config) { c.GroupSenders = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")} })
+	r.conn.Inject(vxlanPacket(testVNI, udpFrame(t, macB, macA, 100)), netip.AddrPortFrom(member, 4789))
+	r.conn.Inject(vxlanPacket(testVNI, udpFrame(t, fdb.MAC{0x02, 0xaa, 0, 0, 0, 0xc}, macA, 100)), netip.AddrPortFrom(stranger, 4789))
+	for range 2 { // a batch of one datagram each
+		if err := r.decap(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.dev.WriteCount(); n != 1 {
+		t.Fatalf("%d frames reached the device, want the member's one", n)
+	}
+	if got := r.ov.Stats().Drops[overlay.DropUnknownVTEP.String()]; got != 1 {
+		t.Errorf("drops[unknown_vtep] = %d, want the stranger's 1", got)
+	}
+	if v, ok := r.fdb.Lookup(testVNI, macB); !ok || v.AddrPort().Addr() != member {
+		t.Errorf("the member's MAC was not learned behind it: %v, %v", v, ok)
+	}
+	r.dev.Repeat(udpFrame(t, macA, macB, 1400))
+	if err := r.encap(); err != nil {
+		t.Fatal(err)
+	}
+	if sent := r.conn.Sent(); len(sent) != 1 || sent[0].Addr.Addr() != member {
+		t.Fatalf("the answer went to %v, want the member %s alone", sent, member)
+	}
+	r.conn.Repeat(vxlanPacket(testVNI, udpFrame(t, macB, macA, 1400)), netip.AddrPortFrom(member, 50000))
+	assertStepsNoAllocs(t, r)
+}
