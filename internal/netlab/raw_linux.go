@@ -79,3 +79,60 @@ func (n *NS) SendFramesAt(ifname string, frames [][]byte, perSecond int) error {
 		return nil
 	})
 }
+
+// FrameCounter counts the frames of one EtherType that an interface
+// receives, through a packet socket.
+type FrameCounter struct {
+	fd    int
+	total int
+	buf   []byte
+}
+
+// CountFrames starts counting the frames of EtherType proto that the
+// interface ifname of n receives; Count says how many came.
+func (n *NS) CountFrames(ifname string, proto uint16) (*FrameCounter, error) {
+	c := &FrameCounter{fd: -1, buf: make([]byte, 1<<16)}
+	err := n.do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		// Protocol 0 receives nothing until bind names the EtherType
+		// and the interface: no frame of another interface slips in.
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			return err
+		}
+		be := proto>>8 | proto<<8 // network byte order
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: be, Ifindex: ifi.Index}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
+		c.fd = fd
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netlab: counting frames of %s in %s: %w", ifname, n.Name, err)
+	}
+	return c, nil
+}
+
+// Count returns how many frames came since CountFrames.
+func (c *FrameCounter) Count() (int, error) {
+	for {
+		_, _, err := unix.Recvfrom(c.fd, c.buf, 0)
+		switch {
+		case err == nil:
+			c.total++
+		case errors.Is(err, unix.EINTR):
+		case errors.Is(err, unix.EAGAIN):
+			return c.total, nil
+		default:
+			return c.total, fmt.Errorf("netlab: counting frames: %w", err)
+		}
+	}
+}
+
+// Close stops counting.
+func (c *FrameCounter) Close() error { return unix.Close(c.fd) }
