@@ -194,6 +194,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.IntVar(&r.mtu, "mtu", 0, "overlay MTU: the largest IP packet carried, and the TAP's MTU unless --tap-mtu (default: underlay MTU - 50 on IPv4, - 70 on IPv6)")
 	fs.BoolVar(&r.forceMTU, "force-mtu", false, "accept an --mtu larger than the underlay MTU less the VXLAN overhead; frames that do not fit the underlay are then refused by it (counted as send_msgsize)")
 	fs.IntVar(&r.tapMTU, "tap-mtu", 0, "link MTU of the TAP, at least --mtu (default 0: --mtu); set it to the containers' MTU (e.g. 1500) so that the bridge hands their larger packets to vxland, which drops them and answers with ICMP \"fragmentation needed\" / \"packet too big\" carrying --mtu, for path MTU discovery (the kernel's vxlan with df set and a larger MTU does the same); L2 mode only")
+	fs.StringVar(&r.group, "group", "", "multicast group (e.g. 239.1.1.1, ff05::42) that broadcast, multicast and unknown unicast frames go to, one datagram each, as ip link's vxlan group: joined on --iface, which it needs; peers of --peer or etcd then get no copy of their own. It needs --underlay-cidr too: the group's members are not known in advance, so a sender in that prefix is accepted and learned from. With several VNIs, set each VNI's group in the --config file's section vnis")
 	fs.StringSliceVar(&r.peers, "peer", nil, "underlay address of a peer VTEP; repeat or separate with commas (static peers, no etcd)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&r.logFormat, "log-format", logText, "log format: text (key=value) or json (one object a line)")
@@ -253,6 +254,7 @@ type rawFlags struct {
 	forceMTU      bool
 	tapMTU        int
 	peers         []string
+	group         string
 	logLevel      string
 	logFormat     string
 	fdbAgeing     time.Duration
@@ -556,6 +558,9 @@ func (r *rawFlags) validate() (*config, error) {
 	}
 	c.Limits = r.limits
 	if err := r.validateEtcd(c); err != nil {
+		return nil, err
+	}
+	if err := r.validateGroups(c); err != nil {
 		return nil, err
 	}
 	if err := r.validateMode(c); err != nil {

@@ -129,6 +129,13 @@ func TestParseConfigRejects(t *testing.T) {
 		{args: []string{"--df", "maybe"}, want: "--df"},
 		{args: []string{"--udp-csum=perhaps"}, want: "--udp-csum"},
 		{args: []string{"--learning=often"}, want: "--learning"},
+		{args: []string{"--group", "10.0.0.1", "--iface", "eth0", "--underlay-cidr", "10.0.0.0/24"}, want: "--group"},
+		{args: []string{"--group", "239.1.1.300", "--iface", "eth0", "--underlay-cidr", "10.0.0.0/24"}, want: "--group"},
+		{args: []string{"--group", "239.1.1.1", "--underlay-cidr", "10.0.0.0/24"}, want: "--iface"},
+		{args: []string{"--group", "239.1.1.1", "--iface", "eth0"}, want: "--underlay-cidr"},
+		{args: []string{"--group", "ff05::42", "--iface", "eth0", "--underlay-cidr", "10.0.0.0/24", "--local-ip", "10.0.0.1"}, want: "--group"},
+		{args: []string{"--group", "239.1.1.1", "--iface", "eth0", "--underlay-cidr", "10.0.0.0/24", "--vni", "1,2"}, want: "--group"},
+		{args: []string{"--group", "239.1.1.1", "--iface", "eth0", "--underlay-cidr", "10.0.0.0/24", "--mode", "flannel"}, want: "--group"},
 		{args: []string{"--no-such-flag"}, want: "--no-such-flag"},
 		{args: []string{"stray"}, want: "stray"},
 		{env: map[string]string{"VXLAND_PORT": "99999"}, want: "--port"},
@@ -293,6 +300,7 @@ func TestConfigFileRejects(t *testing.T) {
 		{yaml: "version: true\n", want: []string{`"version"`, "not a setting"}},
 		{yaml: "- vni\n", want: []string{"mapping"}},
 		{yaml: "vni: [1\n", want: []string{"yaml"}},
+		{yaml: "vnis:\n  - {vni: 1, group: 10.0.0.1}\n", want: []string{"group", "10.0.0.1", ":2:"}},
 	} {
 		path := writeConfig(t, tc.yaml)
 		_, err := parse([]string{"--config", path}, nil)
@@ -315,6 +323,26 @@ func TestConfigFileRejects(t *testing.T) {
 	}
 	if _, err := parse([]string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, nil); err == nil || !strings.Contains(err.Error(), "--config") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// --group and the key group of the section vnis set each VNI's
+// multicast group.
+func TestParseGroup(t *testing.T) {
+	c, err := parse([]string{"--group", "239.1.1.1", "--iface", "eth0", "--underlay-cidr", "10.0.0.0/24"}, nil)
+	if err != nil || c.VNIs[0].Group != netip.MustParseAddr("239.1.1.1") {
+		t.Fatalf("--group: %+v, %v", c, err)
+	}
+	if c, err := parse(nil, nil); err != nil || c.VNIs[0].Group.IsValid() {
+		t.Fatalf("a group without --group: %+v, %v", c, err)
+	}
+	path := writeConfig(t, "iface: eth0\nunderlay-cidr: [fd77::/64]\nvnis:\n  - {vni: 1, group: ff05::1}\n  - {vni: 2}\n")
+	c, err = parse([]string{"--config", path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []netip.Addr{c.VNIs[0].Group, c.VNIs[1].Group}; got[0] != netip.MustParseAddr("ff05::1") || got[1].IsValid() {
+		t.Fatalf("groups of the section vnis: %v", got)
 	}
 }
 

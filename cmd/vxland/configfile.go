@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -41,13 +42,15 @@ type configFile struct {
 //
 //	vnis:
 //	  - {vni: 42, bridge: br-blue, tap: tap-blue, mtu: 1400}
-//	  - vni: 43
+//	  - {vni: 43, group: 239.1.1.43}
 //
-// An empty name or MTU takes the default (vxbr<VNI>, vxtap<VNI>, --mtu).
+// An empty name or MTU takes the default (vxbr<VNI>, vxtap<VNI>, --mtu);
+// without group the VNI floods to its peers (--group).
 type vniSection struct {
 	vni         uint64
 	bridge, tap string
 	mtu         int
+	group       netip.Addr
 	line        int
 }
 
@@ -127,7 +130,7 @@ func parseVNISection(path string, v *yaml.Node) ([]vniSection, error) {
 	var out []vniSection
 	for _, item := range v.Content {
 		if item.Kind != yaml.MappingNode {
-			return nil, usagef("%s:%d: %s: want a mapping with the keys vni, bridge, tap and mtu", path, item.Line, vnisKey)
+			return nil, usagef("%s:%d: %s: want a mapping with the keys vni, bridge, tap, mtu and group", path, item.Line, vnisKey)
 		}
 		sec := vniSection{line: item.Line}
 		hasVNI := false
@@ -156,8 +159,14 @@ func parseVNISection(path string, v *yaml.Node) ([]vniSection, error) {
 					return nil, bad(fmt.Sprintf("must be 68 to %d", 65535-encap.OverheadIPv6))
 				}
 				sec.mtu = n
+			case "group":
+				g, err := parseGroup(val.Value)
+				if err != nil {
+					return nil, bad(err.Error())
+				}
+				sec.group = g
 			default:
-				return nil, usagef("%s:%d: %s: unknown key %q (the keys are vni, bridge, tap and mtu)", path, k.Line, vnisKey, k.Value)
+				return nil, usagef("%s:%d: %s: unknown key %q (the keys are vni, bridge, tap, mtu and group)", path, k.Line, vnisKey, k.Value)
 			}
 		}
 		if !hasVNI {

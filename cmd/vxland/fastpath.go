@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay"
@@ -21,12 +23,25 @@ const sourcePorts = 16
 
 // openUnderlay opens the underlay sockets, one per queue, with the
 // offloads --offload asks for; the sockets log what the kernel refuses
-// and go on without it.
-func openUnderlay(cfg *config, local netip.AddrPort, log *slog.Logger) ([]overlay.PacketConn, error) {
+// and go on without it. They join the VNIs' multicast groups on the
+// underlay interface iface.
+func openUnderlay(cfg *config, local netip.AddrPort, iface string, log *slog.Logger) ([]overlay.PacketConn, error) {
 	o := cfg.Offload
 	opt := udp.Options{Batch: 1, GSO: o.GSO, GRO: o.GRO, SourcePorts: sourcePorts, Logger: log, Outer: cfg.Outer.udp()}
 	if o.Batch {
 		opt.Batch = batchSize
+	}
+	for _, p := range cfg.VNIs {
+		if p.Group.IsValid() && !slices.Contains(opt.Multicast.Groups, p.Group) {
+			opt.Multicast.Groups = append(opt.Multicast.Groups, p.Group)
+		}
+	}
+	if len(opt.Multicast.Groups) > 0 {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return nil, usagef("--iface %s: %v", iface, err)
+		}
+		opt.Multicast.Iface = ifi.Index
 	}
 	cs, err := udp.Listen(local, cfg.Queues, opt)
 	if err != nil {

@@ -85,7 +85,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 	// The same data plane as in L2 mode, fast path (--offload) included.
 	devCfg := *cfg
 	devCfg.TAP = tapName
-	conns, err := openUnderlay(&devCfg, netip.AddrPortFrom(u.Addr, be.Port), log)
+	conns, err := openUnderlay(&devCfg, netip.AddrPortFrom(u.Addr, be.Port), u.Iface, log)
 	if err != nil {
 		return err
 	}

@@ -185,6 +185,11 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	if err := cfg.Outer.checkFamily(u.Addr); err != nil {
 		return err
 	}
+	for _, p := range cfg.VNIs {
+		if p.Group.IsValid() && p.Group.Is4() != u.Addr.Is4() {
+			return usagef("--group %s: not the same address family as this host's VTEP address %s", p.Group, u.Addr)
+		}
+	}
 	if err := cfg.Underlay.Check(u.Addr); err != nil {
 		return usagef("--underlay-cidr %s: this host's VTEP address %s is outside it", cfg.Underlay, u.Addr)
 	}
@@ -222,7 +227,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		}
 	}()
 
-	conns, err := openUnderlay(cfg, netip.AddrPortFrom(u.Addr, cfg.Port), log)
+	conns, err := openUnderlay(cfg, netip.AddrPortFrom(u.Addr, cfg.Port), u.Iface, log)
 	if err != nil {
 		return err
 	}
@@ -277,6 +282,10 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 			return err
 		}
 		c := overlay.Config{VNI: p.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle, NoLearning: !cfg.Learning}
+		if p.Group.IsValid() {
+			t.SetGroup(p.VNI, p.Group)
+			c.GroupSenders = cfg.Underlay
+		}
 		cfg.Limits.apply(&c, t)
 		if cfg.UseEtcd() {
 			c.Local, c.Neighbors = cfg.Limits.localTable(), fdb.NewNeighbors()
@@ -289,7 +298,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		ovs = append(ovs, ov)
 		planes = append(planes, dataPlane{ov: ov, vni: p.VNI, table: t, local: local, static: static,
 			settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})
-		log.Info("VNI up", "vni", p.VNI, "tap", tapDev.Name(), "mac", mac, "bridge", p.Bridge, "mtu", mtu, "tap_mtu", tapMTU)
+		log.Info("VNI up", "vni", p.VNI, "tap", tapDev.Name(), "mac", mac, "bridge", p.Bridge, "mtu", mtu, "tap_mtu", tapMTU, "group", p.Group)
 	}
 	st.tapUp(hostTAPs...)
 	run := ovs[0].Run

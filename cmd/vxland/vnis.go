@@ -2,7 +2,9 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +57,9 @@ type vniPlane struct {
 	Bridge, TAP string
 	// MTU is the VNI's overlay MTU; 0: --mtu.
 	MTU int
+	// Group is the multicast group the VNI floods to (--group); invalid:
+	// it floods to its peers.
+	Group netip.Addr
 	// ControlSocket is the socket that answers for this VNI by default
 	// (`vxland show --vni N` finds it).
 	ControlSocket string
@@ -83,12 +88,18 @@ func (r *rawFlags) checkVNIs() ([]vniPlane, error) {
 		if r.mtu == 0 {
 			r.mtu = s.mtu
 		}
+		if r.group == "" && s.group.IsValid() {
+			r.group = s.group.String()
+		}
 		return nil, nil
 	}
 	for _, f := range []struct{ flag, value string }{{"bridge", r.bridge}, {"tap", r.tap}} {
 		if f.value != "" {
 			return nil, flagErrorf(f.flag, "%q: with several --vni, each VNI's %s is named for it (%s<VNI>)", f.value, f.flag, map[string]string{"bridge": "vxbr", "tap": "vxtap"}[f.flag])
 		}
+	}
+	if r.group != "" {
+		return nil, flagErrorf("group", "%q: with several --vni, each VNI's group is the key group of its entry in the --config file's section vnis", r.group)
 	}
 	if r.mode == modeFlannel {
 		return nil, flagErrorf("vni", "%s: flannel mode serves one VNI, the network config's", r.vni.String())
@@ -103,7 +114,7 @@ func (r *rawFlags) checkVNIs() ([]vniPlane, error) {
 			return nil, flagErrorf("vni", "%d given twice", v)
 		}
 		s := sections[v]
-		p := vniPlane{VNI: uint32(v), Bridge: cmp.Or(s.bridge, fmt.Sprintf("vxbr%d", v)), TAP: cmp.Or(s.tap, fmt.Sprintf("vxtap%d", v)), MTU: s.mtu}
+		p := vniPlane{VNI: uint32(v), Bridge: cmp.Or(s.bridge, fmt.Sprintf("vxbr%d", v)), TAP: cmp.Or(s.tap, fmt.Sprintf("vxtap%d", v)), MTU: s.mtu, Group: s.group}
 		p.ControlSocket = cmp.Or(r.controlSocket, "/run/vxland/"+p.TAP+".sock")
 		for _, n := range []string{p.Bridge, p.TAP} {
 			if err := checkIfName("vni", n); err != nil {
@@ -117,4 +128,45 @@ func (r *rawFlags) checkVNIs() ([]vniPlane, error) {
 		planes[i] = p
 	}
 	return planes, nil
+}
+
+// errNotGroup is the error of a --group that is not a multicast address.
+var errNotGroup = errors.New("not a multicast group address (224.0.0.0/4 or ff00::/8)")
+
+// parseGroup parses a multicast group of --group or of the section vnis.
+func parseGroup(s string) (netip.Addr, error) {
+	g, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil || g.Zone() != "" || !g.Unmap().IsMulticast() {
+		return netip.Addr{}, errNotGroup
+	}
+	return g.Unmap(), nil
+}
+
+// validateGroups checks the multicast groups of the VNIs (--group, or
+// the section vnis): a VNI that floods to a group needs the interface to
+// join it on and the prefixes its unknown senders are accepted from.
+func (r *rawFlags) validateGroups(c *config) error {
+	if r.group != "" {
+		g, err := parseGroup(r.group)
+		if err != nil {
+			return flagErrorf("group", "%q: %v", r.group, err)
+		}
+		c.VNIs[0].Group = g
+	}
+	for _, p := range c.VNIs {
+		g := p.Group
+		switch {
+		case !g.IsValid():
+			continue
+		case r.mode == modeFlannel:
+			return flagErrorf("group", "%s: flannel mode floods nothing", g)
+		case c.Iface == "":
+			return flagErrorf("group", "%s needs --iface, the underlay interface to join it on", g)
+		case len(c.Underlay) == 0:
+			return flagErrorf("group", "%s needs --underlay-cidr: the group's members are not known in advance, and a sender is accepted (and learned from) when it is in that prefix", g)
+		case c.LocalIP.IsValid() && g.Is4() != c.LocalIP.Is4():
+			return flagErrorf("group", "%s: not the same address family as --local-ip %s", g, c.LocalIP)
+		}
+	}
+	return nil
 }
