@@ -203,7 +203,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.IntVar(&r.limits.LocalMACMax, "local-mac-max", 4096, "most MACs of this host's containers published to etcd; more count as local_mac_full (0: no cap)")
 	fs.IntVar(&r.limits.LocalMACRate, "local-mac-rate", 100, "new local MACs taken per second for etcd, with bursts of --local-mac-burst; more count as local_mac_rate (0: no limit)")
 	fs.IntVar(&r.limits.LocalMACBurst, "local-mac-burst", 1000, "new local MACs taken at once before --local-mac-rate applies")
-	fs.IntVar(&r.limits.FloodRate, "flood-rate", 200, "frames per second that one source MAC may flood (broadcast, multicast, unknown unicast; each is copied to every peer), with bursts of --flood-burst; more are dropped as flood_rate_source (0: no limit)")
+	fs.IntVar(&r.limits.FloodRate, "flood-rate", 200, "frames per second that one source MAC may flood (broadcast, multicast, unknown unicast; each is copied to every peer, or sent once to --group), with bursts of --flood-burst; more are dropped as flood_rate_source (0: no limit)")
 	fs.IntVar(&r.limits.FloodBurst, "flood-burst", 500, "frames one source MAC may flood at once before --flood-rate applies")
 	fs.IntVar(&r.limits.FloodRateTotal, "flood-rate-total", 5000, "frames per second that all sources together may flood, with bursts of as many; more are dropped as flood_rate_total (0: no limit)")
 	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
