@@ -25,6 +25,10 @@ import (
 // kernel spreads the sending VTEPs' flows (their source ports) over them.
 // The queues share the sending sockets of SendFlow, so that a flow keeps
 // its source port whichever queue sends it.
+//
+// With groups in opt.Multicast the queue sockets are bound to the
+// wildcard address of local's family and the first joins the groups
+// (Multicast); the sending sockets and LocalAddr keep local's address.
 func Listen(local netip.AddrPort, queues int, opt Options) ([]*Conn, error) {
 	queues = max(queues, 1)
 	opt.Batch = max(opt.Batch, 1)
