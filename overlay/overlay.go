@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vxland/vxland/overlay/capture"
 
@@ -57,6 +58,13 @@ type Config struct {
 	// under SCHED_BATCH while its traffic is sparse, and under
 	// SCHED_OTHER while it is steady (poller.WakePolicy).
 	BatchWhenIdle bool
+	// Poll is how long a forwarding thread (Linux, polled queues) keeps
+	// polling its device and socket with non-blocking reads after its
+	// last packet before it sleeps, yielding the CPU between rounds
+	// (poller.Spin): 0 sleeps at once, poller.PollAlways never. For hosts
+	// that give the data plane a core of its own. A Mux takes it from
+	// its first VNI's Config.
+	Poll time.Duration
 	// FloodPerSource limits the frames each source MAC may have flooded
 	// (broadcast, multicast, unknown unicast: one copy per VTEP each);
 	// FloodTotal limits them all together. The zero Limit is no limit.

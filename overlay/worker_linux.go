@@ -48,7 +48,7 @@ func (o *Overlay) work(i int, dev PolledDevice, conn PolledConn) error {
 	d := o.newDecapsulator(i)
 	d.read = conn.TryRead
 	policy := startWakePolicy(o.cfg.BatchWhenIdle, &o.schedRefused, o.cfg.Logger)
-	return serve(poller.NewSet(dev.FD(), conn.FD()), policy,
+	return serve(poller.NewSet(dev.FD(), conn.FD()), policy, &poller.Spin{Budget: o.cfg.Poll},
 		side{e.step, "reading from device"}, side{d.step, "reading from underlay"})
 }
 
@@ -82,11 +82,21 @@ func startWakePolicy(batchWhenIdle bool, refused *sync.Once, log *slog.Logger) *
 // serve forwards until a side fails or is closed; side k is set's FD k.
 // It reads from every side that may have something; after any work all
 // may (a write to a device may queue an answer on it), and only when none
-// has, it waits.
-func serve(set *poller.Set, policy *poller.WakePolicy, sides ...side) error {
+// has, it polls them all again while spin says so, then waits.
+//
+// A packet found by polling ends no wait, so policy observes only the
+// thread's sleeps: it decides how the thread wakes from them, and a
+// thread that polls is not woken. Under --poll=always the thread never
+// sleeps and keeps the policy it started with (SCHED_BATCH with
+// BatchWhenIdle), which only keeps it from preempting others on their
+// wake-ups: a thread that yields its CPU every round does not need to.
+func serve(set *poller.Set, policy *poller.WakePolicy, spin *poller.Spin, sides ...side) error {
 	all := uint(1)<<len(sides) - 1
 	ready := all
 	for {
+		if ready == 0 && spin.Idle() {
+			ready = all
+		}
 		if ready == 0 {
 			start := time.Now()
 			var err error
@@ -104,6 +114,7 @@ func serve(set *poller.Set, policy *poller.WakePolicy, sides ...side) error {
 			switch err := s.step(); {
 			case err == nil:
 				ready = all
+				spin.Busy()
 			case errors.Is(err, poller.ErrWouldBlock):
 				ready &^= 1 << k
 			default:
@@ -153,6 +164,7 @@ func (m *Mux) work(i int, conn PolledConn, devs []PolledDevice) error {
 		fds = append(fds, devs[k].FD())
 		sides = append(sides, side{e.step, fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI)})
 	}
-	policy := startWakePolicy(m.overlays[0].cfg.BatchWhenIdle, &m.schedRefused, m.logger)
-	return serve(poller.NewSet(fds...), policy, sides...)
+	cfg := &m.overlays[0].cfg
+	policy := startWakePolicy(cfg.BatchWhenIdle, &m.schedRefused, m.logger)
+	return serve(poller.NewSet(fds...), policy, &poller.Spin{Budget: cfg.Poll}, sides...)
 }

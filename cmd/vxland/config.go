@@ -21,6 +21,7 @@ import (
 	"github.com/vxland/vxland/encap"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
+	"github.com/vxland/vxland/overlay/poller"
 	"github.com/vxland/vxland/overlay/ratelimit"
 )
 
@@ -92,6 +93,9 @@ type config struct {
 	Queues        int // queues of the TAP and sockets on the port, ≥ 1
 	// BatchWhenIdle: --idle-sched=batch (overlay.Config.BatchWhenIdle).
 	BatchWhenIdle bool
+	// Poll: --poll, how long a forwarding thread polls before it sleeps
+	// (overlay.Config.Poll); poller.PollAlways for always.
+	Poll time.Duration
 	// Persist: the TAP outlives the daemon (tap.Options.Persist).
 	Persist bool
 	Limits  limits
@@ -208,6 +212,7 @@ func newFlagSet(out io.Writer) (*pflag.FlagSet, *rawFlags) {
 	fs.IntVar(&r.limits.FloodRateTotal, "flood-rate-total", 5000, "frames per second that all sources together may flood, with bursts of as many; more are dropped as flood_rate_total (0: no limit)")
 	fs.StringSliceVar(&r.offload, "offload", []string{"all"}, "fast-path mechanisms to use, comma-separated: tso (TAP segmentation offload and coalesced TAP writes), gso (UDP_SEGMENT), gro (UDP_GRO), batch (recvmmsg/sendmmsg); all or none")
 	fs.StringVar(&r.idleSched, "idle-sched", "batch", "scheduling policy of a forwarding thread whose traffic is sparse (waits of 5 ms or more): batch (SCHED_BATCH, so that a lone packet does not preempt its sender and the round trip stays on one CPU; SCHED_OTHER again once traffic is steady) or normal (always SCHED_OTHER)")
+	fs.StringVar(&r.poll, "poll", "0", "how long a forwarding thread keeps polling its TAP queue and socket after its last packet before it sleeps, yielding its CPU between rounds (e.g. 50us, 1ms), or always (it never sleeps); saves a thread wake-up at every hop of a round trip, for hosts that give vxland a core of its own (taskset, systemd CPUAffinity=): the threads keep that core busy while they poll (default 0: sleep at once)")
 	fs.StringVar(&r.ttl, "ttl", "64", "TTL (IPv6: hop limit) of the outer IP header, 1 to 255, or inherit: the inner IPv4 TTL or IPv6 hop limit (64 for other frames), as ip link's vxlan ttl")
 	fs.StringVar(&r.tos, "tos", "0", "TOS byte (IPv6: traffic class) of the outer IP header, 0 to 255 (or 0x00 to 0xff), or inherit: the inner IP header's DSCP and ECN, Congestion Experienced sent as ECT(0) (0 for other frames), as ip link's vxlan tos")
 	fs.StringVar(&r.df, "df", "set", "DF of the outer IPv4 header: set (a datagram too large for the path is refused, never fragmented), unset (no DF; the kernel fragments what is too large) or inherit (DF as the inner IPv4 header's, set for inner IPv6, clear for other frames, as the kernel's vxlan does); on IPv6 unset lets the kernel fragment, inherit as for IPv4")
@@ -263,6 +268,7 @@ type rawFlags struct {
 	offload       []string
 	queues        int
 	idleSched     string
+	poll          string
 	persist       bool
 	limits        limits
 	ttl, tos, df  string
@@ -543,6 +549,9 @@ func (r *rawFlags) validate() (*config, error) {
 	case "normal":
 	default:
 		return nil, flagErrorf("idle-sched", "%q: want batch or normal", r.idleSched)
+	}
+	if c.Poll, err = parsePoll(r.poll); err != nil {
+		return nil, err
 	}
 	c.Persist = r.persist
 	if c.Outer, err = r.outerHeader(); err != nil {
@@ -901,4 +910,19 @@ func checkListen(flag, addr, example string) error {
 		return flagErrorf(flag, "%q: want host:port, e.g. %s", addr, example)
 	}
 	return nil
+}
+
+// parsePoll parses --poll: a duration of 0 or more, or always.
+func parsePoll(v string) (time.Duration, error) {
+	if v == "always" {
+		return poller.PollAlways, nil
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, flagErrorf("poll", "%q: want a duration such as 50us or 1ms, 0 (off) or always", v)
+	case d < 0:
+		return 0, flagErrorf("poll", "%s: must not be negative", v)
+	}
+	return d, nil
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/vxland/vxland/overlay/poller"
 )
 
 func parse(args []string, env map[string]string) (*config, error) {
@@ -45,6 +47,14 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	if c, err := parse([]string{"--idle-sched=normal"}, nil); err != nil || c.BatchWhenIdle {
 		t.Fatalf("--idle-sched=normal: %+v, %v", c, err)
+	}
+	if c.Poll != 0 {
+		t.Fatalf("default --poll %v, want 0 (off)", c.Poll)
+	}
+	for v, want := range map[string]time.Duration{"50us": 50 * time.Microsecond, "1ms": time.Millisecond, "0": 0, "always": poller.PollAlways} {
+		if c, err := parse([]string{"--poll=" + v}, nil); err != nil || c.Poll != want {
+			t.Fatalf("--poll=%s: %v, %v; want %v", v, c.Poll, err, want)
+		}
 	}
 	if c, err = parse([]string{"--queues=3"}, nil); err != nil || c.Queues != 3 {
 		t.Fatalf("--queues=3: %+v, %v", c, err)
@@ -114,6 +124,9 @@ func TestParseConfigRejects(t *testing.T) {
 		{args: []string{"--queues", "-1"}, want: "--queues"},
 		{args: []string{"--queues", "65"}, want: "--queues"},
 		{args: []string{"--idle-sched", "fifo"}, want: "--idle-sched"},
+		{args: []string{"--poll", "-1ms"}, want: "--poll"},
+		{args: []string{"--poll", "never"}, want: "--poll"},
+		{args: []string{"--poll", "5"}, want: "--poll"},
 		{args: []string{"--metrics-listen", "8473"}, want: "--metrics-listen"},
 		{args: []string{"--metrics-listen", "127.0.0.1:metrics"}, want: "--metrics-listen"},
 		{args: []string{"--metrics-listen", "127.0.0.1:65536"}, want: "--metrics-listen"},
@@ -191,6 +204,7 @@ log-level: debug
 log-format: json
 fdb-max: 1000
 flood-rate: 0
+poll: 200us
 `
 
 func TestParseOuterHeader(t *testing.T) {
@@ -244,6 +258,9 @@ func TestConfigFile(t *testing.T) {
 	if want := (offloads{GSO: true, GRO: true}); c.Offload != want {
 		t.Errorf("offload %+v, want %+v", c.Offload, want)
 	}
+	if c.Poll != 200*time.Microsecond {
+		t.Errorf("poll %v, want 200us", c.Poll)
+	}
 	// An empty list is an empty list, not the default.
 	c, err = parse([]string{"--config", writeConfig(t, "offload: []\n")}, nil)
 	if err != nil || c.Offload != (offloads{}) {
@@ -292,6 +309,7 @@ func TestConfigFileRejects(t *testing.T) {
 		{yaml: "peer: [192.0.2.2, not-an-ip]\n", want: []string{"peer", "not-an-ip"}},
 		{yaml: "offload: [gso, turbo]\n", want: []string{"offload", "turbo"}},
 		{yaml: "log-format: xml\n", want: []string{"log-format", "xml"}},
+		{yaml: "vni: 1\npoll: soon\n", want: []string{"poll", "soon", ":2:"}},
 		{yaml: "vni: 1\nflood-rate: 10\nflood-burst: 0\n", want: []string{"flood-burst", ":3:"}},
 		{yaml: "vni: [1, 2]\n", want: []string{"vni", "not a list"}},
 		{yaml: "vni: {a: 1}\n", want: []string{"vni"}},

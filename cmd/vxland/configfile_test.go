@@ -21,7 +21,7 @@ func FuzzConfigFile(f *testing.F) {
 	for _, seed := range []string{"vni: 1\nvnii: 42\n", "port: 80\nvni: 16777216\n", "peer: [192.0.2.2, not-an-ip]\n",
 		"vni: 1\nflood-rate: 10\nflood-burst: 0\n", "vni: [1, 2]\n", "vni: {a: 1}\n", "vni: 1\nvni: 2\n",
 		"config: other.yaml\n", "- vni\n", "vni: [1\n", "mode: flannel\netcd-endpoints: [http://127.0.0.1:2379]\n",
-		"tap: vxbr1\n", "version: true\n", "local-ip: 192.0.2.1\nunderlay-cidr: 198.51.100.0/24\n", "persist: false\nmtu: ~\n"} {
+		"tap: vxbr1\n", "version: true\n", "local-ip: 192.0.2.1\nunderlay-cidr: 198.51.100.0/24\n", "persist: false\nmtu: ~\n", "poll: always\n", "poll: -1s\n"} {
 		f.Add([]byte(seed))
 	}
 	path := filepath.Join(f.TempDir(), "vxland.yaml")

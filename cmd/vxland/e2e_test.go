@@ -827,6 +827,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{name: "group not multicast", args: []string{"--group", "10.1.1.1", "--iface", "eth0", "--underlay-cidr", "10.77.0.0/24"}, want: "--group"},
 		{name: "group without iface", args: []string{"--group", "239.1.1.1", "--underlay-cidr", "10.77.0.0/24"}, want: "--group 239.1.1.1 needs --iface"},
 		{name: "group of the other family", args: []string{"--iface", "eth0", "--group", "ff05::42", "--underlay-cidr", "10.77.0.0/24"}, want: "--group"},
+		{name: "poll not a duration", args: []string{"--poll", "sometimes"}, want: "--poll"},
 		{name: "no UDP checksum over IPv6", args: []string{"--local-ip", "fd77::1", "--udp-csum=false"}, want: "--udp-csum"},
 		{name: "env var", args: nil, want: "VXLAND_VNI", prep: func(cmd *exec.Cmd) *exec.Cmd {
 			cmd.Env = append(cmd.Env, "VXLAND_VNI=abc")

@@ -96,7 +96,7 @@ func flannelDaemon(ctx context.Context, cfg *config, log *slog.Logger, sv *super
 		return err
 	}
 	table := fdb.New(be.Port, cfg.FDBAgeing)
-	ovCfg := overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle, NoLearning: !cfg.Learning}
+	ovCfg := overlay.Config{VNI: be.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle, Poll: cfg.Poll, NoLearning: !cfg.Learning}
 	cfg.Limits.apply(&ovCfg, table)
 	ov, err := overlay.New(ovCfg, queues(tapDev, conns), table)
 	if err == nil {

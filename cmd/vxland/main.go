@@ -281,7 +281,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		if err != nil {
 			return err
 		}
-		c := overlay.Config{VNI: p.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle, NoLearning: !cfg.Learning}
+		c := overlay.Config{VNI: p.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle, Poll: cfg.Poll, NoLearning: !cfg.Learning}
 		if p.Group.IsValid() {
 			t.SetGroup(p.VNI, p.Group)
 			c.GroupSenders = cfg.Underlay

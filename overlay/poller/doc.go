@@ -14,10 +14,18 @@
 // ErrWouldBlock instead, Write waits until it is writable. Each retries on
 // EINTR and returns net.ErrClosed once Close was called. Set waits for
 // several FDs together. WakePolicy moves a forwarding thread between
-// SCHED_BATCH and SCHED_OTHER by the length of its waits.
+// SCHED_BATCH and SCHED_OTHER by the length of its waits. Spin keeps a
+// thread polling for a while before it waits.
 package poller
 
-import "errors"
+import (
+	"errors"
+	"math"
+	"time"
+)
+
+// PollAlways is the Spin budget of a thread that never sleeps.
+const PollAlways = time.Duration(math.MaxInt64)
 
 // ErrWouldBlock is returned by TryRead when nothing is queued.
 var ErrWouldBlock = errors.New("poller: nothing to read")
