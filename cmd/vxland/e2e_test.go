@@ -208,11 +208,12 @@ const tenMB = 10 << 20
 
 // Two hosts carry TCP and answer ARP across the overlay.
 // Every offload set runs with the default queues (one per CPU); the fast
-// path runs with a single queue too, which is served by the same code.
+// path runs with a single queue too, which is served by the same code,
+// and with forwarding threads that poll before they sleep.
 func TestTwoHostsTCPAndARP(t *testing.T) {
 	for _, flags := range [][]string{
 		{"--offload=all"}, {"--offload=none"}, {"--offload=gso,gro,batch"}, {"--offload=tso"},
-		{"--offload=all", "--queues=1"},
+		{"--offload=all", "--queues=1"}, {"--offload=all", "--poll=200us"},
 	} {
 		t.Run(strings.Join(flags, ","), func(t *testing.T) { testTwoHosts(t, flags...) })
 	}
@@ -488,9 +489,13 @@ func TestKernelVXLANInterop(t *testing.T) {
 			}
 		}
 	}
+	// A forwarding thread that never sleeps forwards the same.
+	t.Run("default/offload=all/poll=always", func(t *testing.T) {
+		testKernelInterop(t, "default", "all", encap.DefaultPort, "--poll=always")
+	})
 }
 
-func testKernelInterop(t *testing.T, underlay, offload string, port int) {
+func testKernelInterop(t *testing.T, underlay, offload string, port int, extra ...string) {
 	tp := newTopo(t, 42)
 	kh, vh := tp.addHost(), tp.addHost()
 	if underlay == "wire-like" {
@@ -501,7 +506,7 @@ func testKernelInterop(t *testing.T, underlay, offload string, port int) {
 			"tx-udp_tnl-csum-segmentation", "off", "tx-udp-segmentation", "off", "tso", "off", "gro", "on")
 	}
 	tp.kernelHost(kh, port, vh.ip)
-	tp.start(vh, []string{kh.ip}, "--port", fmt.Sprint(port), "--offload", offload)
+	tp.start(vh, []string{kh.ip}, append([]string{"--port", fmt.Sprint(port), "--offload", offload}, extra...)...)
 	kc, vc := tp.addContainer(kh), tp.addContainer(vh)
 	ctx := testCtx(t, 90*time.Second)
 	size := tenMB
