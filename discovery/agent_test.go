@@ -667,8 +667,8 @@ func TestRelistIsIdempotent(t *testing.T) {
 	}
 	kv := resp.Kvs[0]
 	b.agent.mu.Lock()
-	b.agent.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
-	b.agent.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
+	b.agent.putLocked(kv.Key, kv.Value, kv.ModRevision)
+	b.agent.putLocked(kv.Key, kv.Value, kv.ModRevision)
 	b.agent.mu.Unlock()
 	check("after an event applied twice")
 	if n := b.log.count(t, "skipping malformed etcd value"); n != 1 {
