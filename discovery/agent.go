@@ -445,6 +445,17 @@ func (s *agentStore) Replace(kvs []*mvccpb.KeyValue, rev int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.lists++
+	if rev < a.rev.Load() {
+		// etcd went back in time (restored from a snapshot without
+		// bumping its revision): a ModRevision no longer names one
+		// value, so every key is decoded and applied again.
+		for _, e := range a.view {
+			e.modRev = 0
+		}
+		for key, b := range a.badLogged {
+			a.badLogged[key] = seenValue{listed: b.listed}
+		}
+	}
 	for _, kv := range kvs {
 		a.putLocked(kv.Key, kv.Value, kv.ModRevision)
 	}

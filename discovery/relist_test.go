@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -114,4 +115,24 @@ func BenchmarkRelist(b *testing.B) {
 			a.follow.Store.Replace(kvs, 1)
 		}
 	})
+}
+
+// TestRelistAfterEtcdWentBack: a list at a revision below the view's
+// (etcd restored from a snapshot) applies every key again, since a
+// ModRevision no longer names one value.
+func TestRelistAfterEtcdWentBack(t *testing.T) {
+	kvs := relistKVs(1, 2)
+	table := fdb.New(4789, time.Minute)
+	store := relistAgent(table).follow.Store
+	store.Replace(kvs, 100)
+
+	vtep := netip.MustParseAddr("10.0.0.9")
+	mac := fdb.MAC{0x02, 0, 0, 0, 0, 0}
+	value, _ := json.Marshal(MACRecord{Version: SchemaVersion, MAC: mac.String(), VTEP: vtep})
+	restored := slices.Clone(kvs)
+	restored[1] = &mvccpb.KeyValue{Key: kvs[1].Key, Value: value, ModRevision: kvs[1].ModRevision}
+	store.Replace(restored, 50)
+	if got, ok := table.Lookup(42, mac); !ok || got.AddrPort().Addr() != vtep {
+		t.Errorf("after a list from a restored etcd the MAC is at %v (found %v), want %v", got, ok, vtep)
+	}
 }
