@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -61,8 +62,14 @@ func (f *Follower) Relists() int64 { return f.relists.Load() }
 func (f *Follower) Errors() int64 { return f.errors.Load() }
 
 // Backoff is the wait before retry n (0-based): 100 ms doubling up to
-// MaxBackoff.
-func Backoff(n int) time.Duration { return min(100*time.Millisecond<<min(n, 10), MaxBackoff) }
+// MaxBackoff, less a random part of up to half. The agents that lost etcd
+// at the same moment (a leader change, a restarted member) would
+// otherwise all come back at the same moments, each time a stampede of
+// lists and registrations.
+func Backoff(n int) time.Duration {
+	d := min(100*time.Millisecond<<min(n, 10), MaxBackoff)
+	return d - rand.N(d/2+1)
+}
 
 // Sleep waits d or until ctx is done, and reports whether it waited.
 func Sleep(ctx context.Context, d time.Duration) bool {

@@ -208,12 +208,24 @@ func TestFollower(t *testing.T) {
 	}
 }
 
+// Backoff doubles from 100 ms up to its cap, and is spread over the upper
+// half of that so that agents that failed together retry apart.
 func TestBackoff(t *testing.T) {
-	if etcdwatch.Backoff(0) != 100*time.Millisecond || etcdwatch.Backoff(1) != 200*time.Millisecond {
-		t.Fatalf("Backoff(0), Backoff(1) = %s, %s", etcdwatch.Backoff(0), etcdwatch.Backoff(1))
-	}
-	if etcdwatch.Backoff(100) != etcdwatch.MaxBackoff {
-		t.Fatalf("Backoff(100) = %s, want the cap %s", etcdwatch.Backoff(100), etcdwatch.MaxBackoff)
+	for _, c := range []struct {
+		n    int
+		base time.Duration
+	}{{0, 100 * time.Millisecond}, {1, 200 * time.Millisecond}, {3, 800 * time.Millisecond}, {100, etcdwatch.MaxBackoff}} {
+		seen := map[time.Duration]bool{}
+		for range 100 {
+			d := etcdwatch.Backoff(c.n)
+			if d < c.base/2 || d > c.base {
+				t.Fatalf("Backoff(%d) = %s, want within [%s, %s]", c.n, d, c.base/2, c.base)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 10 {
+			t.Errorf("Backoff(%d) took %d values in 100 calls: agents failing together would retry in step", c.n, len(seen))
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
