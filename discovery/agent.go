@@ -76,6 +76,9 @@ type Config struct {
 	Local     *fdb.LocalTable
 	Neighbors *fdb.Neighbors
 	Logger    *slog.Logger
+	// AfterList, when set, is called after each list of the VNI's
+	// prefix, with the number of keys listed (etcdwatch.Follower).
+	AfterList func(keys int)
 }
 
 // FDB is what the agent changes in the data plane's forwarding table:
@@ -144,7 +147,7 @@ func New(cfg Config) *Agent {
 		badLogged: make(map[string]seenValue),
 		synced:    make(chan struct{}),
 	}
-	a.follow = &etcdwatch.Follower{Client: cfg.Client, Prefix: a.keys.Prefix(), Store: (*agentStore)(a), Logger: a.log}
+	a.follow = &etcdwatch.Follower{Client: cfg.Client, Prefix: a.keys.Prefix(), Store: (*agentStore)(a), Logger: a.log, AfterList: cfg.AfterList}
 	return a
 }
 

@@ -65,6 +65,10 @@ type RealHost struct {
 	// go_memstats_heap_inuse_bytes from its metrics); HWM is VmHWM at the
 	// end of the run, the peak over every phase.
 	RSS, HWM, HeapInuse int64
+	// Anon and File split RSS: the daemon's private memory, and the
+	// pages of its executable it has touched (shared with the page
+	// cache, given back under memory pressure).
+	Anon, File int64
 	// Relist is from the release of the compaction's cut until its watch
 	// had listed again past the compaction (0 if it did not within
 	// Options.Wait); FDBMismatch says how its FDB differed from etcd after
@@ -260,6 +264,9 @@ func (b *runner) joinRealHost(ctx context.Context, res *Result) error {
 	heap, _ := m.Value("go_memstats_heap_inuse_bytes")
 	r.res.HeapInuse = int64(heap)
 	r.res.RSS, _, err = r.proc.Memory()
+	if err == nil {
+		r.res.Anon, r.res.File, err = r.proc.Resident()
+	}
 	return err
 }
 

@@ -82,8 +82,9 @@ func realRows(row func(string, func(*Result) string)) {
 	row("real vxland: MAC published last → in its FDB; ping through it to that MAC (received, avg)", cell(func(h *RealHost) string {
 		return fmt.Sprintf("%s; %d of %d, %s", ms(h.LastMAC), h.Ping.Received(), h.Ping.Sent, ms(h.Ping.Avg()))
 	}))
-	row("real vxland: VmRSS after join; VmHWM at the end; Go heap in use", cell(func(h *RealHost) string {
-		return fmt.Sprintf("%s; %s; %s", bench.FormatBytes(uint64(h.RSS)), bench.FormatBytes(uint64(h.HWM)), bench.FormatBytes(uint64(h.HeapInuse)))
+	row("real vxland: VmRSS after join (private + executable's pages); VmHWM at the end; Go heap in use", cell(func(h *RealHost) string {
+		return fmt.Sprintf("%s (%s + %s); %s; %s", bench.FormatBytes(uint64(h.RSS)), bench.FormatBytes(uint64(h.Anon)), bench.FormatBytes(uint64(h.File)),
+			bench.FormatBytes(uint64(h.HWM)), bench.FormatBytes(uint64(h.HeapInuse)))
 	}))
 	row("real vxland: compaction → re-listed past it; FDB equals etcd after", cell(func(h *RealHost) string {
 		relist := ms(h.Relist)

@@ -46,6 +46,9 @@ type Follower struct {
 	Prefix string
 	Store  Store
 	Logger *slog.Logger
+	// AfterList, when set, is called after each list the Store took,
+	// with the number of keys listed, once the response is garbage.
+	AfterList func(keys int)
 
 	// relists counts the lists after a watch found its revision
 	// compacted; errors the failed lists and the watches that ended with
@@ -135,6 +138,11 @@ func (f *Follower) List(ctx context.Context) error {
 		return err
 	}
 	f.Store.Replace(resp.Kvs, resp.Header.Revision)
+	if f.AfterList != nil {
+		n := len(resp.Kvs)
+		resp = nil
+		f.AfterList(n)
+	}
 	return nil
 }
 

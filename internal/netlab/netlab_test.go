@@ -342,4 +342,13 @@ func TestProcessMemory(t *testing.T) {
 	if rss <= 0 || hwm < rss {
 		t.Errorf("VmRSS %d, VmHWM %d bytes: want a positive resident set and a peak at least that", rss, hwm)
 	}
+	anon, file, err := p.Resident()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The two parts and the shared memory (RssShmem, none here) make
+	// VmRSS; a few pages may change between the two reads.
+	if anon <= 0 || file <= 0 || anon+file > rss+1<<20 || anon+file < rss-1<<20 {
+		t.Errorf("RssAnon %d + RssFile %d bytes, VmRSS %d: want two positive parts that add up to it", anon, file, rss)
+	}
 }

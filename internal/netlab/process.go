@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,28 +148,44 @@ func (b *LockedBuffer) String() string {
 // Memory returns the process's resident set size and its peak (VmRSS and
 // VmHWM in /proc/PID/status), in bytes.
 func (p *Process) Memory() (rss, hwm int64, err error) {
+	v, err := p.statusBytes("VmRSS", "VmHWM")
+	return v[0], v[1], err
+}
+
+// Resident splits the process's resident set: anon is its private
+// memory (RssAnon: heap, stacks), file the pages of files it maps
+// (RssFile: its executable's, shared with the page cache and dropped
+// under memory pressure).
+func (p *Process) Resident() (anon, file int64, err error) {
+	v, err := p.statusBytes("RssAnon", "RssFile")
+	return v[0], v[1], err
+}
+
+// statusBytes reads the sizes keys in kB of the process's
+// /proc/PID/status, in bytes, in the order of keys.
+func (p *Process) statusBytes(keys ...string) ([]int64, error) {
+	out := make([]int64, len(keys))
 	path := fmt.Sprintf("/proc/%d/status", p.Pid())
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("netlab: %w", err)
+		return out, fmt.Errorf("netlab: %w", err)
 	}
+	found := 0
 	for _, l := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(l, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
+		i := slices.Index(keys, k)
+		if !ok || i < 0 {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("netlab: %s: %q: %w", path, l, err)
+			return out, fmt.Errorf("netlab: %s: %q: %w", path, l, err)
 		}
-		if k == "VmRSS" {
-			rss = kb << 10
-		} else {
-			hwm = kb << 10
-		}
+		out[i] = kb << 10
+		found++
 	}
-	if rss == 0 || hwm == 0 {
-		return 0, 0, fmt.Errorf("netlab: %s has no VmRSS or VmHWM", path)
+	if found != len(keys) {
+		return out, fmt.Errorf("netlab: %s lacks one of %v", path, keys)
 	}
-	return rss, hwm, nil
+	return out, nil
 }
