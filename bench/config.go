@@ -60,6 +60,14 @@ func (c Config) Overlay() bool { return c == KernelVXLAN || c.runsVxland() }
 // runsVxland reports whether c's data plane is a vxland daemon.
 func (c Config) runsVxland() bool { return c == Vxland || c == VxlandBase || c == VxlandPoll }
 
+// ParseTest returns the test named s.
+func ParseTest(s string) (Test, error) {
+	if i := slices.Index(AllTests, Test(s)); i >= 0 {
+		return AllTests[i], nil
+	}
+	return "", fmt.Errorf("unknown test %q (want one of %v)", s, AllTests)
+}
+
 // ParseConfig returns the configuration named s.
 func ParseConfig(s string) (Config, error) {
 	for _, c := range knownConfigs {
@@ -161,6 +169,9 @@ type Options struct {
 	// Configs to measure; empty means AllConfigs, and VxlandBase after
 	// them when VxlandBasePath is set.
 	Configs []Config
+	// Tests to run, in the order of AllTests whatever their order here;
+	// empty means all of them.
+	Tests []Test
 	// Rounds is how many times each configuration runs every test.
 	Rounds int
 	// Duration of each iperf3 run (whole seconds).

@@ -56,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rttInterval := fs.Duration("rtt-interval", bench.Full.RTTInterval, "time between echo requests")
 	mtu := fs.Int("mtu", 1500, "MTU of the underlay veth (overlay containers get 50 less)")
 	mode := fs.String("underlay", string(bench.DefaultOffloads), `underlay offloads: "default" (veth as created) or "wire-like" (segmentation offloads off, GRO on, as a real NIC)`)
+	tests := fs.StringSlice("tests", nil, fmt.Sprintf("tests to run, comma-separated, e.g. rtt,rtt-1ms,rr for latency alone (default all: %v)", bench.AllTests))
 	configs := fs.StringSlice("configs", nil, "configurations to measure, comma-separated (default all: underlay,native-routing,kernel-vxlan,vxland, vxland-base with --vxland-base, vxland-poll with --poll-flags)")
 	vxland := fs.String("vxland", "", `vxland executable (default: "vxland" beside this program)`)
 	vxlandBase := fs.String("vxland-base", "", "a second vxland executable, e.g. the build before a change, measured as configuration vxland-base with the same flags and CPUs")
@@ -107,6 +108,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		o.Configs = append(o.Configs, c)
+	}
+	for _, s := range *tests {
+		t, err := bench.ParseTest(strings.TrimSpace(s))
+		if err != nil {
+			fmt.Fprintf(stderr, "vxbench: --tests: %v\n", err)
+			return 2
+		}
+		o.Tests = append(o.Tests, t)
 	}
 	switch named := slices.Contains(o.Configs, bench.VxlandBase); {
 	case named && *vxlandBase == "":

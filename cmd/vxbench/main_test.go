@@ -25,6 +25,7 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--underlay", "fibre"}, `--underlay: unknown underlay mode "fibre"`},
 		{[]string{"--configs", "underlay,flannel"}, `--configs: unknown configuration "flannel"`},
+		{[]string{"--tests", "rtt,ping"}, `--tests: unknown test "ping"`},
 		{[]string{"--vxland", exe}, "vxland executable"},
 		{[]string{"--app-cpus", "x"}, `--app-cpus: "x" is not a CPU list`},
 		{[]string{"--vxland-cpus", "4096"}, "--vxland-cpus: CPU 4096 does not exist"},
