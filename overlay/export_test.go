@@ -11,7 +11,7 @@ func (o *Overlay) DecapStepper() func() error { return o.newDecapsulator(0).step
 var CheckDatagram = checkDatagram
 
 // DemuxStepper exposes one receive step of a Mux's queue 0.
-func (m *Mux) DemuxStepper() func() error { return m.newDemux(0).step }
+func (m *Mux) DemuxStepper() func() error { return m.newDemux(0, m.vnis.Load()).step }
 
 // NDFrame builds a neighbour solicitation or advertisement for the
 // external tests (ndFrame).

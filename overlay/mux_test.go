@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -154,6 +155,56 @@ func TestNewMuxRefuses(t *testing.T) {
 		if _, err := overlay.NewMux(conns, ovs); err == nil {
 			t.Errorf("%s: NewMux accepted it", name)
 		}
+	}
+}
+
+// A VNI added takes its datagrams; a VNI removed gets none, and they are
+// counted as of a VNI not served; its device is closed.
+func TestMuxAddRemove(t *testing.T) {
+	r := newMuxRig(t, 8)
+	dev44 := overlaytest.NewDevice(8)
+	table := fdb.New(4789, time.Minute)
+	table.AddFlood(44, peer2, fdb.SourceStatic)
+	ov44, err := overlay.New(overlay.Config{VNI: 44, LocalMAC: localMAC, MTU: 1450}, []overlay.Queue{{Device: dev44, Conn: r.conn}}, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mux.Add(ov44); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mux.Add(ov44); err == nil {
+		t.Error("Add accepted VNI 44 twice")
+	}
+	if err := r.mux.Remove(43); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.mux.VNIs(); !slices.Equal(got, []uint32{42, 44}) {
+		t.Fatalf("VNIs after adding 44 and removing 43: %v", got)
+	}
+	if _, err := r.devs[43].Read(make([][]byte, 1), make([]int, 1), 0); err == nil {
+		t.Error("VNI 43's device is open after its removal")
+	}
+	frame := udpFrame(t, macB, macA, 10)
+	for _, vni := range []uint32{42, 43, 44} {
+		r.conn.Inject(vxlanPacket(vni, frame), netip.AddrPortFrom(peer2, 50000))
+	}
+	if err := r.mux.DemuxStepper()(); err != nil {
+		t.Fatal(err)
+	}
+	if n42, n44 := len(r.devs[42].Written()), len(dev44.Written()); n42 != 1 || n44 != 1 {
+		t.Errorf("VNI 42's device got %d frames, VNI 44's %d; want 1 each", n42, n44)
+	}
+	if s := r.mux.Stats(); s.Drops["vni_mismatch"] != 1 {
+		t.Errorf("mux drops %v, want vni_mismatch 1 (VNI 43, removed)", s.Drops)
+	}
+	if err := r.mux.Remove(43); err == nil {
+		t.Error("Remove accepted VNI 43, removed already")
+	}
+	if err := r.mux.Remove(42); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mux.Remove(44); err == nil {
+		t.Error("Remove accepted the last VNI")
 	}
 }
 

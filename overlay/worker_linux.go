@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vxland/vxland/overlay/poller"
 )
@@ -128,43 +131,132 @@ func serve(set *poller.Set, policy *poller.WakePolicy, spin *poller.Spin, sides 
 // WakePolicy: a test makes the kernel refuse with it.
 var setThreadPolicy func(policy uint32) error
 
-// startWorker starts one goroutine that serves socket i and queue i of
-// every VNI's device, when all of them can be polled together, and
-// reports whether it did.
-func (m *Mux) startWorker(wg *sync.WaitGroup, i int, fail func(error)) bool {
-	conn, ok := m.conns[i].(PolledConn)
-	if !ok {
-		return false
-	}
-	devs := make([]PolledDevice, len(m.overlays))
-	for k, o := range m.overlays {
-		if devs[k], ok = o.queues[i].Device.(PolledDevice); !ok {
-			return false
+// startWorkers starts a goroutine per queue that serves socket i and queue
+// i of every VNI's device, when all of them can be polled together, and
+// returns them; nil when they cannot. The caller holds m.mu.
+func (m *Mux) startWorkers(wg *sync.WaitGroup, fail func(error)) []*muxWorker {
+	conns := make([]PolledConn, len(m.conns))
+	for i, c := range m.conns {
+		var ok bool
+		if conns[i], ok = c.(PolledConn); !ok {
+			return nil
+		}
+		for _, o := range m.vnis.Load().overlays {
+			if _, ok := o.queues[i].Device.(PolledDevice); !ok {
+				return nil
+			}
 		}
 	}
-	wg.Go(func() {
-		if err := m.work(i, conn, devs); err != nil {
+	workers := make([]*muxWorker, len(conns))
+	for i := range conns {
+		w, err := newMuxWorker()
+		if err != nil {
 			fail(err)
+			for _, w := range workers[:i] {
+				w.close()
+			}
+			return workers[:0]
 		}
-	})
-	return true
+		workers[i] = w
+	}
+	for i, conn := range conns {
+		wg.Go(func() {
+			err := m.work(i, conn, workers[i])
+			m.mu.Lock()
+			workers[i].ended = true
+			m.changed.Broadcast()
+			m.mu.Unlock()
+			if err != nil {
+				fail(err)
+			}
+		})
+	}
+	return workers
 }
+
+// muxWorker is the forwarding thread of one queue of a Mux, as the Mux
+// tells it that the VNIs changed.
+type muxWorker struct {
+	// wake is an eventfd in the thread's poll set: written when the VNIs
+	// change.
+	wake *poller.FD
+	// serves is the set of VNIs the thread serves, ended whether it has
+	// returned; both guarded by the Mux's mu.
+	serves *vniSet
+	ended  bool
+}
+
+func newMuxWorker() (*muxWorker, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: a forwarding thread's wake-up: %w", os.NewSyscallError("eventfd", err))
+	}
+	fd, err := poller.NewFD(efd)
+	if err != nil {
+		unix.Close(efd)
+		return nil, fmt.Errorf("overlay: a forwarding thread's wake-up: %w", err)
+	}
+	return &muxWorker{wake: fd}, nil
+}
+
+// wakeUp makes the thread rebuild its poll set.
+func (w *muxWorker) wakeUp() {
+	one := [8]byte{1}
+	_ = w.wake.Control(func(fd int) error {
+		_, err := unix.Write(fd, one[:])
+		return err
+	})
+}
+
+// errRebuild ends a thread's serve to have it rebuild its poll set.
+var errRebuild = errors.New("the VNIs served changed")
+
+// woken is the step of the wake-up side: errRebuild once written.
+func (w *muxWorker) woken() error {
+	var count [8]byte
+	err := w.wake.TryRead("read", func(fd int) error {
+		_, err := unix.Read(fd, count[:])
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return errRebuild
+}
+
+func (w *muxWorker) close() { w.wake.Close() }
 
 // work forwards socket i and queue i of every VNI's device until one
 // fails or is closed: a thread per queue, as Overlay.work, that waits
-// for the socket and every VNI's device queue at once.
-func (m *Mux) work(i int, conn PolledConn, devs []PolledDevice) error {
-	x := m.newDemux(i)
-	x.read = conn.TryRead
-	fds := []*poller.FD{conn.FD()}
-	sides := []side{{x.step, "reading from underlay"}}
-	for k, o := range m.overlays {
-		e := o.newEncapsulator(i)
-		e.read = devs[k].TryRead
-		fds = append(fds, devs[k].FD())
-		sides = append(sides, side{e.step, fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI)})
-	}
-	cfg := &m.overlays[0].cfg
+// for the socket, its wake-up and every VNI's device queue at once. When
+// woken, it builds its poll set again from the VNIs served then, and
+// tells the Mux it no longer uses the devices of the VNIs gone.
+func (m *Mux) work(i int, conn PolledConn, w *muxWorker) error {
+	cfg := &m.vnis.Load().overlays[0].cfg
 	policy := startWakePolicy(cfg.BatchWhenIdle, &m.schedRefused, m.logger)
-	return serve(poller.NewSet(fds...), policy, &poller.Spin{Budget: cfg.Poll}, sides...)
+	spin := &poller.Spin{Budget: cfg.Poll}
+	for {
+		set := m.vnis.Load()
+		x := m.newDemux(i, set)
+		x.read = conn.TryRead
+		fds := []*poller.FD{conn.FD(), w.wake}
+		sides := []side{{x.step, "reading from underlay"}, {w.woken, "reading the wake-up"}}
+		for _, o := range set.overlays {
+			dev, ok := o.queues[i].Device.(PolledDevice)
+			if !ok {
+				return fmt.Errorf("VNI %d: its device cannot be polled", o.cfg.VNI)
+			}
+			e := o.newEncapsulator(i)
+			e.read = dev.TryRead
+			fds = append(fds, dev.FD())
+			sides = append(sides, side{e.step, fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI)})
+		}
+		m.mu.Lock()
+		w.serves = set
+		m.changed.Broadcast()
+		m.mu.Unlock()
+		if err := serve(poller.NewSet(fds...), policy, spin, sides...); !errors.Is(err, errRebuild) {
+			return err
+		}
+	}
 }
