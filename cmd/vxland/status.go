@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/internal/health"
 	"github.com/vxland/vxland/internal/metrics"
@@ -38,6 +39,9 @@ type status struct {
 	// dataPlanes serve /stats, /fdb and the rest of the control socket,
 	// by VNI, once the data plane is up.
 	dataPlanes atomic.Pointer[map[uint32]http.Handler]
+	// planes exports the data planes' metrics; a change of the VNIs
+	// served replaces it (dataPlanesUp).
+	planes prometheus.Collector
 
 	wg   sync.WaitGroup
 	mu   sync.Mutex
@@ -186,7 +190,8 @@ func (st *status) dataPlaneUp(dp dataPlane) { st.dataPlanesUp([]dataPlane{dp}, n
 
 // dataPlanesUp serves the data planes of the VNIs on one set of sockets,
 // as dataPlaneUp serves one, and exports the drops of the datagrams that
-// none of them took (unclaimed, nil with one VNI).
+// none of them took (unclaimed, nil with one VNI). Called again, it serves
+// the new set in place of the old one.
 func (st *status) dataPlanesUp(dps []dataPlane, unclaimed metrics.StatsSource) {
 	handlers := make(map[uint32]http.Handler, len(dps))
 	collect := metrics.DataPlanes{Unclaimed: unclaimed}
@@ -195,7 +200,14 @@ func (st *status) dataPlanesUp(dps []dataPlane, unclaimed metrics.StatsSource) {
 		collect.Planes = append(collect.Planes, &metrics.DataPlane{VNI: dp.vni, Stats: dp.ov, FDB: dp.table, Heals: dp.heals, TAPAdopted: dp.adopted})
 	}
 	st.dataPlanes.Store(&handlers)
-	st.metrics.Add(collect)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.planes == nil {
+		st.metrics.Add(collect)
+	} else {
+		st.metrics.Replace(st.planes, collect)
+	}
+	st.planes = collect
 }
 
 // tapUp makes readiness follow the TAPs' state: up, and on its bridge

@@ -53,6 +53,13 @@ func NewRegistry(version string) *Registry {
 // mistake in the program: Add panics.
 func (r *Registry) Add(c prometheus.Collector) { r.reg.MustRegister(c) }
 
+// Replace registers c in place of old, which Add registered: the
+// metrics that old exported and c does not are gone.
+func (r *Registry) Replace(old, c prometheus.Collector) {
+	r.reg.Unregister(old)
+	r.reg.MustRegister(c)
+}
+
 // Handler serves the metrics on /metrics, and ready's /healthz and
 // /readyz.
 func (r *Registry) Handler(ready *health.Checks) http.Handler {
