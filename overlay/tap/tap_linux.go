@@ -230,6 +230,21 @@ func (d *Device) attach(fd int) (name string, uso bool, err error) {
 	return ifr.Name(), uso, err
 }
 
+// Unpersist makes the device go with its last queue, as without
+// Options.Persist: for a TAP that is no longer wanted, whoever closes its
+// queues.
+func (d *Device) Unpersist() error {
+	if !d.opt.Persist || len(d.queues) == 0 {
+		return nil
+	}
+	return d.queues[0].fd.Control(func(fd int) error {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0); err != nil {
+			return fmt.Errorf("TUNSETPERSIST 0: %w", err)
+		}
+		return nil
+	})
+}
+
 // keep sets the device persistent or not, as d.opt says; fd is one of
 // its queues.
 func (d *Device) keep(fd int) error {

@@ -26,6 +26,9 @@ func (d *Device) Adopted() bool { return false }
 // Queues returns nil.
 func (d *Device) Queues() []*Queue { return nil }
 
+// Unpersist does nothing.
+func (d *Device) Unpersist() error { return nil }
+
 // Close does nothing.
 func (d *Device) Close() error { return nil }
 
