@@ -263,72 +263,35 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 			closeConns(conns)
 		}
 	})
-	local := netip.AddrPortFrom(u.Addr, cfg.Port)
+	env := &vniEnv{ctx: ctx, cfg: cfg, u: u, mtu: mtu, tapMTU: tapMTU, conns: conns, st: st, log: log}
 	var (
-		ovs      []*overlay.Overlay
-		planes   []dataPlane
-		hostTAPs []hostTAP
-		members  []vniTables // the tables the etcd agents drive, by VNI
+		ovs     []*overlay.Overlay
+		ups     []*vniUp
+		members []vniTables // the tables the etcd agents drive, by VNI
 	)
 	for _, p := range cfg.VNIs {
-		mtu, tapMTU := mtu, tapMTU
-		if p.MTU != 0 && p.MTU != cfg.MTU {
-			// A VNI with an MTU of its own (the --config file's vnis).
-			if mtu, err = pickMTU(u, p.MTU, fmt.Sprintf("VNI %d's mtu", p.VNI), cfg.ForceMTU); err != nil {
-				return err
-			}
-			if tapMTU, err = pickTAPMTU(cfg.TAPMTU, mtu); err != nil {
-				return err
-			}
-		}
-		tapDev, err := openTAP(cfg, p.TAP, mtu, log)
+		v, err := env.bringUpVNI(p)
 		if err != nil {
 			return err
 		}
-		taps = append(taps, tapDev)
-		mac, err := hostnet.AttachTAP(tapDev.Name(), p.Bridge, tapMTU)
-		if err != nil {
-			return err
-		}
-		hostTAPs = append(hostTAPs, hostTAP{tapDev.Name(), p.Bridge})
-		healer := hostnet.NewBridgedHealer(tapDev.Name(), p.Bridge, tapMTU, log)
-		st.wg.Go(func() { healer.Run(ctx) })
-
-		t := fdb.New(cfg.Port, cfg.FDBAgeing)
-		sv.attachPeers(t, p.VNI, u.Addr)
-		static, err := loadStaticFDB(cfg.StateDir, p.VNI, u.Addr, t)
-		if err != nil {
-			return err
-		}
-		c := overlay.Config{VNI: p.VNI, LocalMAC: mac, MTU: mtu, Logger: log, BatchWhenIdle: cfg.BatchWhenIdle, Poll: cfg.Poll, NoLearning: !cfg.Learning}
-		if p.Group.IsValid() {
-			t.SetGroup(p.VNI, p.Group)
-			c.GroupSenders = cfg.Underlay
-		}
-		cfg.Limits.apply(&c, t)
-		if cfg.UseEtcd() {
-			c.Local, c.Neighbors = cfg.Limits.localTable(), fdb.NewNeighbors()
-		}
-		ov, err := overlay.New(c, queues(tapDev, conns), t)
-		if err != nil {
-			return err
-		}
-		members = append(members, vniTables{vni: p.VNI, fdb: t, local: c.Local, neighbors: c.Neighbors})
-		ovs = append(ovs, ov)
-		planes = append(planes, dataPlane{ov: ov, vni: p.VNI, table: t, local: local, static: static,
-			settings: cfg.Settings, heals: healer.Heals, adopted: tapDev.Adopted()})
-		log.Info("VNI up", "vni", p.VNI, "tap", tapDev.Name(), "mac", mac, "bridge", p.Bridge, "mtu", mtu, "tap_mtu", tapMTU, "group", p.Group)
+		taps = append(taps, v.tap)
+		sv.attachPeers(v.tables.fdb, p.VNI, u.Addr)
+		members = append(members, v.tables)
+		ovs = append(ovs, v.ov)
+		ups = append(ups, v)
 	}
-	st.tapUp(hostTAPs...)
 	run := ovs[0].Run
 	if len(ovs) == 1 {
-		st.dataPlaneUp(planes[0])
+		st.tapUp(ups[0].host)
+		st.dataPlaneUp(ups[0].dp)
 	} else {
 		mux, err := overlay.NewMux(conns, ovs)
 		if err != nil {
 			return err
 		}
-		st.dataPlanesUp(planes, mux)
+		live := &liveVNIs{env: env, mux: mux, up: ups}
+		live.publish()
+		sv.serveVNIs(live)
 		run = mux.Run
 	}
 

@@ -29,7 +29,10 @@ type supervisor struct {
 	started *config // what the daemon was started with
 	cfg     *config // the configuration in force: started, with live changes
 	// peers has the static peers of each VNI served.
-	peers  []*staticPeers
+	peers []*staticPeers
+	// vnis are the VNIs a reload may add to or remove from: nil while
+	// the daemon serves one VNI without a Mux, or none yet.
+	vnis   *liveVNIs
 	notify *notifier
 	ready  bool
 }
@@ -87,9 +90,70 @@ func (sv *supervisor) readyWhen(ctx context.Context, ready <-chan struct{}) {
 func (sv *supervisor) attachPeers(table *fdb.Table, vni uint32, self netip.Addr) {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
+	sv.attachPeersLocked(table, vni, self, sv.cfg.Peers)
+}
+
+func (sv *supervisor) attachPeersLocked(table *fdb.Table, vni uint32, self netip.Addr, peers []netip.Addr) {
 	p := &staticPeers{table: table, vni: vni, self: self, log: sv.log}
-	p.set(sv.cfg.Peers)
+	p.set(peers)
 	sv.peers = append(sv.peers, p)
+}
+
+// serveVNIs lets reloads add VNIs to those of vnis and remove them.
+func (sv *supervisor) serveVNIs(vnis *liveVNIs) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sv.vnis = vnis
+}
+
+// reloadVNIs adds the VNIs that next names and the daemon does not serve,
+// and removes those it no longer names, while the others forward on. A
+// change it cannot apply is logged, and next gets the VNIs served, which
+// stay as they were.
+func (sv *supervisor) reloadVNIs(next *config) {
+	if sameVNIs(sv.cfg.VNIs, next.VNIs) {
+		return
+	}
+	why := ""
+	switch {
+	case sv.vnis == nil:
+		why = "a daemon started with one VNI serves that one until restart; one started with several adds and removes VNIs on reload"
+	case len(next.VNIs) < 2:
+		why = "a daemon started with several VNIs keeps serving several; one VNI alone takes its names from --bridge and --tap"
+	case next.UseEtcd():
+		why = "with etcd, VNIs are added and removed on restart"
+	}
+	if why != "" {
+		sv.log.Warn("VNIs changed; they take effect on restart", "key", "vni", "running", sv.cfg.Values["vni"], "new", next.Values["vni"], "why", why)
+		next.VNIs = sv.cfg.VNIs
+		return
+	}
+	self := sv.vnis.env.u.Addr
+	added, removed, err := sv.vnis.apply(next.VNIs,
+		func(t *fdb.Table, vni uint32) { sv.attachPeersLocked(t, vni, self, next.Peers) },
+		func(vni uint32) {
+			sv.peers = slices.DeleteFunc(sv.peers, func(p *staticPeers) bool { return p.vni == vni })
+		})
+	if err != nil {
+		sv.log.Error("VNIs not changed; the daemon serves those it served", "key", "vni", "err", err)
+		next.VNIs = sv.cfg.VNIs
+		return
+	}
+	sv.log.Info("VNIs changed", "added", added, "removed", removed)
+}
+
+// sameVNIs reports whether a and b are the same VNIs with the same host
+// setup, in any order.
+func sameVNIs(a, b []vniPlane) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, p := range a {
+		if !slices.Contains(b, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // reload reads the configuration again and applies it: all of it, or,
@@ -109,7 +173,12 @@ func (sv *supervisor) reload() {
 		sv.log.Error("reload failed; the configuration in force is unchanged", "err", err)
 		return
 	}
+	// reloadVNIs says itself what it cannot change live.
+	sv.reloadVNIs(next)
 	for _, key := range slices.Sorted(maps.Keys(next.Values)) {
+		if key == "vni" {
+			continue
+		}
 		if was, now := sv.started.Values[key], next.Values[key]; !liveSettings[key] && was != now {
 			sv.log.Warn("setting changed; it takes effect on restart", "key", key, "running", was, "new", now)
 		}
