@@ -20,12 +20,8 @@ import (
 // containers of both VNIs have the same MAC and IP addresses: only the VNI
 // tells them apart, and nothing crosses from one to the other.
 func TestSeveralVNIsIsolated(t *testing.T) {
-	tp := newTopo(t, 42)
-	kh, vh := tp.addHost(), tp.addHost()
 	vnis := []int{42, 43}
-	for _, vni := range vnis {
-		tp.kernelVNI(kh, vni, fmt.Sprintf("vx%d", vni), fmt.Sprintf("br%d", vni), encap.DefaultPort, vh.ip)
-	}
+	tp, kh, vh := newKernelVNIsTopo(t, vnis...)
 	tp.launch(vh, tp.daemonCmd(vh.ns, "--vni", "42", "--vni", "43", "--local-ip", vh.ip, "--peer", kh.ip,
 		"--control-socket", vh.sock, "--metrics-listen", metricsAddr(vh), "--persist=false", "--log-level", "debug",
 		"--state-dir", t.TempDir()))
@@ -191,6 +187,19 @@ func TestSeveralVNIsIsolated(t *testing.T) {
 			t.Errorf("after fdb add --vni 43, show fdb --vni %d lists %s: %v\n%s", vni, static, has, text)
 		}
 	}
+}
+
+// newKernelVNIsTopo returns a topology of two hosts: kh with a kernel
+// vxlan device vx<VNI> on the bridge br<VNI> for each of vnis, on port
+// 4789, whose peer is vh, where vxland is to run.
+func newKernelVNIsTopo(t *testing.T, vnis ...int) (tp *topo, kh, vh *testHost) {
+	t.Helper()
+	tp = newTopo(t, vnis[0])
+	kh, vh = tp.addHost(), tp.addHost()
+	for _, vni := range vnis {
+		tp.kernelVNI(kh, vni, fmt.Sprintf("vx%d", vni), fmt.Sprintf("br%d", vni), encap.DefaultPort, vh.ip)
+	}
+	return tp, kh, vh
 }
 
 // kernelCounters reads the counters of h's kernel vxlan device of vni.

@@ -21,11 +21,7 @@ import (
 // probe on VNI 42 loses nothing. A VNI that cannot be brought up changes
 // nothing. The peer host has a kernel vxlan device per VNI.
 func TestReloadAddsAndRemovesVNIs(t *testing.T) {
-	tp := newTopo(t, 42)
-	kh, vh := tp.addHost(), tp.addHost()
-	for _, vni := range []int{42, 43, 44} {
-		tp.kernelVNI(kh, vni, fmt.Sprintf("vx%d", vni), fmt.Sprintf("br%d", vni), encap.DefaultPort, vh.ip)
-	}
+	tp, kh, vh := newKernelVNIsTopo(t, 42, 43, 44)
 	path := filepath.Join(tp.dir, "vnis.yaml")
 	writeFile(t, path, "vnis:\n  - {vni: 42}\n  - {vni: 43}\n")
 	tp.launch(vh, tp.daemonCmd(vh.ns, "--config", path, "--local-ip", vh.ip, "--peer", kh.ip,
