@@ -202,11 +202,7 @@ func (st *status) dataPlanesUp(dps []dataPlane, unclaimed metrics.StatsSource) {
 	st.dataPlanes.Store(&handlers)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.planes == nil {
-		st.metrics.Add(collect)
-	} else {
-		st.metrics.Replace(st.planes, collect)
-	}
+	st.metrics.Replace(st.planes, collect)
 	st.planes = collect
 }
 

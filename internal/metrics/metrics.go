@@ -53,10 +53,12 @@ func NewRegistry(version string) *Registry {
 // mistake in the program: Add panics.
 func (r *Registry) Add(c prometheus.Collector) { r.reg.MustRegister(c) }
 
-// Replace registers c in place of old, which Add registered: the
-// metrics that old exported and c does not are gone.
+// Replace registers c in place of old, which Add or Replace registered:
+// the metrics that old exported and c does not are gone. A nil old adds c.
 func (r *Registry) Replace(old, c prometheus.Collector) {
-	r.reg.Unregister(old)
+	if old != nil {
+		r.reg.Unregister(old)
+	}
 	r.reg.MustRegister(c)
 }
 
