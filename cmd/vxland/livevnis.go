@@ -108,6 +108,8 @@ type liveVNIs struct {
 	env *vniEnv
 	mux *overlay.Mux
 	up  []*vniUp // sorted by VNI
+	// agents are the VNIs' etcd agents; nil without etcd.
+	agents *vniAgents
 }
 
 // publish makes the status (readiness, control sockets, metrics) that of
@@ -187,6 +189,11 @@ func (l *liveVNIs) apply(want []vniPlane, attach func(t *fdb.Table, vni uint32),
 		added = append(added, p.VNI)
 	}
 	for _, v := range drop {
+		// Its agent goes first, its lease revoked: the other hosts stop
+		// sending to this one before the VNI stops taking traffic.
+		if l.agents != nil {
+			l.agents.stop(v.plane.VNI)
+		}
 		// Out of the status first, so that nothing reports on a VNI
 		// half gone; the Mux closes its TAP once no thread uses it.
 		l.up = slices.DeleteFunc(l.up, func(x *vniUp) bool { return x == v })
@@ -207,5 +214,11 @@ func (l *liveVNIs) apply(want []vniPlane, attach func(t *fdb.Table, vni uint32),
 	l.up = append(l.up, news...)
 	slices.SortFunc(l.up, func(a, b *vniUp) int { return int(a.plane.VNI) - int(b.plane.VNI) })
 	l.publish()
+	// The new VNIs forward before their agents publish them in etcd.
+	if l.agents != nil {
+		for _, v := range news {
+			l.agents.start(v.tables)
+		}
+	}
 	return added, removed, nil
 }

@@ -19,7 +19,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"sync"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -29,7 +28,6 @@ import (
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/internal/etcdwatch"
-	"github.com/vxland/vxland/internal/metrics"
 	"github.com/vxland/vxland/overlay"
 	"github.com/vxland/vxland/overlay/fdb"
 	"github.com/vxland/vxland/overlay/hostnet"
@@ -281,6 +279,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		ups = append(ups, v)
 	}
 	run := ovs[0].Run
+	var live *liveVNIs
 	if len(ovs) == 1 {
 		st.tapUp(ups[0].host)
 		st.dataPlaneUp(ups[0].dp)
@@ -289,9 +288,8 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		if err != nil {
 			return err
 		}
-		live := &liveVNIs{env: env, mux: mux, up: ups}
+		live = &liveVNIs{env: env, mux: mux, up: ups}
 		live.publish()
-		sv.serveVNIs(live)
 		run = mux.Run
 	}
 
@@ -299,7 +297,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 	close(up)
 	ready := (<-chan struct{})(up)
 	if cfg.UseEtcd() {
-		stopDiscovery, synced, err := startDiscovery(ctx, cfg, u.Addr, members, st, log)
+		agents, stopDiscovery, synced, err := startDiscovery(ctx, cfg, u.Addr, members, st, log)
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -308,6 +306,13 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger, sv *supervisor) 
 		}
 		closers = append(closers, stopDiscovery)
 		ready = synced
+		if live != nil {
+			live.agents = agents
+		}
+	}
+	if live != nil {
+		// Reloads change the VNIs from here on, their agents with them.
+		sv.serveVNIs(live)
 	}
 	go sv.readyWhen(ctx, ready)
 
@@ -331,16 +336,17 @@ type vniTables struct {
 // startDiscovery starts the embedded etcd if asked, connects to etcd and
 // runs the control plane in the background: one agent per VNI, all on
 // one etcd client (when etcd must be logged in to later, each agent makes
-// its own in the background). The returned function stops all of it, revoking this
-// host's leases; synced is closed once every VNI's FDB is in step with
-// etcd for the first time.
+// its own in the background). agents starts and stops the agents of VNIs
+// a reload adds and removes; stop stops all of it, revoking this host's
+// leases; synced is closed once every VNI's FDB is in step with etcd for
+// the first time.
 //
 // Each agent registers, publishes and watches under its VNI's keys, on a
 // lease of its own: the agent re-registers by itself when its lease is
 // lost, and a lease shared between agents would have them re-register
 // each other's keys. A host serving n VNIs holds n leases, renewed over
 // the one client's connection.
-func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, vnis []vniTables, st *status, log *slog.Logger) (stop func(), synced <-chan struct{}, err error) {
+func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, vnis []vniTables, st *status, log *slog.Logger) (agents *vniAgents, stop func(), synced <-chan struct{}, err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -353,9 +359,9 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, vnis []vn
 			CertFile: cfg.EmbeddedEtcdCertFile, KeyFile: cfg.EmbeddedEtcdKeyFile, ClientCAFile: cfg.EmbeddedEtcdClientCAFile})
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, nil, ctx.Err() // stopped while etcd was starting
+				return nil, nil, nil, ctx.Err() // stopped while etcd was starting
 			}
-			return nil, nil, usagef("--embedded-etcd %s: %v", cfg.EmbeddedEtcd, err)
+			return nil, nil, nil, usagef("--embedded-etcd %s: %v", cfg.EmbeddedEtcd, err)
 		}
 		stops = append(stops, e.Close)
 		log.Info("embedded etcd serving", "endpoints", e.Endpoints(), "dir", cfg.EmbeddedEtcd)
@@ -384,58 +390,33 @@ func startDiscovery(ctx context.Context, cfg *config, self netip.Addr, vnis []vn
 		log.Warn("etcd does not answer the login; forwarding starts, and the login is retried in the background", "err", err)
 	default:
 		stop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	hostname, _ := os.Hostname()
-	agents := make([]*discovery.Agent, len(vnis))
-	collect := &metrics.Etcd{}
-	for i, v := range vnis {
-		agents[i] = discovery.New(discovery.Config{
+	agents = newVNIAgents(ctx, func(v vniTables) *discovery.Agent {
+		return discovery.New(discovery.Config{
 			Client: cli, Connect: connect, Prefix: cfg.EtcdPrefix, VNI: v.vni, Self: self, Port: cfg.Port, Hostname: hostname,
 			LeaseTTL: cfg.LeaseTTL, Ageing: cfg.FDBAgeing, Underlay: cfg.Underlay,
 			FDB: v.fdb, Local: v.local, Neighbors: v.neighbors, Logger: log, AfterList: returnListMemory,
 		})
-		collect.Agents = append(collect.Agents, metrics.EtcdAgent{VNI: v.vni, Agent: agents[i]})
-	}
-	st.ready.Set(checkEtcd, func() error {
-		for i, a := range agents {
-			select {
-			case <-a.Synced():
-			default:
-				return fmt.Errorf("FDB not yet filled from etcd: VNI %d", vnis[i].vni)
-			}
-		}
-		return nil
-	})
-	st.metrics.Add(collect)
-	actx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for i, a := range agents {
-		wg.Go(func() { a.Run(actx) })
-		wg.Go(func() {
-			select {
-			case <-a.Synced():
-				log.Info("fdb in step with etcd", "vni", vnis[i].vni, "flood", len(vnis[i].fdb.Flood(vnis[i].vni)))
-			case <-actx.Done():
-			}
-		})
-	}
+	}, st, log)
+	started := agents.start(vnis...)
 	all := make(chan struct{})
 	go func() {
-		for _, a := range agents {
+		for _, a := range started {
 			select {
 			case <-a.Synced():
-			case <-actx.Done():
+			case <-agents.ctx.Done():
 				return
 			}
 		}
 		close(all)
 	}()
 	if cfg.EtcdCAFile != "" || cfg.EtcdCertFile != "" {
-		go explainTLS(actx, etcdClientConfig(cfg, endpoints), all, log)
+		go explainTLS(agents.ctx, etcdClientConfig(cfg, endpoints), all, log)
 	}
-	stops = append(stops, func() { cancel(); wg.Wait() })
-	return stop, all, nil
+	stops = append(stops, agents.stopAll)
+	return agents, stop, all, nil
 }
 
 // newEtcdClient connects to etcd at endpoints with the credentials of cfg.

@@ -120,8 +120,6 @@ func (sv *supervisor) reloadVNIs(next *config) {
 		why = "a daemon started with one VNI serves that one until restart; one started with several adds and removes VNIs on reload"
 	case len(next.VNIs) < 2:
 		why = "a daemon started with several VNIs keeps serving several; one VNI alone takes its names from --bridge and --tap"
-	case next.UseEtcd():
-		why = "with etcd, VNIs are added and removed on restart"
 	}
 	if why != "" {
 		sv.log.Warn("VNIs changed; they take effect on restart", "key", "vni", "running", sv.cfg.Values["vni"], "new", next.Values["vni"], "why", why)
