@@ -77,6 +77,13 @@ func Run(ctx context.Context, o Options, progress func(string)) (res *Results, e
 		res.Machine.VxlandBase = describeBinary(o.VxlandBasePath)
 	}
 	topos := map[Config]*topology{}
+	// Stopped daemons would not see the lab's SIGTERM: every one runs
+	// again before the lab closes.
+	defer func() {
+		for _, t := range topos {
+			t.run(true)
+		}
+	}()
 	for _, c := range o.Configs {
 		progress(fmt.Sprintf("building %s topology", c.Label()))
 		t, err := buildTopology(ctx, lab, o, c, workDir)
@@ -113,6 +120,9 @@ func Run(ctx context.Context, o Options, progress func(string)) (res *Results, e
 	step := 0
 	for round := range o.Rounds {
 		for pos, c := range RoundOrder(o.Configs, round) {
+			for other, t := range topos {
+				t.run(other == c)
+			}
 			for _, test := range tests {
 				progress(Progress{Step: step, Steps: steps, Round: round, Rounds: o.Rounds,
 					Config: c, Test: test, Elapsed: time.Since(start)}.String())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/vxland/vxland/encap"
@@ -49,6 +50,20 @@ func (t *topology) vxlandPIDs() []int {
 		pids = append(pids, p.Pid())
 	}
 	return pids
+}
+
+// run lets the topology's vxland daemons run (SIGCONT) or stops them
+// (SIGSTOP). Only the configuration being measured runs its daemons: one
+// that polls (vxland-poll) would otherwise take CPU from the others'
+// measurements, all of which share the machine.
+func (t *topology) run(on bool) {
+	sig := syscall.SIGSTOP
+	if on {
+		sig = syscall.SIGCONT
+	}
+	for _, p := range t.vxland {
+		_ = syscall.Kill(p.Pid(), sig)
+	}
 }
 
 // shortName is the part of the namespace names that says the configuration.
