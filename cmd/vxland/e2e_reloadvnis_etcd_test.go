@@ -152,14 +152,7 @@ func TestReloadAddsAndRemovesVNIsWithEtcd(t *testing.T) {
 	if now := keysOf(42, h1); !mapsEqualOn(keys42, now) {
 		t.Errorf("h1's keys of VNI 42 changed across the reload:\nbefore %v\nafter  %v", keys42, now)
 	}
-	w := netlab.ProbeWindow{From: 0, To: probe.Sent()}
-	for deadline := time.Now().Add(5 * time.Second); probe.Lost(w) > 0 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if lost := probe.Lost(w); lost > 0 {
-		t.Fatalf("VNI 42's probe lost %d of %d datagrams across the reload", lost, w.To)
-	}
-	t.Logf("VNI 42's probe: %d datagrams, none lost, across the reload", w.To)
+	probeLostNothing(t, probe, "VNI 42's probe", "across the reload")
 }
 
 // mapsEqualOn reports whether every key of want is in got with the same

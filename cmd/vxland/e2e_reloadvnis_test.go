@@ -108,12 +108,19 @@ func TestReloadAddsAndRemovesVNIs(t *testing.T) {
 	}
 
 	// VNI 42 lost nothing across the reloads.
+	probeLostNothing(t, probe, "VNI 42's probe", "across the reloads")
+}
+
+// probeLostNothing fails t unless every datagram probe sent so far
+// arrives, late ones given a few seconds.
+func probeLostNothing(t *testing.T, probe *netlab.UDPProbe, name, when string) {
+	t.Helper()
 	w := netlab.ProbeWindow{From: 0, To: probe.Sent()}
 	for deadline := time.Now().Add(5 * time.Second); probe.Lost(w) > 0 && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if lost := probe.Lost(w); lost > 0 {
-		t.Fatalf("VNI 42's probe lost %d of %d datagrams across the reloads", lost, w.To)
+		t.Fatalf("%s lost %d of %d datagrams %s", name, lost, w.To, when)
 	}
-	t.Logf("VNI 42's probe: %d datagrams, none lost, across the reloads", w.To)
+	t.Logf("%s: %d datagrams, none lost, %s", name, w.To, when)
 }
