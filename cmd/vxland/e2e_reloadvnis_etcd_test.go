@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -38,7 +39,7 @@ func TestReloadAddsAndRemovesVNIsWithEtcd(t *testing.T) {
 		paths[h] = filepath.Join(tp.dir, h.ns.Name+".yaml")
 		writeFile(t, paths[h], "vnis:\n  - {vni: 42}\n  - {vni: 43}\n")
 		tp.launch(h, tp.daemonCmd(h.ns, "--config", paths[h], "--etcd-endpoints", etcdEndpoint, "--lease-ttl", leaseTTL.String(),
-			"--local-ip", h.ip, "--control-socket", h.sock, "--persist=false"))
+			"--local-ip", h.ip, "--control-socket", h.sock, "--metrics-listen", metricsAddr(h), "--persist=false"))
 	}
 	container := func(h *testHost, vni int, ip string) *netlab.NS {
 		t.Helper()
@@ -145,6 +146,19 @@ func TestReloadAddsAndRemovesVNIsWithEtcd(t *testing.T) {
 				return e.MAC == mac && e.Origin == fdb.OriginRemote.String() && e.VTEP.Addr().String() == x.other.ip
 			})
 		})
+	}
+
+	// The agents' metrics and readiness follow them: VNI 44's agent is
+	// there and synced, VNI 43's gone.
+	waitFor(t, 10*time.Second, "h1's metrics with VNI 44's agent synced", func() bool {
+		v, ok := scrape(t, h1).Value("vxland_etcd_synced", "vni", "44")
+		return ok && v == 1
+	})
+	if v, ok := scrape(t, h1).Value("vxland_etcd_synced", "vni", "43"); ok {
+		t.Errorf("h1's metrics still have VNI 43's agent: vxland_etcd_synced %v", v)
+	}
+	if code, body, err := getUnix(h1.sock, "/readyz"); err != nil || code != http.StatusOK {
+		t.Errorf("h1's /readyz after the reload: %d %q %v, want 200", code, body, err)
 	}
 
 	// VNI 42: the same keys on the same lease, and a probe that lost
