@@ -31,7 +31,9 @@ const (
 // the outer header, as the Linux kernel's tunnels do.
 func InnerFields(datagram []byte) (ttl, tos uint8, df, ok bool) {
 	const ip = HeaderLen + EthernetHeaderLen
-	if len(datagram) < ip+8 {
+	// Up to the IPv4 TTL (offset 8), which lies past every field read
+	// of either header.
+	if len(datagram) < ip+9 {
 		return 0, 0, false, false
 	}
 	switch uint16(datagram[ip-2])<<8 | uint16(datagram[ip-1]) {

@@ -31,6 +31,7 @@ func TestInnerFields(t *testing.T) {
 		{"IPv4 type, version 6", innerDatagram(0x0800, 0x65, 0xb8, 0, 0, 0, 0, 0, 0, 17), 0, 0, false, false},
 		{"short", innerDatagram(0x0800, 0x45)[:HeaderLen+EthernetHeaderLen+4], 0, 0, false, false},
 		{"empty", nil, 0, 0, false, false},
+		{"IPv4 cut before its TTL", innerDatagram(0x0800, 0x45, 0xb8, 0, 0, 0, 0, 0x40, 0, 17)[:HeaderLen+EthernetHeaderLen+8], 0, 0, false, false},
 	} {
 		ttl, tos, df, ok := InnerFields(tc.datagram)
 		if ttl != tc.ttl || tos != tc.tos || df != tc.df || ok != tc.ok {
@@ -41,4 +42,12 @@ func TestInnerFields(t *testing.T) {
 	if a := testing.AllocsPerRun(1000, func() { InnerFields(d) }); a != 0 {
 		t.Fatalf("%v allocations, want 0", a)
 	}
+}
+
+// FuzzInnerFields: whatever a container sends, reading the inner fields
+// never panics.
+func FuzzInnerFields(f *testing.F) {
+	f.Add(innerDatagram(0x0800, 0x45, 0xb8, 0, 0, 0, 0, 0x40, 0, 17))
+	f.Add(innerDatagram(0x86dd, 0x6b, 0x80, 0, 0, 0, 0, 58, 33))
+	f.Fuzz(func(t *testing.T, datagram []byte) { InnerFields(datagram) })
 }
