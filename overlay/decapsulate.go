@@ -99,6 +99,14 @@ func (d *decapsulator) deliver(bufs [][]byte, sizes []int, srcs []netip.AddrPort
 		buf := bufs[i][:datagramOffset+sizes[i]]
 		src := srcs[i].Addr()
 		frame, reason, ok := checkDatagram(buf[datagramOffset:], cfg.VNI, d.knownVTEP(src), cfg.LocalMAC)
+		if !ok && reason == DropUnknownVTEP && d.o.admitsSender(src) {
+			// A sender the VNI admits (its multicast group's) becomes a
+			// known VTEP with its first datagram that passes every
+			// other check.
+			if frame, reason, ok = checkDatagram(buf[datagramOffset:], cfg.VNI, true, cfg.LocalMAC); ok {
+				d.memo.vtep = d.o.fdb.Allow(src, fdb.SourceMulticast)
+			}
+		}
 		if !ok {
 			d.qc.drop(reason)
 			continue
@@ -166,11 +174,7 @@ func checkDatagram(pkt []byte, vni uint32, fromKnownVTEP bool, own fdb.MAC) (fra
 func (d *decapsulator) knownVTEP(src netip.Addr) bool {
 	if !d.memo.checked || src != d.memo.src {
 		d.countVTEP()
-		v, ok := d.o.fdb.KnownVTEP(src)
-		if !ok && d.o.admitsSender(src) {
-			d.o.fdb.Allow(src, fdb.SourceMulticast)
-			v, _ = d.o.fdb.KnownVTEP(src)
-		}
+		v, _ := d.o.fdb.KnownVTEP(src)
 		d.memo = decapMemo{checked: true, src: src, vtep: v}
 	}
 	return d.memo.vtep != nil

@@ -465,8 +465,17 @@ func TestPerVTEPCounters(t *testing.T) {
 // it by unicast; one outside stays dropped. Steady traffic from an
 // admitted sender allocates nothing.
 func TestGroupSendersAdmitted(t *testing.T) {
-	member := netip.MustParseAddr("203.0.113.7")
+	member, bad := netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("203.0.113.8")
 	r := newRig(t, func(c *overlay.Config) { c.GroupSenders = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")} })
+	// A sender in the prefix whose datagram fails another check (here:
+	// another VNI's) is not admitted by it.
+	r.conn.Inject(vxlanPacket(testVNI+1, udpFrame(t, macB, macA, 100)), netip.AddrPortFrom(bad, 4789))
+	if err := r.decap(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.fdb.KnownVTEP(bad); ok {
+		t.Errorf("%s was admitted by a datagram of another VNI", bad)
+	}
 	r.conn.Inject(vxlanPacket(testVNI, udpFrame(t, macB, macA, 100)), netip.AddrPortFrom(member, 4789))
 	r.conn.Inject(vxlanPacket(testVNI, udpFrame(t, fdb.MAC{0x02, 0xaa, 0, 0, 0, 0xc}, macA, 100)), netip.AddrPortFrom(stranger, 4789))
 	for range 2 { // a batch of one datagram each

@@ -438,12 +438,15 @@ func (f *Table) RemoveFlood(vni uint32, vtep netip.Addr, src Source) bool {
 }
 
 // Allow makes vtep a known VTEP for the reason src without adding it to
-// any flood list: the flannel mode accepts packets from every lease holder
-// but floods nothing. Each Allow is undone by one Disallow.
-func (f *Table) Allow(vtep netip.Addr, src Source) {
+// any flood list, and returns its record: the flannel mode accepts
+// packets from every lease holder but floods nothing. Each Allow is
+// undone by one Disallow.
+func (f *Table) Allow(vtep netip.Addr, src Source) *VTEP {
 	f.mu.Lock()
-	f.recordLocked(vtep.Unmap()).refs[src]++
-	f.mu.Unlock()
+	defer f.mu.Unlock()
+	v := f.recordLocked(vtep.Unmap())
+	v.refs[src]++
+	return v
 }
 
 // Disallow undoes one Allow of source src. When no flood list or Allow
