@@ -52,7 +52,7 @@ func (o *Overlay) work(i int, dev PolledDevice, conn PolledConn) error {
 	d.read = conn.TryRead
 	policy := startWakePolicy(o.cfg.BatchWhenIdle, &o.schedRefused, o.cfg.Logger)
 	return serve(poller.NewSet(dev.FD(), conn.FD()), policy, &poller.Spin{Budget: o.cfg.Poll},
-		side{e.step, "reading from device"}, side{d.step, "reading from underlay"})
+		side{step: e.step, what: "reading from device"}, side{step: d.step, what: "reading from underlay"})
 }
 
 // side is one descriptor a forwarding thread reads from: step reads and
@@ -60,6 +60,10 @@ func (o *Overlay) work(i int, dev PolledDevice, conn PolledConn) error {
 type side struct {
 	step func() error
 	what string
+	// quiet is a side that work on the others cannot make readable (a
+	// wake-up): it is read when the wait or a polling round says so,
+	// not again after every batch of the others.
+	quiet bool
 }
 
 // startWakePolicy locks the calling forwarding thread to its OS thread and
@@ -84,8 +88,9 @@ func startWakePolicy(batchWhenIdle bool, refused *sync.Once, log *slog.Logger) *
 
 // serve forwards until a side fails or is closed; side k is set's FD k.
 // It reads from every side that may have something; after any work all
-// may (a write to a device may queue an answer on it), and only when none
-// has, it polls them all again while spin says so, then waits.
+// but the quiet ones may (a write to a device may queue an answer on
+// it), and only when none has, it polls them all again while spin says
+// so, then waits.
 //
 // A packet found by polling ends no wait, so policy observes only the
 // thread's sleeps: it decides how the thread wakes from them, and a
@@ -95,6 +100,12 @@ func startWakePolicy(batchWhenIdle bool, refused *sync.Once, log *slog.Logger) *
 // wake-ups: a thread that yields its CPU every round does not need to.
 func serve(set *poller.Set, policy *poller.WakePolicy, spin *poller.Spin, sides ...side) error {
 	all := uint(1)<<len(sides) - 1
+	busy := all
+	for k, s := range sides {
+		if s.quiet {
+			busy &^= 1 << k
+		}
+	}
 	ready := all
 	for {
 		if ready == 0 && spin.Idle() {
@@ -116,7 +127,7 @@ func serve(set *poller.Set, policy *poller.WakePolicy, spin *poller.Spin, sides 
 			}
 			switch err := s.step(); {
 			case err == nil:
-				ready = all
+				ready |= busy
 				spin.Busy()
 			case errors.Is(err, poller.ErrWouldBlock):
 				ready &^= 1 << k
@@ -240,7 +251,7 @@ func (m *Mux) work(i int, conn PolledConn, w *muxWorker) error {
 		x := m.newDemux(i, set)
 		x.read = conn.TryRead
 		fds := []*poller.FD{conn.FD(), w.wake}
-		sides := []side{{x.step, "reading from underlay"}, {w.woken, "reading the wake-up"}}
+		sides := []side{{step: x.step, what: "reading from underlay"}, {step: w.woken, what: "reading the wake-up", quiet: true}}
 		for _, o := range set.overlays {
 			dev, ok := o.queues[i].Device.(PolledDevice)
 			if !ok {
@@ -249,7 +260,7 @@ func (m *Mux) work(i int, conn PolledConn, w *muxWorker) error {
 			e := o.newEncapsulator(i)
 			e.read = dev.TryRead
 			fds = append(fds, dev.FD())
-			sides = append(sides, side{e.step, fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI)})
+			sides = append(sides, side{step: e.step, what: fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI)})
 		}
 		m.mu.Lock()
 		w.serves = set
