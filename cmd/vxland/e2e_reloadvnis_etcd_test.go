@@ -100,6 +100,9 @@ func TestReloadAddsAndRemovesVNIsWithEtcd(t *testing.T) {
 		t.Fatalf("h1's container of VNI 42 not in etcd: %v", keys42)
 	}
 	lease43 := keysOf(43, h1)[discovery.NewKeys(discovery.DefaultPrefix, 43).Member(netip.MustParseAddr(h1.ip))]
+	if lease43 == 0 {
+		t.Fatal("h1's member key of VNI 43 has no lease: the revoke below would prove nothing")
+	}
 	waitFor(t, 10*time.Second, "the probe on VNI 42 under way", func() bool { return probe.Sent() >= 100 })
 
 	writeFile(t, paths[h2], "vnis:\n  - {vni: 42}\n  - {vni: 43}\n  - {vni: 44}\n")

@@ -164,10 +164,8 @@ func (l *liveVNIs) apply(want []vniPlane, attach func(t *fdb.Table, vni uint32),
 	var news []*vniUp
 	undo := func() {
 		for _, v := range news {
-			v.stopHealer()
-			v.tap.Unpersist()
 			l.mux.Remove(v.plane.VNI)
-			v.tap.Close()
+			v.discard()
 			detach(v.plane.VNI)
 		}
 	}
@@ -175,9 +173,7 @@ func (l *liveVNIs) apply(want []vniPlane, attach func(t *fdb.Table, vni uint32),
 		v, err := l.env.bringUpVNI(p)
 		if err == nil {
 			if err = l.mux.Add(v.ov); err != nil {
-				v.stopHealer()
-				v.tap.Unpersist()
-				v.tap.Close()
+				v.discard()
 			}
 		}
 		if err != nil {
@@ -221,4 +217,15 @@ func (l *liveVNIs) apply(want []vniPlane, attach func(t *fdb.Table, vni uint32),
 		}
 	}
 	return added, removed, nil
+}
+
+// discard undoes bringUpVNI for a VNI that a failed reload brought up: a
+// TAP made for it goes, --persist or not; one adopted from an earlier run
+// stays, as bringUpVNI's own failure leaves it.
+func (v *vniUp) discard() {
+	v.stopHealer()
+	if !v.tap.Adopted() {
+		v.tap.Unpersist()
+	}
+	v.tap.Close()
 }
