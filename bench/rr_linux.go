@@ -18,7 +18,7 @@ import (
 // requestResponse runs the request/response test for d: a server in dst
 // listening on dstIP, a client in src. cpus, if any, confine both ends'
 // threads, as they confine the other applications.
-func requestResponse(ctx context.Context, src, dst *netlab.NS, dstIP string, d time.Duration, cpus []int) (*RRRun, error) {
+func requestResponse(ctx context.Context, src, dst *netlab.NS, dstIP string, d time.Duration, cpus []int) (_ *RRRun, err error) {
 	ip, err := netip.ParseAddr(dstIP)
 	if err != nil || !ip.Is4() {
 		return nil, fmt.Errorf("request/response: %q is not an IPv4 address", dstIP)
@@ -49,7 +49,11 @@ func requestResponse(ctx context.Context, src, dst *netlab.NS, dstIP string, d t
 	defer func() {
 		// Wakes an accept that no client reached.
 		_ = unix.Shutdown(lfd, unix.SHUT_RDWR)
-		<-served
+		// A failed run says why the server failed, if it did; once the
+		// client is done, the woken accept's error means nothing.
+		if serr := <-served; err != nil && serr != nil {
+			err = fmt.Errorf("%w (the server: %v)", err, serr)
+		}
 		unix.Close(lfd)
 	}()
 

@@ -102,6 +102,9 @@ func Run(ctx context.Context, o Options, progress func(string)) (res *Results, e
 		tests = slices.DeleteFunc(slices.Clone(AllTests), func(t Test) bool { return !slices.Contains(o.Tests, t) })
 	}
 	if kt := topos[KernelVXLAN]; kt != nil && slices.Contains(tests, TestUDP64Paced) {
+		for c, t := range topos {
+			t.run(c == KernelVXLAN)
+		}
 		progress("measuring kernel VXLAN's UDP 64 B rate, which the paced runs offer")
 		r := measure(ctx, kt, TestUDP64, o, 0)
 		if r.UDP != nil {

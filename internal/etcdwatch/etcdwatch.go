@@ -47,7 +47,7 @@ type Follower struct {
 	Store  Store
 	Logger *slog.Logger
 	// AfterList, when set, is called after each list the Store took,
-	// with the number of keys listed, once the response is garbage.
+	// with the number of keys listed; the response is no longer used.
 	AfterList func(keys int)
 
 	// relists counts the lists after a watch found its revision
@@ -139,9 +139,7 @@ func (f *Follower) List(ctx context.Context) error {
 	}
 	f.Store.Replace(resp.Kvs, resp.Header.Revision)
 	if f.AfterList != nil {
-		n := len(resp.Kvs)
-		resp = nil
-		f.AfterList(n)
+		f.AfterList(len(resp.Kvs))
 	}
 	return nil
 }
