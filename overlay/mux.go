@@ -133,6 +133,9 @@ func (m *Mux) Add(o *Overlay) error {
 		return fmt.Errorf("overlay: VNI %d: the VNIs of a running mux change only where its devices and sockets can be polled", o.cfg.VNI)
 	case m.running != nil && m.running.stopped:
 		return fmt.Errorf("overlay: VNI %d: the mux has stopped", o.cfg.VNI)
+	case m.running != nil && slices.ContainsFunc(o.queues, func(q Queue) bool { _, ok := q.Device.(PolledDevice); return !ok }):
+		// Its threads would fail to poll it, and stop every VNI.
+		return fmt.Errorf("overlay: VNI %d: its device cannot be polled with the others of a running mux", o.cfg.VNI)
 	}
 	if err := checkJoin(m.conns, o); err != nil {
 		return err
