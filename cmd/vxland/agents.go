@@ -94,22 +94,28 @@ func (a *vniAgents) start(vs ...vniTables) []*discovery.Agent {
 	return started
 }
 
-// stop stops the agent of vni and returns once it has revoked its lease:
-// the other hosts forget this host's keys of vni at once, not after the
-// lease's TTL. The other agents and their leases are untouched.
-func (a *vniAgents) stop(vni uint32) {
+// stop stops the agents of vnis, all at once, and returns once each has
+// revoked its lease: the other hosts forget this host's keys of those
+// VNIs at once, not after the lease's TTL. The other agents and their
+// leases are untouched.
+func (a *vniAgents) stop(vnis ...uint32) {
 	a.mu.Lock()
-	k := slices.IndexFunc(a.running, func(r *vniAgent) bool { return r.tables.vni == vni })
-	if k < 0 {
-		a.mu.Unlock()
-		return
-	}
-	r := a.running[k]
-	a.running = slices.Delete(a.running, k, k+1)
+	var stopping []*vniAgent
+	a.running = slices.DeleteFunc(a.running, func(r *vniAgent) bool {
+		if slices.Contains(vnis, r.tables.vni) {
+			stopping = append(stopping, r)
+			return true
+		}
+		return false
+	})
 	a.publishLocked()
 	a.mu.Unlock()
-	r.stop()
-	<-r.done
+	for _, r := range stopping {
+		r.stop()
+	}
+	for _, r := range stopping {
+		<-r.done
+	}
 }
 
 // stopAll stops every agent, each revoking its lease, and waits for them.

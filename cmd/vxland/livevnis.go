@@ -184,12 +184,17 @@ func (l *liveVNIs) apply(want []vniPlane, attach func(t *fdb.Table, vni uint32),
 		attach(v.tables.fdb, p.VNI)
 		added = append(added, p.VNI)
 	}
-	for _, v := range drop {
-		// Its agent goes first, its lease revoked: the other hosts stop
-		// sending to this one before the VNI stops taking traffic.
-		if l.agents != nil {
-			l.agents.stop(v.plane.VNI)
+	// The dropped VNIs' agents go first, their leases revoked together:
+	// the other hosts stop sending to this one before a VNI stops taking
+	// traffic.
+	if l.agents != nil && len(drop) > 0 {
+		vnis := make([]uint32, len(drop))
+		for i, v := range drop {
+			vnis[i] = v.plane.VNI
 		}
+		l.agents.stop(vnis...)
+	}
+	for _, v := range drop {
 		// Out of the status first, so that nothing reports on a VNI
 		// half gone; the Mux closes its TAP once no thread uses it.
 		l.up = slices.DeleteFunc(l.up, func(x *vniUp) bool { return x == v })
@@ -211,10 +216,12 @@ func (l *liveVNIs) apply(want []vniPlane, attach func(t *fdb.Table, vni uint32),
 	slices.SortFunc(l.up, func(a, b *vniUp) int { return int(a.plane.VNI) - int(b.plane.VNI) })
 	l.publish()
 	// The new VNIs forward before their agents publish them in etcd.
-	if l.agents != nil {
-		for _, v := range news {
-			l.agents.start(v.tables)
+	if l.agents != nil && len(news) > 0 {
+		tables := make([]vniTables, len(news))
+		for i, v := range news {
+			tables[i] = v.tables
 		}
+		l.agents.start(tables...)
 	}
 	return added, removed, nil
 }
