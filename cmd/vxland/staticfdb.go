@@ -78,7 +78,11 @@ func loadStaticFDB(stateDir string, vni uint32, self netip.Addr, table *fdb.Tabl
 		return nil, fmt.Errorf("static FDB %s: %w", s.path, err)
 	}
 	for _, e := range kept {
-		mac, dst, err := s.check(e.MAC, e.Dst.String())
+		dstText := ""
+		if e.Dst.IsValid() {
+			dstText = e.Dst.String()
+		}
+		mac, dst, err := s.check(e.MAC, dstText)
 		if err != nil {
 			return nil, fmt.Errorf("static FDB %s: %w", s.path, err)
 		}
@@ -152,7 +156,7 @@ func (s *staticFDB) Delete(mac fdb.MAC, dst netip.Addr) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.find(mac)
-	if mac.IsZero() || (i >= 0 && dst.IsValid()) {
+	if dst.IsValid() || mac.IsZero() {
 		i = slices.Index(s.entries, staticEntry{MAC: mac.String(), Dst: dst})
 	}
 	if i < 0 {
