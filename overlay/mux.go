@@ -269,11 +269,18 @@ func (m *Mux) newDemux(i int, set *vniSet) *demux {
 	c := m.conns[i]
 	x := &demux{qc: &m.counters[i], read: c.Read}
 	x.bufs, x.sizes, x.srcs = newDatagramBatch(c)
+	x.deliverTo(set, i)
+	return x
+}
+
+// deliverTo makes x deliver to queue i of the VNIs of set, keeping its
+// batch of datagrams.
+func (x *demux) deliverTo(set *vniSet, i int) {
+	x.vnis, x.decaps = x.vnis[:0], x.decaps[:0]
 	for _, o := range set.overlays {
 		x.vnis = append(x.vnis, o.cfg.VNI)
 		x.decaps = append(x.decaps, o.newDeliverer(i))
 	}
-	return x
 }
 
 // step reads one batch of datagrams and delivers each run of consecutive

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -246,10 +247,16 @@ func (m *Mux) work(i int, conn PolledConn, w *muxWorker) error {
 	cfg := &m.vnis.Load().overlays[0].cfg
 	policy := startWakePolicy(cfg.BatchWhenIdle, &m.schedRefused, m.logger)
 	spin := &poller.Spin{Budget: cfg.Poll}
+	// The socket's batch and each VNI's encapsulator, with their
+	// buffers, are kept across rebuilds: a change of the VNIs allocates
+	// for the VNIs added only.
+	set := m.vnis.Load()
+	x := m.newDemux(i, set)
+	x.read = conn.TryRead
+	encs := map[*Overlay]side{}
 	for {
-		set := m.vnis.Load()
-		x := m.newDemux(i, set)
-		x.read = conn.TryRead
+		set = m.vnis.Load()
+		x.deliverTo(set, i)
 		fds := []*poller.FD{conn.FD(), w.wake}
 		sides := []side{{step: x.step, what: "reading from underlay"}, {step: w.woken, what: "reading the wake-up", quiet: true}}
 		for _, o := range set.overlays {
@@ -257,10 +264,20 @@ func (m *Mux) work(i int, conn PolledConn, w *muxWorker) error {
 			if !ok {
 				return fmt.Errorf("VNI %d: its device cannot be polled", o.cfg.VNI)
 			}
-			e := o.newEncapsulator(i)
-			e.read = dev.TryRead
+			s, ok := encs[o]
+			if !ok {
+				e := o.newEncapsulator(i)
+				e.read = dev.TryRead
+				s = side{step: e.step, what: fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI)}
+				encs[o] = s
+			}
 			fds = append(fds, dev.FD())
-			sides = append(sides, side{step: e.step, what: fmt.Sprintf("VNI %d: reading from device", o.cfg.VNI)})
+			sides = append(sides, s)
+		}
+		for o := range encs {
+			if !slices.Contains(set.overlays, o) {
+				delete(encs, o)
+			}
 		}
 		m.mu.Lock()
 		w.serves = set
