@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/vxland/vxland/discovery"
 	"github.com/vxland/vxland/internal/metrics"
 )
@@ -30,7 +28,7 @@ type vniAgents struct {
 	running []*vniAgent
 	// collect exports the running agents' metrics; a change of the
 	// agents replaces it.
-	collect prometheus.Collector
+	collect *metrics.Slot
 }
 
 // vniAgent is the running agent of one VNI.
@@ -132,6 +130,8 @@ func (a *vniAgents) publishLocked() {
 	for _, r := range a.running {
 		c.Agents = append(c.Agents, metrics.EtcdAgent{VNI: r.tables.vni, Agent: r.agent})
 	}
-	a.st.metrics.Replace(a.collect, c)
-	a.collect = c
+	if a.collect == nil {
+		a.collect = a.st.metrics.Slot()
+	}
+	a.collect.Set(c)
 }

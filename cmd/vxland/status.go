@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vxland/vxland/internal/control"
 	"github.com/vxland/vxland/internal/health"
 	"github.com/vxland/vxland/internal/metrics"
@@ -41,7 +40,7 @@ type status struct {
 	dataPlanes atomic.Pointer[map[uint32]http.Handler]
 	// planes exports the data planes' metrics; a change of the VNIs
 	// served replaces it (dataPlanesUp).
-	planes prometheus.Collector
+	planes *metrics.Slot
 
 	wg   sync.WaitGroup
 	mu   sync.Mutex
@@ -202,8 +201,10 @@ func (st *status) dataPlanesUp(dps []dataPlane, unclaimed metrics.StatsSource) {
 	st.dataPlanes.Store(&handlers)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.metrics.Replace(st.planes, collect)
-	st.planes = collect
+	if st.planes == nil {
+		st.planes = st.metrics.Slot()
+	}
+	st.planes.Set(collect)
 }
 
 // tapUp makes readiness follow the TAPs' state: up, and on its bridge

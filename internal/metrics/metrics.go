@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,13 +54,34 @@ func NewRegistry(version string) *Registry {
 // mistake in the program: Add panics.
 func (r *Registry) Add(c prometheus.Collector) { r.reg.MustRegister(c) }
 
-// Replace registers c in place of old, which Add or Replace registered:
-// the metrics that old exported and c does not are gone. A nil old adds c.
-func (r *Registry) Replace(old, c prometheus.Collector) {
-	if old != nil {
-		r.reg.Unregister(old)
+// Slot registers a place for a collector that a change of the VNIs
+// replaces (Slot.Set): a scrape collects what the slot holds at that
+// moment, the old set or the new, never neither, and the registry itself
+// never changes.
+func (r *Registry) Slot() *Slot {
+	s := &Slot{}
+	r.reg.MustRegister(s)
+	return s
+}
+
+// Slot is a collector that collects what its current collector does.
+type Slot struct{ cur atomic.Pointer[heldCollector] }
+
+type heldCollector struct{ c prometheus.Collector }
+
+// Set makes c the slot's collector.
+func (s *Slot) Set(c prometheus.Collector) { s.cur.Store(&heldCollector{c}) }
+
+// Describe describes nothing: what the slot holds changes, so the
+// registry does not check it against descriptions (an unchecked
+// collector).
+func (s *Slot) Describe(chan<- *prometheus.Desc) {}
+
+// Collect collects the current collector's metrics.
+func (s *Slot) Collect(ch chan<- prometheus.Metric) {
+	if h := s.cur.Load(); h != nil {
+		h.c.Collect(ch)
 	}
-	r.reg.MustRegister(c)
 }
 
 // Handler serves the metrics on /metrics, and ready's /healthz and

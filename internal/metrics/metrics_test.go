@@ -180,3 +180,25 @@ func TestDataPlanesExportEachVNI(t *testing.T) {
 		}
 	}
 }
+
+// A slot exports what it holds now: its collector replaced, the old
+// collector's series are gone and the new one's there.
+func TestSlotExportsItsCurrentCollector(t *testing.T) {
+	reg := metrics.NewRegistry("test")
+	slot := reg.Slot()
+	plane := func(vni uint32) *metrics.DataPlane {
+		return &metrics.DataPlane{VNI: vni, Stats: &fixedStats{RxPackets: uint64(vni)}, FDB: fdb.New(4789, time.Minute), Heals: func() uint64 { return 0 }}
+	}
+	h := reg.Handler(&health.Checks{})
+	if _, ok := scrape(t, h).Value("vxland_rx_packets_total", "vni", "42"); ok {
+		t.Fatal("an empty slot exports a data plane")
+	}
+	slot.Set(metrics.DataPlanes{Planes: []*metrics.DataPlane{plane(42), plane(43)}})
+	slot.Set(metrics.DataPlanes{Planes: []*metrics.DataPlane{plane(42), plane(44)}})
+	f := scrape(t, h)
+	for vni, want := range map[string]bool{"42": true, "43": false, "44": true} {
+		if _, ok := f.Value("vxland_rx_packets_total", "vni", vni); ok != want {
+			t.Errorf("vxland_rx_packets_total{vni=%s} exported: %v, want %v", vni, ok, want)
+		}
+	}
+}
