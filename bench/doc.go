@@ -67,7 +67,9 @@
 // time goes into a histogram of 1 µs buckets made before the run, so the
 // client allocates nothing per transaction; the client thread's CPU time
 // over the run is recorded too: well below 100 % means it waited for the
-// path, so the path set the rate. All percentiles are nearest-rank.
+// path, so the path set the rate. All percentiles are nearest-rank; the
+// request/response ones are the upper edge of the sample's 1 µs bucket,
+// so up to 1 µs above it.
 //
 // CPU cost is measured during the TCP tests: the busy time of the whole
 // machine (/proc/stat) and of the vxland processes (/proc/PID/stat, all
